@@ -1,0 +1,53 @@
+"""Shared fixtures: where the data and the pretrained weights are, and what to do without them.
+
+Tests that need real data read it from the folder named by ``MINISBERT_DATA`` (layout:
+``stsbenchmark/``, ``sick/``, ``snli/``). Tests that need the pretrained model read it
+from ``weights/all-MiniLM-L6-v2`` (``make weights`` creates it). Either missing makes
+those tests skip with the reason, except when ``MINISBERT_REQUIRE_DATA=1`` (CI), where
+a missing folder is a failure: CI must never pass by skipping its real checks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = Path(__file__).resolve().parent / "reference"
+PRETRAINED = ROOT / "weights" / "all-MiniLM-L6-v2"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("MINISBERT_REQUIRE_DATA") == "1":
+        pytest.fail(f"{reason} (MINISBERT_REQUIRE_DATA=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data folder from ``MINISBERT_DATA``."""
+    root = os.environ.get("MINISBERT_DATA")
+    if not root:
+        _missing("MINISBERT_DATA is not set; point it at a folder holding stsbenchmark/, sick/, snli/")
+    path = Path(root)  # type: ignore[arg-type]
+    if not (path / "stsbenchmark" / "sts-test.csv").is_file():
+        _missing(f"MINISBERT_DATA={root} has no stsbenchmark/sts-test.csv")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir() -> Path:
+    """The converted all-MiniLM-L6-v2 folder."""
+    if not (PRETRAINED / "model.safetensors").is_file():
+        _missing(f"{PRETRAINED} is missing; run `make weights` (or `minisbert fetch all-MiniLM-L6-v2`)")
+    return PRETRAINED
+
+
+@pytest.fixture(scope="session")
+def encoder(pretrained_dir: Path):  # noqa: ANN201 - SentenceEncoder, imported lazily
+    """The pretrained all-MiniLM-L6-v2 SentenceEncoder, loaded once per test session."""
+    from minisbert import SentenceEncoder
+
+    return SentenceEncoder.from_pretrained(pretrained_dir)
