@@ -1,0 +1,95 @@
+"""Pooling: from one vector per token to one vector per sentence.
+
+BERT gives a (T, D) matrix for a sentence; Sentence-BERT needs a single D-vector.
+Every pooling here is *masked*: padding tokens never count, so a sentence's vector
+does not depend on how long its batch neighbours are.
+
+    mean           u = sum_t m_t x_t / sum_t m_t             (SBERT's default)
+    cls            u = x_0                                   the [CLS] token
+    max            u_d = max_{t: m_t = 1} x_{t,d}
+    mean_sqrt_len  u = sum_t m_t x_t / sqrt(sum_t m_t)
+
+Shapes: B batch, T tokens, D hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+PoolingFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _float_mask(attention_mask: jax.Array, like: jax.Array) -> jax.Array:
+    return attention_mask.astype(like.dtype)[:, :, None]  # (B, T, 1)
+
+
+def mean_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T) 1 = real token, 0 = padding
+) -> jax.Array:  # (B, D)
+    """u = sum_t m_t x_t / max(sum_t m_t, 1e-9); the clamp keeps an all-padding row at 0."""
+    mask = _float_mask(attention_mask, token_embeddings)  # (B, T, 1)
+    summed = jnp.sum(token_embeddings * mask, axis=1)  # (B, D)
+    counts = jnp.maximum(jnp.sum(mask, axis=1), 1e-9)  # (B, 1)
+    return summed / counts
+
+
+def cls_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T), unused: [CLS] is always token 0 and always real
+) -> jax.Array:  # (B, D)
+    """u = x_0, the vector of the [CLS] token that the tokenizer puts first."""
+    del attention_mask
+    return token_embeddings[:, 0, :]
+
+
+def max_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T)
+) -> jax.Array:  # (B, D)
+    """u_d = max over real tokens of x_{t,d}; padding is set to -1e9 so it never wins."""
+    mask = _float_mask(attention_mask, token_embeddings)  # (B, T, 1)
+    masked = jnp.where(mask > 0, token_embeddings, -1e9)  # (B, T, D)
+    return jnp.max(masked, axis=1)
+
+
+def mean_sqrt_len_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T)
+) -> jax.Array:  # (B, D)
+    """u = sum_t m_t x_t / sqrt(sum_t m_t): a mean that shrinks less for long sentences."""
+    mask = _float_mask(attention_mask, token_embeddings)  # (B, T, 1)
+    summed = jnp.sum(token_embeddings * mask, axis=1)  # (B, D)
+    counts = jnp.maximum(jnp.sum(mask, axis=1), 1e-9)  # (B, 1)
+    return summed / jnp.sqrt(counts)
+
+
+POOLINGS: dict[str, PoolingFn] = {
+    "mean": mean_pooling,
+    "cls": cls_pooling,
+    "max": max_pooling,
+    "mean_sqrt_len": mean_sqrt_len_pooling,
+}
+
+
+def pool(
+    mode: str,
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T)
+) -> jax.Array:  # (B, D)
+    """Apply the pooling named ``mode`` (one of ``POOLINGS``)."""
+    if mode not in POOLINGS:
+        raise ValueError(f"unknown pooling mode {mode!r}; choose one of {sorted(POOLINGS)}")
+    return POOLINGS[mode](token_embeddings, attention_mask)
+
+
+def normalize(
+    embeddings: jax.Array,  # (B, D)
+    eps: float = 1e-12,
+) -> jax.Array:  # (B, D), each row of unit length (a zero row stays zero)
+    """u / max(||u||_2, eps), so that a dot product of two rows is their cosine."""
+    norms = jnp.linalg.norm(embeddings, axis=-1, keepdims=True)  # (B, 1)
+    return embeddings / jnp.maximum(norms, eps)

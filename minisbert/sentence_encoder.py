@@ -1,0 +1,257 @@
+"""The sentence encoder: tokenizer + BERT + pooling (+ L2 normalisation).
+
+    sentence --tokenize--> ids (T,) --BERT--> token vectors (T, D) --pool--> u (D,)
+                                                                  --normalise--> u / ||u||
+
+``SentenceModel`` is the network part, an ``nnx.Module`` that the training loop
+differentiates. ``SentenceEncoder`` adds the tokenizer and ``encode``, which turns a
+list of strings into a numpy array exactly as the reference library's ``encode`` does
+for the same model folder (same tokens, same pooling, same normalisation).
+
+Shapes: B batch, T tokens, D hidden size, N sentences in a call.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from minisbert.batching import smart_batches
+from minisbert.bert import BertEncoder
+from minisbert.config import BertConfig, ConfigError, SentenceConfig
+from minisbert.pooling import normalize, pool
+from minisbert.tokenizer import Tokenizer
+from minisbert.weights import load_params
+
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+CHUNK_SIZE = 16384  # sentences tokenized, sorted and encoded together; bounds memory
+
+
+class SentenceModel(nnx.Module):
+    """BERT followed by pooling and (optionally) normalisation: ids in, sentence vectors out."""
+
+    def __init__(self, config: BertConfig, sentence_config: SentenceConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.sentence_config = sentence_config
+        self.bert = BertEncoder(config, rngs=rngs)
+
+    def __call__(
+        self,
+        input_ids: jax.Array,  # (B, T)
+        attention_mask: jax.Array,  # (B, T)
+    ) -> jax.Array:  # (B, D)
+        token_embeddings = self.bert(input_ids, attention_mask)  # (B, T, D)
+        u = pool(self.sentence_config.pooling, token_embeddings, attention_mask)  # (B, D)
+        return normalize(u) if self.sentence_config.normalize else u
+
+
+# Jitted once per (model structure, input shape). ``graphdef`` is static: it describes
+# the module tree; ``state`` holds the parameter arrays that flow through the program.
+@functools.partial(jax.jit, static_argnums=0)
+def _sentence_embeddings(graphdef: Any, state: Any, input_ids: jax.Array, mask: jax.Array):
+    return nnx.merge(graphdef, state)(input_ids, mask)  # (B, D)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _token_embeddings(graphdef: Any, state: Any, input_ids: jax.Array, mask: jax.Array):
+    return nnx.merge(graphdef, state).bert(input_ids, mask)  # (B, T, D)
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A path, or a model name looked up in $MINISBERT_WEIGHTS, ./weights and the repo's weights/."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    roots = [Path(os.environ["MINISBERT_WEIGHTS"])] if "MINISBERT_WEIGHTS" in os.environ else []
+    roots += [Path("weights"), REPO_WEIGHTS]
+    for root in roots:
+        if (root / str(name_or_path)).is_dir():
+            return root / str(name_or_path)
+    raise FileNotFoundError(
+        f"no model folder {str(name_or_path)!r} (looked in: {', '.join(str(r) for r in roots)}). "
+        f"Fetch and convert it with `minisbert fetch {Path(str(name_or_path)).name}` "
+        "(or `make weights` for all-MiniLM-L6-v2)."
+    )
+
+
+def _as_sentence_list(sentences: Any) -> list[str]:
+    """Accept a list, tuple, numpy array or any iterable of str; name the first bad item."""
+    if sentences is None:
+        raise TypeError("sentences is None; pass a string or a list of strings")
+    if isinstance(sentences, bytes):
+        raise TypeError("sentences is bytes; decode it first, e.g. text.decode('utf-8')")
+    if isinstance(sentences, np.ndarray):
+        sentences = sentences.tolist()
+    if not isinstance(sentences, Iterable):
+        raise TypeError(f"sentences must be a string or an iterable of strings, not {type(sentences).__name__}")
+    items = list(sentences)
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            hint = " (decode bytes with .decode('utf-8'))" if isinstance(item, bytes) else ""
+            raise TypeError(
+                f"sentences[{index}] is {type(item).__name__}, not str{hint}: every item must be a string"
+            )
+    return [str(item) for item in items]
+
+
+class SentenceEncoder:
+    """Tokenizer + ``SentenceModel``: strings in, sentence embeddings out."""
+
+    def __init__(self, model: SentenceModel, tokenizer: Tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.compiled_shapes: set[tuple[str, tuple[int, int]]] = set()
+        self._warned_truncation = False
+
+    @property
+    def dim(self) -> int:  # D
+        return self.model.config.hidden_size
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.tokenizer.max_seq_length
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, seed: int = 0) -> SentenceEncoder:
+        """Load a minisbert model folder (a name under weights/, or a path).
+
+        Every file is checked before any computation: the config against the weights'
+        names and shapes, the tokenizer's vocabulary against the embedding matrix.
+        """
+        folder = resolve_model_dir(name_or_path)
+        for name in ("config.json", "sentence.json", "tokenizer.json", "model.safetensors"):
+            if not (folder / name).is_file():
+                hint = (
+                    " This looks like a sentence-transformers folder: convert it with "
+                    f"`minisbert convert {folder} weights/NAME`."
+                    if (folder / "modules.json").is_file()
+                    else " Fetch or convert the model again."
+                )
+                raise FileNotFoundError(f"{folder / name}: missing from the model folder.{hint}")
+        config = BertConfig.from_json(folder / "config.json")
+        sentence_config = SentenceConfig.from_json(folder / "sentence.json")
+        if sentence_config.max_seq_length > config.max_position_embeddings:
+            raise ConfigError(
+                f"{folder / 'sentence.json'}: max_seq_length {sentence_config.max_seq_length} "
+                f"exceeds the model's {config.max_position_embeddings} position embeddings"
+            )
+        tokenizer = Tokenizer.from_file(folder / "tokenizer.json", sentence_config.max_seq_length)
+        if tokenizer.vocab_size > config.vocab_size:
+            raise ConfigError(
+                f"{folder / 'tokenizer.json'}: the tokenizer has {tokenizer.vocab_size} tokens but "
+                f"the embedding matrix (embeddings.word_embeddings.embedding) has only "
+                f"{config.vocab_size} rows; the tokenizer belongs to another model"
+            )
+        # Build the model abstractly (no memory, no random init), then fill it from the file.
+        model = nnx.eval_shape(lambda: SentenceModel(config, sentence_config, rngs=nnx.Rngs(seed)))
+        _materialize(model)
+        load_params(model.bert, folder / "model.safetensors")
+        model.eval()
+        return cls(model, tokenizer)
+
+    def encode(
+        self,
+        sentences: str | Iterable[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        show_progress_bar: bool | None = None,
+        output_value: str = "sentence_embedding",
+    ) -> np.ndarray | list[np.ndarray]:
+        """Embed sentences: (N, D) float32, or (D,) for a single string.
+
+        ``output_value="token_embeddings"`` returns a list of (T_i, D) arrays instead,
+        one per sentence, without padding. ``normalize_embeddings=True`` L2-normalises
+        the result (the model's own pipeline may already do so, as all-MiniLM-L6-v2's does).
+        Sentences longer than ``max_seq_length`` tokens are truncated (with a warning).
+        """
+        if output_value not in ("sentence_embedding", "token_embeddings"):
+            raise ValueError(
+                f"output_value must be 'sentence_embedding' or 'token_embeddings', not {output_value!r}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        single = isinstance(sentences, str)
+        items = [sentences] if single else _as_sentence_list(sentences)
+        tokens = output_value == "token_embeddings"
+
+        self.model.eval()
+        graphdef, state = nnx.split(self.model)
+        results: list[Any] = [None] * len(items)
+        if show_progress_bar is None:
+            show_progress_bar = len(items) >= 2048 and sys.stderr.isatty()
+        progress = _progress(len(items), show_progress_bar)
+        for start in range(0, len(items), CHUNK_SIZE):
+            chunk = items[start : start + CHUNK_SIZE]
+            token_ids = self._tokenize(chunk)
+            pending = []  # device arrays: JAX runs batch k while Python pads batch k+1
+            for batch in smart_batches(
+                token_ids, batch_size, self.max_seq_length, self.tokenizer.pad_token_id
+            ):
+                shape = batch.input_ids.shape
+                fn = _token_embeddings if tokens else _sentence_embeddings
+                self.compiled_shapes.add((output_value, shape))
+                out = fn(graphdef, state, batch.input_ids, batch.attention_mask)
+                pending.append((batch, out))
+            for batch, out in pending:
+                out = np.asarray(out, dtype=np.float32)
+                for row, index in enumerate(batch.indices):
+                    if tokens:
+                        results[start + index] = out[row, : len(token_ids[index])]
+                    else:
+                        results[start + index] = out[row]
+                progress.update(len(batch.indices))
+        progress.close()
+
+        if tokens:
+            if normalize_embeddings:
+                results = [r / np.maximum(np.linalg.norm(r, axis=-1, keepdims=True), 1e-12) for r in results]
+            return results[0] if single else results
+        embeddings = np.stack(results) if results else np.zeros((0, self.dim), np.float32)  # (N, D)
+        if normalize_embeddings:
+            embeddings = np.asarray(normalize(jnp.asarray(embeddings)))
+        return embeddings[0] if single else embeddings
+
+    def _tokenize(self, sentences: list[str]) -> list[list[int]]:
+        encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
+        if not self._warned_truncation and any(e.overflowing for e in encodings):
+            self._warned_truncation = True
+            warnings.warn(
+                f"some sentences are longer than max_seq_length={self.max_seq_length} tokens "
+                "and were truncated; only their first tokens are embedded",
+                stacklevel=3,
+            )
+        return [e.ids for e in encodings]
+
+
+def _materialize(model: nnx.Module) -> None:
+    """Give an abstract (eval_shape) model real zero arrays, to be overwritten by load_params."""
+    state = nnx.state(model)
+    for _, var in nnx.to_flat_state(state):
+        value = var.get_value()
+        if isinstance(value, jax.ShapeDtypeStruct):
+            var.set_value(jnp.zeros(value.shape, value.dtype))
+    nnx.update(model, state)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(total: int, show: bool) -> Any:
+    if not show:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Encoding", unit="sent")

@@ -1,0 +1,73 @@
+"""WordPiece tokenization through Hugging Face ``tokenizers``, with padding done per batch.
+
+The model folder's ``tokenizer.json`` holds BERT's whole recipe: lower-casing and
+accent stripping (the normalizer), splitting on whitespace and punctuation (the
+pre-tokenizer), greedy longest-match WordPiece with ``##`` continuations (the model),
+and ``[CLS] ... [SEP]`` around every sentence (the post-processor).
+
+One gotcha matters for matching the reference library exactly: the shipped
+``tokenizer.json`` of all-MiniLM-L6-v2 has *fixed* padding to 128 tokens and truncation
+at 128 built in, while the model's own ``max_seq_length`` is 256. We switch both off
+and then truncate at ``max_seq_length`` ourselves; padding happens later, per batch,
+only as far as the batch needs (see ``pad_batch``).
+
+Shapes: B batch, T tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tokenizers
+
+
+class Tokenizer:
+    """Sentences to token ids, truncated at ``max_seq_length``; no padding."""
+
+    def __init__(self, backend: tokenizers.Tokenizer, max_seq_length: int):
+        backend.no_padding()
+        backend.enable_truncation(max_length=max_seq_length)
+        self.backend = backend
+        self.max_seq_length = max_seq_length
+        self.pad_token_id = backend.token_to_id("[PAD]") or 0
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_seq_length: int) -> Tokenizer:
+        return cls(tokenizers.Tokenizer.from_file(str(path)), max_seq_length)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
+        """Token ids of each sentence, ``[CLS]`` first and ``[SEP]`` last, at most max_seq_length."""
+        # encode_batch tokenizes in parallel in Rust; one call per batch of sentences.
+        encodings = self.backend.encode_batch(list(sentences), add_special_tokens=True)
+        return [encoding.ids for encoding in encodings]
+
+    def tokens(self, sentence: str) -> list[str]:
+        """The WordPiece strings of one sentence, for reading rather than computing."""
+        return self.backend.encode(sentence).tokens
+
+
+def pad_batch(
+    token_ids: Sequence[Sequence[int]],
+    length: int,
+    pad_token_id: int = 0,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists into arrays.
+
+    Returns ``input_ids`` (B, T) int32 and ``attention_mask`` (B, T) int32, 1 for real
+    tokens. ``batch_size`` > len(token_ids) appends empty rows (mask all 0) so that a
+    short last batch has the same shape as the others and reuses the compiled function.
+    """
+    B = batch_size if batch_size is not None else len(token_ids)
+    input_ids = np.full((B, length), pad_token_id, dtype=np.int32)  # (B, T)
+    attention_mask = np.zeros((B, length), dtype=np.int32)  # (B, T)
+    for row, ids in enumerate(token_ids):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
