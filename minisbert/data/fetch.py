@@ -1,0 +1,182 @@
+"""Downloading the official releases of STS Benchmark, SICK and SNLI.
+
+``fetch_datasets(dest)`` fetches each archive over HTTP, keeps only the files the
+readers need (plus readme and licence), and writes them into the layout of
+``minisbert.data.loading``::
+
+    dest/stsbenchmark/sts-{train,dev,test}.csv   from Stsbenchmark.tar.gz (STS wiki, UPV/EHU)
+    dest/sick/SICK_{train,trial,test_annotated}.txt  from the SemEval-2014 task 1 zips
+    dest/snli/snli_1.0_{train,dev,test}.jsonl    from snli_1.0.zip (Stanford NLP)
+
+Only the standard library is used (urllib, tarfile, zipfile). Every file is written to a
+temporary name in its folder and renamed into place, so an interrupted download never
+leaves a half-written file that a reader would take for data. A dataset whose files are
+all present is skipped unless ``force=True``.
+
+Where the archives come from, first match wins:
+
+1. ``base_urls``: a mapping from dataset name to a base URL, or one base URL for all;
+2. the environment variable ``MINISBERT_DATA_MIRROR``: one base URL for all;
+3. the official sources in ``OFFICIAL_BASE_URLS``.
+
+An archive's URL is its base URL followed by its file name, e.g.
+``http://localhost:8000/snli_1.0.zip`` for a mirror at ``http://localhost:8000``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from minisbert.data.lines import DataError
+
+MIRROR_ENV = "MINISBERT_DATA_MIRROR"
+OFFICIAL_BASE_URLS = {
+    "stsb": "http://ixa2.si.ehu.eus/stswiki/images/4/48/",
+    "sick": "http://alt.qcri.org/semeval2014/task1/data/uploads/",
+    "snli": "https://nlp.stanford.edu/projects/snli/",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One dataset's archives, the folder they unpack into, and the files to keep."""
+
+    folder: str
+    archives: tuple[str, ...]
+    required: tuple[str, ...]  # the data files; the download fails without them
+    extra: tuple[str, ...] = ()  # readme and licence, kept when present
+
+
+RELEASES = {
+    "stsb": Release(
+        "stsbenchmark",
+        ("Stsbenchmark.tar.gz",),
+        ("sts-train.csv", "sts-dev.csv", "sts-test.csv"),
+        ("readme.txt", "LICENSE.txt"),
+    ),
+    "sick": Release(
+        "sick",
+        ("sick_train.zip", "sick_trial.zip", "sick_test_annotated.zip"),
+        ("SICK_train.txt", "SICK_trial.txt", "SICK_test_annotated.txt"),
+        ("readme.txt",),
+    ),
+    "snli": Release(
+        "snli",
+        ("snli_1.0.zip",),
+        ("snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl"),
+        ("README.txt",),
+    ),
+}
+
+
+def fetch_datasets(
+    dest: str | Path,
+    *,
+    names: Iterable[str] | None = None,
+    base_urls: Mapping[str, str] | str | None = None,
+    force: bool = False,
+    timeout: float = 60.0,
+) -> dict[str, list[Path]]:
+    """Download and unpack datasets ``names`` (default all: stsb, sick, snli) into ``dest``.
+
+    Returns, per dataset, the data files now in place.
+    """
+    dest = Path(dest)
+    names = list(RELEASES) if names is None else list(names)
+    unknown = [n for n in names if n not in RELEASES]
+    if unknown:
+        raise DataError(f"cannot fetch {unknown}; known datasets: {', '.join(RELEASES)}")
+    fetched = {}
+    for name in names:
+        release = RELEASES[name]
+        folder = dest / release.folder
+        targets = [folder / f for f in release.required]
+        if force or not all(t.is_file() for t in targets):
+            folder.mkdir(parents=True, exist_ok=True)
+            base = _base_url(name, base_urls)
+            for archive in release.archives:
+                _fetch_archive(base.rstrip("/") + "/" + archive, folder, release, timeout)
+            missing = [t.name for t in targets if not t.is_file()]
+            if missing:
+                raise DataError(
+                    f"archives {', '.join(release.archives)} from {base} did not contain "
+                    f"{', '.join(missing)}"
+                )
+        fetched[name] = targets
+    return fetched
+
+
+def _base_url(name: str, base_urls: Mapping[str, str] | str | None) -> str:
+    if isinstance(base_urls, str):
+        return base_urls
+    if base_urls is not None and name in base_urls:
+        return base_urls[name]
+    return os.environ.get(MIRROR_ENV) or OFFICIAL_BASE_URLS[name]
+
+
+def _fetch_archive(url: str, folder: Path, release: Release, timeout: float) -> None:
+    """Download one archive to a temporary file and unpack the wanted members from it."""
+    keep = set(release.required) | set(release.extra)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", delete=False) as tmp:
+        archive = Path(tmp.name)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                shutil.copyfileobj(response, tmp)
+        except (urllib.error.URLError, OSError) as e:
+            archive.unlink(missing_ok=True)
+            reason = getattr(e, "reason", e)
+            raise DataError(
+                f"could not download {url} ({reason}); without network, copy the files into "
+                f"{folder} by hand or set {MIRROR_ENV} to a URL that serves the archives"
+            ) from None
+    try:
+        _unpack(archive, url, folder, keep)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
+    """Write each archive member whose base name is in ``keep`` to ``folder / base name``.
+
+    Only base names are used, so no member can write outside ``folder``.
+    """
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    member = PurePosixPath(info.filename)
+                    if not info.is_dir() and member.name in keep and "__MACOSX" not in member.parts:
+                        with zf.open(info) as src:
+                            _write_atomic(folder / member.name, src)
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                for info in tf:
+                    name = PurePosixPath(info.name).name
+                    src = tf.extractfile(info) if info.isfile() and name in keep else None
+                    if src is not None:
+                        _write_atomic(folder / name, src)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        raise DataError(f"{url}: not a readable zip or tar archive ({e})") from None
+
+
+def _write_atomic(target: Path, src: IO[bytes]) -> None:
+    """Copy ``src`` to a temporary file beside ``target``, then rename it into place."""
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as tmp:
+        try:
+            shutil.copyfileobj(src, tmp)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    os.replace(tmp.name, target)

@@ -1,0 +1,110 @@
+"""Datasets by name: where the data folder is, and which file each split lives in.
+
+The data folder comes from the environment variable ``MINISBERT_DATA`` and holds::
+
+    stsbenchmark/sts-{train,dev,test}.csv
+    sick/SICK_{train,trial,test_annotated}.txt
+    snli/snli_1.0_{train,dev,test}.jsonl   (official release)
+      or snli/s1.dev, s2.dev, labels.dev   (line-aligned copy)
+
+``fetch_datasets(folder)`` downloads the official releases into exactly this layout.
+
+``load_dataset(name, split)`` is what the CLI calls. Names:
+
+============== ======================================= ==============================
+name           examples                                splits
+============== ======================================= ==============================
+stsb           PairExample, score 0..5 (0..1 normal.)  train, dev, test
+sick           PairExample, relatedness 1..5 (0..1)    train, trial (= dev), test
+sick-nli       PairExample, entailment class 0/1/2     train, trial (= dev), test
+snli           PairExample, entailment class 0/1/2     train, dev, test
+snli-triplets  TripletExample (premise, ent., contr.)  train, dev, test
+a file path    pairs or triplets (``read_examples``)   (ignored)
+============== ======================================= ==============================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from minisbert.data.examples import PairExample, TripletExample
+from minisbert.data.files import read_examples
+from minisbert.data.lines import DataError
+from minisbert.data.nli import nli_triplets, read_snli_jsonl, read_snli_lines
+from minisbert.data.sts import read_sick, read_sick_entailment, read_stsb
+
+DATA_ENV = "MINISBERT_DATA"
+DATASETS = ("stsb", "sick", "sick-nli", "snli", "snli-triplets")
+MISSING_HINT = (
+    f"set {DATA_ENV} to a folder holding stsbenchmark/, sick/ and snli/, or download them "
+    f"with minisbert.data.fetch_datasets(folder) and point {DATA_ENV} at that folder"
+)
+SICK_FILES = {
+    "train": "SICK_train.txt",
+    "trial": "SICK_trial.txt",
+    "dev": "SICK_trial.txt",
+    "test": "SICK_test_annotated.txt",
+}
+
+
+def data_dir() -> Path:
+    """The data folder named by ``MINISBERT_DATA``; a ``DataError`` says what to set if not."""
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        raise DataError(f"{DATA_ENV} is not set: {MISSING_HINT}")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{DATA_ENV}={root} is not a folder: {MISSING_HINT}")
+    return path
+
+
+def load_dataset(
+    name: str, split: str = "train", *, root: str | Path | None = None, normalize: bool = False
+) -> list[PairExample] | list[TripletExample]:
+    """The examples of dataset ``name`` (see the module docstring), from ``root`` or ``data_dir()``.
+
+    ``normalize=True`` rescales stsb and sick scores to 0..1.
+    """
+    if name not in DATASETS:
+        if Path(name).is_file() or Path(name).suffix.lower() in (".csv", ".tsv", ".jsonl"):
+            return read_examples(name)
+        raise DataError(
+            f"unknown dataset {name!r}: use one of {', '.join(DATASETS)} or a file path"
+        )
+    folder = Path(root) if root is not None else data_dir()
+    if name == "stsb":
+        _check_split(name, split, ("train", "dev", "test"))
+        return read_stsb(
+            folder / "stsbenchmark" / f"sts-{split}.csv",
+            normalize=normalize,
+            missing_hint=MISSING_HINT,
+        )
+    if name in ("sick", "sick-nli"):
+        _check_split(name, split, tuple(SICK_FILES))
+        path = folder / "sick" / SICK_FILES[split]
+        if name == "sick":
+            return read_sick(path, normalize=normalize, missing_hint=MISSING_HINT)
+        return read_sick_entailment(path, missing_hint=MISSING_HINT)
+    _check_split(name, split, ("train", "dev", "test"))
+    pairs = _read_snli(folder / "snli", split)
+    return nli_triplets(pairs) if name == "snli-triplets" else pairs
+
+
+def _read_snli(folder: Path, split: str) -> list[PairExample]:
+    """The official jsonl file if present, else the line-aligned copy."""
+    jsonl = folder / f"snli_1.0_{split}.jsonl"
+    if jsonl.is_file() or not (folder / f"s1.{split}").is_file():
+        hint = f"neither it nor {folder / f's1.{split}'} exists; {MISSING_HINT}"
+        return read_snli_jsonl(jsonl, missing_hint=hint)
+    return read_snli_lines(
+        folder / f"s1.{split}",
+        folder / f"s2.{split}",
+        folder / f"labels.{split}",
+        missing_hint=MISSING_HINT,
+    )
+
+
+def _check_split(name: str, split: str, splits: tuple[str, ...]) -> None:
+    if split not in splits:
+        raise DataError(f"dataset {name!r} has no split {split!r}; use one of {', '.join(splits)}")
