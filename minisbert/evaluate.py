@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from minisbert.data import PairExample, TripletExample
 
@@ -35,7 +36,7 @@ class Encoder(Protocol):
         batch_size: int = 32,
         normalize_embeddings: bool = False,
         show_progress_bar: bool = False,
-    ) -> np.ndarray: ...
+    ) -> npt.ArrayLike: ...  # (N, D); SentenceEncoder returns a float32 np.ndarray
 
 
 # ---------------------------------------------------------------- correlation

@@ -314,3 +314,12 @@ def test_evaluate_triplets_and_binary_with_fake_encoder() -> None:
 def test_evaluate_needs_labels() -> None:
     with pytest.raises(ValueError, match="label None"):
         evaluate_sts(BagOfCharacters(), [PairExample("a", "b")])
+
+
+@pytest.mark.slow
+def test_pretrained_stsb_test_score(encoder: object, data_dir: Path) -> None:
+    """all-MiniLM-L6-v2 on STS Benchmark test: the published Spearman (cosine) is 82.03."""
+    from minisbert.data import load_dataset
+
+    metrics = evaluate_sts(encoder, load_dataset("stsb", split="test", root=data_dir))  # type: ignore[arg-type]
+    assert metrics["spearman_cosine"] == pytest.approx(82.03, abs=0.01)

@@ -1,0 +1,62 @@
+# minisbert: two commands do everything on a fresh machine.
+#   make demo    create .venv, install, fetch and convert the weights, run the demo
+#   make test    the whole offline suite, lessons included
+# and, for the side-by-side checks against the real library:
+#   make test-live   a second environment (.venv-ref: torch CPU + sentence-transformers)
+#   make bench       speed and memory against sentence-transformers, printed as a table
+#   make lessons     execute every lesson on real data into build/lessons/
+
+PYTHON ?= python3.11
+VENV := .venv
+REF := .venv-ref
+MODEL := all-MiniLM-L6-v2
+WEIGHTS := weights/$(MODEL)/model.safetensors
+# The datasets live outside the repo; ../shared/data is where CI and the team keep them.
+MINISBERT_DATA ?= $(abspath ../shared/data)
+export MINISBERT_DATA
+
+.PHONY: demo test test-live weights reference lessons bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# torch==2.13.0 exactly: it is the CPU build that lies on these machines' disk
+# (a bare `torch` would pull a multi-GB CUDA build). Reference tests and benchmarks only.
+$(REF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(REF)
+	$(REF)/bin/python -m pip install --quiet --upgrade pip
+	$(REF)/bin/python -m pip install --quiet torch==2.13.0
+	$(REF)/bin/python -m pip install --quiet sentence-transformers==6.2.0 -e '.[dev]'
+	touch $@
+
+$(WEIGHTS): $(VENV)/.installed
+	$(VENV)/bin/minisbert fetch $(MODEL)
+
+weights: $(WEIGHTS)
+
+demo: $(WEIGHTS)
+	$(VENV)/bin/minisbert demo
+
+test: $(WEIGHTS)
+	$(VENV)/bin/python -m pytest -m "not live"
+
+test-live: $(REF)/.installed $(WEIGHTS)
+	$(REF)/bin/python -m pytest -m live
+
+reference: $(REF)/.installed $(WEIGHTS)
+	$(REF)/bin/python scripts/make_reference.py
+
+lessons: $(WEIGHTS)
+	$(VENV)/bin/python lessons/run.py --out build/lessons
+
+bench: $(REF)/.installed $(WEIGHTS)
+	$(REF)/bin/python -m bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check minisbert tests scripts lessons bench
+
+clean:
+	rm -rf $(VENV) $(REF) build .pytest_cache
