@@ -10,6 +10,8 @@ Shapes: B batch, D hidden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -50,6 +52,8 @@ def batch_hard_triplet_loss(
 
     Defaults are sentence-transformers' BatchHardTripletLoss: margin 5 and plain (not squared)
     euclidean distance, computed by expanding the square (see distances.euclidean_matrix).
+    Hermans et al. also use unsquared distances but prefer a soft margin, log(1 + exp(x)) in
+    place of max(x + margin, 0) (the library's BatchHardSoftMarginTripletLoss).
     Other distances: "squared_euclidean", "cosine" (1 - cos) and "manhattan".
 
     The selection uses the library's masking trick rather than -inf fills, and we keep it so the
@@ -68,7 +72,16 @@ def batch_hard_triplet_loss(
     positive_mask = (same_class & not_self).astype(d.dtype)  # (B, B)
     negative_mask = (~same_class).astype(d.dtype)  # (B, B)
 
-    hardest_positive = jnp.max(positive_mask * d, axis=1)  # (B,)
-    row_max = jnp.max(d, axis=1, keepdims=True)  # (B, 1)
-    hardest_negative = jnp.min(d + row_max * (1.0 - negative_mask), axis=1)  # (B,)
+    hardest_positive = _pick(positive_mask * d, jnp.argmax)  # (B,)
+    row_max = _pick(d, jnp.argmax)[:, None]  # (B, 1)
+    hardest_negative = _pick(d + row_max * (1.0 - negative_mask), jnp.argmin)  # (B,)
     return jnp.mean(jax.nn.relu(hardest_positive - hardest_negative + margin))
+
+
+def _pick(d: jax.Array, arg_best: Callable[..., jax.Array]) -> jax.Array:  # (B, B) -> (B,)
+    """d[i, arg_best(d[i])]: one entry per row, so a tie sends all the gradient to one sentence.
+
+    jnp.max would share it equally among tied entries (identical sentences in a batch tie);
+    torch's max/min, and hence the library, give it all to the first, and so do we.
+    """
+    return jnp.take_along_axis(d, arg_best(d, axis=1)[:, None], axis=1)[:, 0]
