@@ -7,6 +7,10 @@
     minisbert similarity "a" "b" ...     cosine similarity matrix
     minisbert search QUERY FILE          the lines of FILE most similar to QUERY
     minisbert demo                       encode, compare, search and mine a few sentences
+    minisbert train --data stsb --loss cosine --output runs/stsb   fine-tune (see minisbert.train)
+    minisbert eval sts --model runs/stsb [--split test]            Spearman x100, last line
+    minisbert eval triplets | eval nli   triplet accuracy, NLI accuracy of a softmax run
+    minisbert data fetch [--dest DIR]    download STS Benchmark, SICK and SNLI
 
 Errors a user can fix (a missing model, a bad file) print one clear line, not a traceback.
 """
@@ -186,6 +190,167 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minisbert {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+# ---------------------------------------------------------------- train, eval, data
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from minisbert.train import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model, data=args.data, loss=args.loss, output=args.output, split=args.split,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm, max_steps=args.max_steps, margin=args.margin,
+        scale=args.scale, distance=args.distance, concat=tuple(args.concat),
+        eval_data=args.eval_data, eval_steps=args.eval_steps,
+        checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints,
+        resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    result = train(config)
+    last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
+    speed = f"{result.seconds_per_step:.3f} s/step"
+    print(f"wrote {result.output}: {result.steps} steps, {speed}{last}")
+
+
+def _eval_split(args: argparse.Namespace, default: str) -> str:
+    return args.split if args.split is not None else default
+
+
+def cmd_eval_sts(args: argparse.Namespace) -> None:
+    from minisbert.data import load_dataset
+    from minisbert.evaluate import evaluate_sts
+
+    split = _eval_split(args, "test")
+    examples = load_dataset(args.data, split)
+    metrics = evaluate_sts(_encoder(args.model), examples, batch_size=args.batch_size)
+    print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs), x100")
+    print(f"{'':10} {'pearson':>8} {'spearman':>8}")
+    for name in ("cosine", "euclidean", "manhattan", "dot"):
+        print(f"{name:10} {metrics[f'pearson_{name}']:8.2f} {metrics[f'spearman_{name}']:8.2f}")
+    print(f"{metrics['spearman_cosine']:.2f}")
+
+
+def cmd_eval_triplets(args: argparse.Namespace) -> None:
+    from minisbert.data import load_dataset
+    from minisbert.evaluate import evaluate_triplets
+
+    split = _eval_split(args, "dev")
+    examples = load_dataset(args.data, split)
+    metrics = evaluate_triplets(_encoder(args.model), examples, batch_size=args.batch_size)
+    print(f"{args.model}  on {args.data} {split} ({len(examples)} triplets)")
+    print(f"accuracy (euclidean) {100 * metrics['accuracy_euclidean']:.2f}")
+    print(f"accuracy (cosine)    {100 * metrics['accuracy_cosine']:.2f}")
+    print(f"{100 * metrics['accuracy_cosine']:.2f}")
+
+
+def cmd_eval_nli(args: argparse.Namespace) -> None:
+    """Accuracy of the softmax classifier a `--loss softmax` run saved beside its model."""
+    import json
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from minisbert.data import load_dataset
+    from minisbert.evaluate import accuracy, encode_unique
+    from minisbert.losses import SoftmaxClassifier
+    from minisbert.sentence_encoder import resolve_model_dir
+    from minisbert.weights import load_params
+
+    encoder = _encoder(args.model)
+    folder = resolve_model_dir(args.model)
+    if not (folder / "classifier.json").is_file():
+        raise FileNotFoundError(
+            f"{folder / 'classifier.json'}: no classifier; only a `minisbert train --loss softmax` "
+            "run saves one"
+        )
+    spec = json.loads((folder / "classifier.json").read_text(encoding="utf-8"))
+    classifier = SoftmaxClassifier(
+        encoder.dim, spec["num_labels"], concat=spec["concat"], rngs=nnx.Rngs(0)
+    )
+    load_params(classifier, folder / "classifier.safetensors")
+    split = _eval_split(args, "dev")
+    examples = load_dataset(args.data, split)
+    u, v = encode_unique(
+        encoder, [e.sentence1 for e in examples], [e.sentence2 for e in examples],
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    logits = classifier(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32))  # (N, C)
+    score = 100 * accuracy(np.asarray(logits), np.array([e.label for e in examples]))
+    print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs)")
+    print(f"{score:.2f}")
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    import os
+
+    from minisbert.data import DATA_ENV, fetch_datasets
+
+    dest = args.dest or os.environ.get(DATA_ENV) or "data"
+    fetched = fetch_datasets(dest, names=args.names or None, force=args.force)
+    for name, files in fetched.items():
+        print(f"{name}: {', '.join(str(f) for f in files)}")
+    print(f"export {DATA_ENV}={Path(dest).resolve()}")
+
+
+# minisbert.losses.LOSSES, listed here so that `minisbert --help` need not import JAX.
+LOSS_NAMES = ("cosine", "cosent", "softmax", "contrastive", "online_contrastive", "triplet",
+              "batch_hard_triplet", "mnrl")  # fmt: skip
+
+
+def register_training_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune a model on sentence pairs or triplets")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--data", default="stsb", help="stsb, sick, snli, snli-triplets, a file")
+    p.add_argument("--loss", default="cosine", help=", ".join(LOSS_NAMES))
+    p.add_argument("--output", required=True, help="model; checkpoints in OUTPUT/checkpoints")
+    p.add_argument("--split", default="train")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--margin", type=float, default=None, help="triplet / contrastive margin")
+    p.add_argument("--scale", type=float, default=None, help="mnrl / cosent scale")
+    p.add_argument("--distance", default=None, help="triplet / contrastive distance")
+    p.add_argument("--concat", nargs="+", default=["u", "v", "abs_diff"],
+                   help="softmax features, from u v abs_diff mul (the paper's ablation)")
+    p.add_argument("--eval-data", default="auto", help="auto (STS-b dev), none, a name or a file")
+    p.add_argument("--eval-steps", type=int, default=0, help="0: evaluate at the end only")
+    p.add_argument("--checkpoint-steps", type=int, default=500)
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT's last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model: sts, triplets or nli")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    for kind, func, data in (
+        ("sts", cmd_eval_sts, "stsb"),
+        ("triplets", cmd_eval_triplets, "snli-triplets"),
+        ("nli", cmd_eval_nli, "snli"),
+    ):
+        q = kinds.add_parser(kind)
+        q.add_argument("--model", default=DEFAULT_MODEL)
+        q.add_argument("--data", default=data)
+        q.add_argument("--split", default=None, help="default: test for sts, dev otherwise")
+        q.add_argument("--batch-size", type=int, default=64)
+        q.set_defaults(func=func)
+
+    p = sub.add_parser("data", help="datasets")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("fetch", help="download STS Benchmark, SICK and SNLI")
+    q.add_argument("--dest", default=None, help="default: $MINISBERT_DATA, else ./data")
+    q.add_argument("--names", nargs="+", choices=["stsb", "sick", "snli"], default=None)
+    q.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_data_fetch)
+
+
+EXTRA_COMMANDS.append(register_training_commands)
 
 
 if __name__ == "__main__":

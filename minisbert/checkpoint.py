@@ -1,0 +1,201 @@
+"""A training run on disk: checkpoints to resume from, and the trained model at the end.
+
+    OUTPUT/
+        model.safetensors  config.json  sentence.json  tokenizer.json   the trained model
+        classifier.safetensors  classifier.json                          softmax runs only
+        checkpoints/
+            step-00000500/
+                params.safetensors      every nnx.Param by dotted path (model.bert.*, classifier.*)
+                optimizer.safetensors   the optax state, flattened alike (opt_state.1.0.mu.*)
+                state.json              step, epoch, shuffle and dropout RNG state, the config
+
+OUTPUT is a minisbert model folder, so ``SentenceEncoder.from_pretrained(OUTPUT)`` and
+``minisbert eval sts --model OUTPUT`` load it.
+
+**A checkpoint exists only when complete.** Every file is written to a temporary name and
+renamed into place (a rename is atomic), and ``state.json`` is written last: a run killed
+between files leaves a folder without ``state.json``, which ``latest_checkpoint`` ignores.
+So a crash loses at most the steps since the last complete checkpoint.
+
+The optimiser state is an optax pytree (clip state, Adam's ``mu`` and ``nu`` per
+parameter, step counts). ``nnx.state(optimizer)`` names every leaf by its path in that
+tree, and those dotted paths are the safetensors keys: stable as long as the optimiser is
+built the same way, which resuming checks (the config must match).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from minisbert.weights import check_params, read_safetensors, save_params, write_safetensors_atomic
+
+CHECKPOINTS = "checkpoints"
+STATE = "state.json"
+
+
+class OutputError(RuntimeError):
+    """The output folder cannot be created or written."""
+
+
+def prepare_output(path: str | Path) -> Path:
+    """Create the output folder and prove it writable, before any training time is spent."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise OutputError(f"--output {path} is not a writable folder ({err})") from None
+    return path
+
+
+# ---------------------------------------------------------------- flat states
+
+
+def _key(path: tuple) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def flat_arrays(node: nnx.Module, variables: Any) -> dict[str, np.ndarray]:
+    """The ``variables`` (an nnx filter) of ``node`` as numpy arrays under dotted paths."""
+    state = nnx.state(node, variables)
+    return {_key(path): np.asarray(var.get_value()) for path, var in nnx.to_flat_state(state)}
+
+
+def load_flat_arrays(node: nnx.Module, variables: Any, path: Path) -> None:
+    """Overwrite ``node``'s ``variables`` from a safetensors file, every name and shape checked."""
+    found = read_safetensors(path)
+    state = nnx.state(node, variables)
+    flat = list(nnx.to_flat_state(state))
+    expected = {}
+    for key_path, var in flat:
+        value = var.get_value()
+        expected[_key(key_path)] = jax.ShapeDtypeStruct(np.shape(value), np.asarray(value).dtype)
+    for name, want in expected.items():
+        # Scalars (step counts) come back with shape (1,): write_safetensors_atomic passes
+        # arrays through np.ascontiguousarray, which never returns a 0-d array.
+        if want.shape == () and name in found and found[name].shape == (1,):
+            found[name] = found[name].reshape(())
+    check_params(expected, found, path)
+    for key_path, var in flat:
+        var.set_value(jnp.asarray(found[_key(key_path)]))
+    nnx.update(node, state)
+
+
+def rng_state(node: nnx.Module) -> dict[str, dict[str, Any]]:
+    """Every dropout RNG stream's key (as its raw uint32 words) and call count, for JSON."""
+    return {
+        _key(path): {
+            "key": np.asarray(jax.random.key_data(stream.key.get_value())).tolist(),
+            "count": int(stream.count.get_value()),
+        }
+        for path, stream in nnx.iter_graph(node)
+        if isinstance(stream, nnx.RngStream)
+    }
+
+
+def set_rng_state(node: nnx.Module, saved: dict[str, dict[str, Any]]) -> None:
+    for path, stream in nnx.iter_graph(node):
+        if isinstance(stream, nnx.RngStream):
+            entry = saved[_key(path)]
+            key_data = jnp.asarray(entry["key"], dtype=jnp.uint32)
+            stream.key.set_value(jax.random.wrap_key_data(key_data))
+            stream.count.set_value(jnp.asarray(entry["count"], dtype=jnp.uint32))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _write_json_atomic(values: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(values, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    folder: Path, step: int, trainable: nnx.Module, optimizer: nnx.Optimizer, state: dict[str, Any]
+) -> Path:
+    """Write checkpoint ``step`` into ``folder``; ``state`` (JSON-able) goes into state.json."""
+    path = folder / f"step-{step:08d}"
+    path.mkdir(parents=True, exist_ok=True)
+    write_safetensors_atomic(flat_arrays(trainable, nnx.Param), path / "params.safetensors")
+    write_safetensors_atomic(flat_arrays(optimizer, ...), path / "optimizer.safetensors")
+    full = {"step": step, **state, "dropout_rng": rng_state(trainable)}
+    _write_json_atomic(full, path / STATE)  # last: its presence marks the checkpoint complete
+    return path
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints (those with state.json), oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("step-*") if (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = complete_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def restore_checkpoint(path: Path, trainable: nnx.Module, optimizer: nnx.Optimizer) -> dict:
+    """Load parameters, optimiser state and RNG state in place; return state.json's contents."""
+    state = json.loads((path / STATE).read_text(encoding="utf-8"))
+    load_flat_arrays(trainable, nnx.Param, path / "params.safetensors")
+    load_flat_arrays(optimizer, ..., path / "optimizer.safetensors")
+    set_rng_state(trainable, state["dropout_rng"])
+    return state
+
+
+def prune_checkpoints(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints (and older incomplete ones)."""
+    complete = complete_checkpoints(folder)
+    if not complete:
+        return
+    newest_kept = complete[-keep:] if keep > 0 else complete[-1:]
+    oldest_step = int(newest_kept[0].name.split("-")[1])
+    for path in folder.glob("step-*"):
+        if int(path.name.split("-")[1]) < oldest_step:
+            shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------- the trained model
+
+
+def save_model(
+    output: Path, model: nnx.Module, base_dir: Path, classifier: nnx.Module | None = None
+) -> None:
+    """Write ``model`` (a SentenceModel) as a minisbert model folder, tokenizer from ``base_dir``.
+
+    The weights are those of ``model.bert``, under minisbert names."""
+    save_params(model.bert, output / "model.safetensors")
+    _write_json_atomic(model.config.to_dict(), output / "config.json")
+    _write_json_atomic(model.sentence_config.to_dict(), output / "sentence.json")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (base_dir / name).is_file() and base_dir.resolve() != output.resolve():
+            shutil.copyfile(base_dir / name, output / name)
+    if classifier is not None:
+        save_params(classifier, output / "classifier.safetensors")
+        kernel = classifier.linear.kernel.get_value()  # (K D, C)
+        _write_json_atomic(
+            {"concat": list(classifier.concat), "num_labels": int(kernel.shape[1])},
+            output / "classifier.json",
+        )

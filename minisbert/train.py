@@ -1,0 +1,539 @@
+"""Fine-tuning: the siamese train step, the optimiser, and the loop that runs them.
+
+Shapes: S sides of an example (2 for pairs, 3 for triplets), B batch, T tokens, D hidden.
+
+One step (``train_step``), for a batch of pairs (u side, v side) or triplets:
+
+    e_s  = model(input_ids[s], attention_mask[s])        s = 1..S, the SAME module each time
+    loss = loss_fn([classifier,] e_1, ..., e_S, [labels])
+    g    = grad(loss) * min(1, 1 / ||grad(loss)||)        gradient clipped at global norm 1
+    AdamW: theta <- theta - lr(t) (m_hat / (sqrt(v_hat) + 1e-8) + 0.01 theta)
+
+Calling one module on every side is what makes the network *siamese*: u and v come from
+the same weights, and the gradient of both sides flows into them. The SoftmaxClassifier
+of the NLI objective is trained with the encoder (it is part of ``Trainable``) and then
+thrown away, as in the paper.
+
+These are sentence-transformers' ``fit`` defaults: AdamW, lr 2e-5, weight decay 0.01 on
+everything except biases and LayerNorm parameters, gradient norm clipped at 1, and
+"WarmupLinear": the learning rate climbs from 0 over the warm-up steps W (10% of all N
+steps, as in its STS and NLI training examples) and falls linearly back to 0:
+
+    lr(t) = lr * max(0, min(t / W, (N - t) / (N - W)))
+
+**Your own loss.** ``train(config, loss_fn=f)`` trains with ``f`` instead of the registry
+loss named by ``config.loss``; ``config.loss`` still says which data ``f`` gets and how it
+is called, so ``f`` must take the same arguments: ``f(u, v, scores)`` for cosine/cosent,
+``f(u, v, labels)`` for contrastive, ``f(classifier, u, v, labels)`` for softmax,
+``f(anchor, positive, negative)`` for triplet/mnrl (``f(anchor, positive)`` for mnrl on
+unlabelled pairs). ``f`` must be jittable and return a scalar. Options are bound with
+``functools.partial(f, margin=0.3)``.
+
+**Batches.** Each epoch visits the examples in an order drawn from
+``numpy.random.default_rng([seed, epoch])``; the short last batch is dropped, so every
+batch has B rows. All sides of a batch are padded to one bucket length T
+(``minisbert.batching.bucket_length``), so jit compiles one program per bucket, a handful.
+
+Checkpoints and the output folder are ``minisbert.checkpoint``'s; the device mesh is
+``minisbert.sharding``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from minisbert import checkpoint, sharding
+from minisbert.batching import bucket_length
+from minisbert.data import DataError, PairExample, TripletExample, load_dataset
+from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
+from minisbert.losses import LOSSES, SoftmaxClassifier, batch_hard_triplet_loss
+from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir
+from minisbert.tokenizer import Tokenizer, pad_batch
+
+LossFn = Callable[..., jax.Array]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: a NaN or infinite loss, or a resume that does not fit the run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a run. Defaults: the SBERT paper's STS fine-tuning."""
+
+    model: str = "all-MiniLM-L6-v2"  # a folder, or a name under weights/
+    data: str = "stsb"  # stsb, sick, sick-nli, snli, snli-triplets, or a file
+    loss: str = "cosine"  # a name in minisbert.losses.LOSSES
+    output: str = "runs/stsb"
+    split: str = "train"
+    epochs: int = 1
+    batch_size: int = 16  # B, global: split across devices
+    lr: float = 2e-5
+    seed: int = 0
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None  # stop after this many steps (the schedule ends there too)
+    margin: float | None = None  # None: the loss's own default
+    scale: float | None = None
+    distance: str | None = None
+    concat: tuple[str, ...] = ("u", "v", "abs_diff")  # softmax features; the paper's ablation
+    eval_data: str = "auto"  # auto, none, a dataset name or a file; split "dev"
+    eval_steps: int = 0  # evaluate every this many steps (0: only at the end)
+    checkpoint_steps: int = 500
+    keep_checkpoints: int = 2
+    resume: bool = False
+    progress: bool = True
+
+    # Fields that change the numbers: a resumed run must keep them.
+    MATH_FIELDS = (
+        "model", "data", "loss", "split", "epochs", "batch_size", "lr", "seed", "warmup_ratio",
+        "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
+    )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["concat"] = list(self.concat)
+        return values
+
+
+@dataclasses.dataclass
+class TrainResult:
+    output: Path
+    steps: int  # steps done, in total
+    losses: list[float]  # one per step run by this call
+    metrics: dict[str, float]  # the final evaluation, if any
+    seconds_per_step: float  # median wall time of a step (compiling steps are the outliers)
+
+
+class Trainable(nnx.Module):
+    """Everything the optimiser updates: the sentence model and, for softmax, its classifier."""
+
+    def __init__(self, model: SentenceModel, classifier: SoftmaxClassifier | None = None):
+        self.model = model
+        self.classifier = classifier
+
+
+# ---------------------------------------------------------------- which data each loss needs
+
+# A loss trains on data of one of these kinds; ``data_kinds`` says which kinds a dataset is.
+LOSS_DATA: dict[str, tuple[str, ...]] = {
+    "softmax": ("class pairs",),
+    "cosine": ("scored pairs",),
+    "cosent": ("scored pairs",),
+    "contrastive": ("0/1 pairs",),
+    "online_contrastive": ("0/1 pairs",),
+    "triplet": ("triplets",),
+    "batch_hard_triplet": ("triplets",),
+    "mnrl": ("triplets", "unlabelled pairs"),
+}
+KIND_SOURCES = {
+    "scored pairs": "--data stsb, sick, or a file of sentence1, sentence2, score",
+    "class pairs": "--data snli, sick-nli, or a file of sentence1, sentence2, integer label",
+    "0/1 pairs": "a file of sentence1, sentence2, label 0 or 1",
+    "triplets": "--data snli-triplets, or a file of anchor, positive, negative",
+    "unlabelled pairs": "a file of sentence1, sentence2 (positive pairs, no label column)",
+}
+
+
+def data_kinds(examples: list[Any]) -> set[str]:
+    """The kinds of training data ``examples`` are (see LOSS_DATA)."""
+    if all(isinstance(e, TripletExample) for e in examples):
+        return {"triplets"}
+    labels = [e.label for e in examples]
+    if all(label is None for label in labels):
+        return {"unlabelled pairs"}
+    if all(isinstance(label, int) for label in labels):
+        return {"class pairs", "0/1 pairs"} if set(labels) <= {0, 1} else {"class pairs"}
+    if all(isinstance(label, float) for label in labels):
+        return {"scored pairs"}
+    raise DataError("the examples mix labelled and unlabelled pairs, or scores and classes")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Token ids of every side of every example, and the labels, ready to batch."""
+
+    sides: list[list[list[int]]]  # S columns, each N lists of token ids
+    labels: np.ndarray | None  # (N,) float32 scores or int32 classes; None if unlabelled
+    max_length: int
+    pad_token_id: int
+    num_classes: int = 0  # C, for softmax
+
+    def __len__(self) -> int:
+        return len(self.sides[0])
+
+    def batch(
+        self, order: np.ndarray, index: int, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Batch ``index`` of an epoch: ids and mask (S, B, T), labels (B,)."""
+        rows = order[index * batch_size : (index + 1) * batch_size]  # (B,)
+        longest = max(len(side[i]) for side in self.sides for i in rows)
+        T = bucket_length(longest, self.max_length)
+        padded = [pad_batch([side[i] for i in rows], T, self.pad_token_id) for side in self.sides]
+        input_ids = np.stack([ids for ids, _ in padded])  # (S, B, T)
+        attention_mask = np.stack([mask for _, mask in padded])  # (S, B, T)
+        labels = None if self.labels is None else self.labels[rows]  # (B,)
+        return input_ids, attention_mask, labels
+
+
+def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingData:
+    """Load ``config.data``, check that ``config.loss`` can train on it, and tokenize it.
+
+    stsb and sick scores are rescaled to [0, 1] (cosine compares them with cos(u, v)).
+    Contrastive losses need 0/1 labels and are refused on scored data: minisbert does not
+    invent a threshold that turns a similarity score into "similar" / "dissimilar".
+    """
+    if config.loss not in LOSS_DATA:
+        raise ValueError(f"unknown loss {config.loss!r}; use one of {', '.join(LOSSES)}")
+    examples = load_dataset(config.data, config.split, normalize=True)
+    if not examples:
+        raise DataError(f"--data {config.data} ({config.split}) has no examples")
+    kinds = data_kinds(examples)
+    needs = LOSS_DATA[config.loss]
+    if not kinds & set(needs):
+        wanted = "; or ".join(f"{kind} ({KIND_SOURCES[kind]})" for kind in needs)
+        raise ValueError(
+            f"--loss {config.loss} needs {wanted}. --data {config.data} gives "
+            f"{' / '.join(sorted(kinds))}"
+            + ("; for scores use --loss cosine or cosent" if "scored pairs" in kinds else "")
+        )
+    if isinstance(examples[0], TripletExample):
+        columns = [[e.anchor for e in examples], [e.positive for e in examples],
+                   [e.negative for e in examples]]  # fmt: skip
+        labels = None
+    else:
+        columns = [[e.sentence1 for e in examples], [e.sentence2 for e in examples]]
+        labels = _labels(examples, config.loss)
+    return TrainingData(
+        sides=[tokenizer.tokenize(column) for column in columns],
+        labels=labels,
+        max_length=tokenizer.max_seq_length,
+        pad_token_id=tokenizer.pad_token_id,
+        num_classes=int(labels.max()) + 1 if config.loss == "softmax" else 0,  # type: ignore[union-attr]
+    )
+
+
+def _labels(examples: list[PairExample], loss: str) -> np.ndarray | None:  # (N,)
+    if examples[0].label is None:
+        return None
+    if isinstance(examples[0].label, int):
+        return np.array([e.label for e in examples], dtype=np.int32)
+    scores = np.array([e.label for e in examples], dtype=np.float32)
+    if loss == "cosine" and (scores.min() < 0 or scores.max() > 1):
+        raise DataError(
+            f"--loss cosine regresses cos(u, v) onto the score, so scores must lie in [0, 1]; "
+            f"these lie in [{scores.min():g}, {scores.max():g}]: rescale them"
+        )
+    return scores
+
+
+def batch_hard_on_triplets(
+    anchor: jax.Array,  # (B, D)
+    positive: jax.Array,  # (B, D)
+    negative: jax.Array,  # (B, D)
+    loss_fn: LossFn = batch_hard_triplet_loss,
+    **options: Any,
+) -> jax.Array:  # ()
+    """Batch-hard triplet loss on triplets: {anchor_i, positive_i} is class i, negative_i a
+    class of its own, so each sentence's hardest negative is searched among all 3B."""
+    B = anchor.shape[0]
+    embeddings = jnp.concatenate([anchor, positive, negative])  # (3B, D)
+    labels = jnp.concatenate([jnp.arange(B), jnp.arange(B), B + jnp.arange(B)])  # (3B,)
+    return loss_fn(embeddings, labels, **options)
+
+
+def make_loss(config: TrainConfig, loss_fn: LossFn | None = None) -> LossFn:
+    """The loss to train with: ``loss_fn`` or the registry's, with --margin/--scale/--distance."""
+    base = loss_fn if loss_fn is not None else LOSSES[config.loss]
+    options = {
+        name: value
+        for name in ("margin", "scale", "distance")
+        if (value := getattr(config, name)) is not None
+    }
+    if options and loss_fn is None:
+        accepted = inspect.signature(base).parameters
+        unused = [name for name in options if name not in accepted]
+        if unused:
+            raise ValueError(f"--{unused[0]} does not apply to --loss {config.loss}")
+    if config.loss == "batch_hard_triplet":
+        return functools.partial(batch_hard_on_triplets, loss_fn=base, **options)
+    return functools.partial(base, **options) if options else base
+
+
+def eval_examples(config: TrainConfig) -> tuple[str, list[Any], Callable[..., dict]] | None:
+    """What to evaluate on: ``(name, dev examples, evaluator)``, or None.
+
+    "auto" is the SBERT paper's choice, STS benchmark dev (SICK dev when training on SICK),
+    skipped quietly when the data folder lacks it.
+    """
+    name = config.eval_data
+    if name == "none":
+        return None
+    if name == "auto":
+        name = "sick" if config.data == "sick" else "stsb"
+        try:
+            examples = load_dataset(name, "dev")
+        except DataError:
+            return None
+    else:
+        examples = load_dataset(name, "dev")
+    kinds = data_kinds(examples)
+    if "triplets" in kinds:
+        return name, examples, evaluate_triplets
+    if "scored pairs" in kinds:
+        return name, examples, evaluate_sts
+    if "0/1 pairs" in kinds:
+        return name, examples, evaluate_binary
+    raise DataError(f"--eval-data {name}: no evaluator for {' / '.join(sorted(kinds))}")
+
+
+# ---------------------------------------------------------------- the step
+
+
+def compute_loss(
+    trainable: Trainable,
+    input_ids: jax.Array,  # (S, B, T)
+    attention_mask: jax.Array,  # (S, B, T)
+    labels: jax.Array | None,  # (B,) or None
+    loss_fn: LossFn,
+) -> jax.Array:  # ()
+    """Embed every side with the same model, then hand the embeddings to the loss."""
+    sides = [trainable.model(input_ids[s], attention_mask[s]) for s in range(input_ids.shape[0])]
+    head = [trainable.classifier] if trainable.classifier is not None else []
+    tail = [labels] if labels is not None else []
+    return loss_fn(*head, *sides, *tail)  # each side (B, D)
+
+
+@nnx.jit(static_argnames=("loss_fn",))
+def train_step(
+    trainable: Trainable,
+    optimizer: nnx.Optimizer,
+    input_ids: jax.Array,  # (S, B, T)
+    attention_mask: jax.Array,  # (S, B, T)
+    labels: jax.Array | None,  # (B,)
+    loss_fn: LossFn,
+) -> jax.Array:  # () the loss before the update
+    """One optimiser step. Updates ``trainable`` and ``optimizer`` in place (nnx.jit does)."""
+
+    def loss_of(t: Trainable) -> jax.Array:
+        return compute_loss(t, input_ids, attention_mask, labels, loss_fn)
+
+    loss, grads = nnx.value_and_grad(loss_of)(trainable)  # grads: same tree as the Params
+    optimizer.update(trainable, grads)
+    return loss
+
+
+# ---------------------------------------------------------------- the optimiser
+
+
+def warmup_linear(lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
+    """lr(t) = lr * max(0, min(t / W, (N - t) / (N - W))); the update at step t uses lr(t)."""
+
+    def schedule(count: jax.Array) -> jax.Array:
+        t = jnp.asarray(count, jnp.float32)
+        warm = t / warmup_steps if warmup_steps > 0 else 1.0
+        decay = (total_steps - t) / max(total_steps - warmup_steps, 1)
+        return lr * jnp.maximum(0.0, jnp.minimum(warm, decay))
+
+    return schedule
+
+
+def decays(params: Any) -> Any:
+    """Weight-decay mask: True for kernels and embedding tables, False for biases and LayerNorm.
+
+    sentence-transformers excludes names containing "bias", "LayerNorm.weight" and
+    "LayerNorm.bias"; in minisbert's names those are exactly the ``bias`` and ``scale``
+    leaves, so "decay kernels and embeddings" is the same set.
+    """
+
+    def leaf_decays(path: tuple, _: Any) -> bool:
+        names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+        return names[-1] in ("kernel", "embedding")
+
+    return jax.tree_util.tree_map_with_path(leaf_decays, params)
+
+
+@functools.cache
+def make_optimizer(
+    lr: float,
+    total_steps: int,
+    *,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+) -> optax.GradientTransformation:
+    """Clip at global norm, then AdamW with a warm-up-linear schedule and masked weight decay.
+
+    Cached: ``nnx.Optimizer`` keeps the transformation as static structure, so a new but
+    identical one would make ``nnx.jit`` compile the train step again; the same arguments
+    now give the same object.
+    """
+    warmup_steps = math.ceil(warmup_ratio * total_steps)
+    return optax.chain(
+        optax.clip_by_global_norm(max_grad_norm),
+        optax.adamw(
+            warmup_linear(lr, warmup_steps, total_steps),
+            b1=0.9, b2=0.999, eps=1e-8,  # torch.optim.AdamW's defaults
+            weight_decay=weight_decay,
+            mask=decays,
+        ),
+    )  # fmt: skip
+
+
+def seed_dropout(model: nnx.Module, seed: int) -> None:
+    """Give every dropout layer its own key, derived from ``seed``, and reset its counter."""
+    streams = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.RngStream)]
+    for i, stream in enumerate(streams):
+        stream.key.set_value(jax.random.fold_in(jax.random.key(seed), i))
+        stream.count.set_value(jnp.zeros((), jnp.uint32))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    config: TrainConfig,
+    *,
+    loss_fn: LossFn | None = None,
+    devices: list[jax.Device] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data``; the trained model ends in ``config.output``.
+
+    ``loss_fn`` replaces the registry loss (see the module docstring). ``on_step(step,
+    loss)`` is called after every step; raising in it stops the run as a crash would.
+    """
+    output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
+    folder = output / checkpoint.CHECKPOINTS
+    saved = checkpoint.latest_checkpoint(folder)
+    if saved is not None and not config.resume:
+        raise TrainingError(
+            f"{output} already holds checkpoints of a run ({saved.name}); pass --resume to "
+            "continue it, or choose another --output"
+        )
+    base_dir = resolve_model_dir(config.model)
+    encoder = SentenceEncoder.from_pretrained(base_dir)
+    data = load_training_data(config, encoder.tokenizer)
+    loss_fn = make_loss(config, loss_fn)
+    evaluation = eval_examples(config)
+
+    mesh = sharding.make_mesh(devices)
+    sharding.check_batch_size(config.batch_size, mesh)
+    steps_per_epoch = len(data) // config.batch_size  # the short last batch is dropped
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(data)} examples make no batch of {config.batch_size}")
+    total = config.epochs * steps_per_epoch
+    total = min(total, config.max_steps) if config.max_steps else total
+
+    classifier = None
+    if config.loss == "softmax":
+        classifier = SoftmaxClassifier(
+            encoder.dim, data.num_classes, concat=config.concat, rngs=nnx.Rngs(config.seed)
+        )
+    trainable = Trainable(encoder.model, classifier)
+    seed_dropout(trainable, config.seed)
+    tx = make_optimizer(
+        config.lr, total, warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+    )  # fmt: skip
+    optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
+    start = 0
+    if config.resume and saved is None:
+        print(f"--resume: no complete checkpoint in {folder}; starting from step 0")
+    if config.resume and saved is not None:
+        state = checkpoint.restore_checkpoint(saved, trainable, optimizer)
+        _check_same_run(config, state["config"], saved)
+        start = state["step"]
+    nnx.update(trainable, sharding.replicate(nnx.state(trainable), mesh))
+    nnx.update(optimizer, sharding.replicate(nnx.state(optimizer), mesh))
+
+    schedule = warmup_linear(config.lr, math.ceil(config.warmup_ratio * total), total)
+    progress = _progress(total, start, config.progress)
+    losses: list[float] = []
+    times: list[float] = []
+    last_good = saved if config.resume else None
+    trainable.train()  # dropout on
+    for step in range(start, total):
+        epoch, index = divmod(step, steps_per_epoch)
+        began = time.perf_counter()
+        batch = data.batch(epoch_order(config.seed, epoch, len(data)), index, config.batch_size)
+        input_ids, mask, labels = sharding.shard_batch(*batch, mesh)
+        loss = float(train_step(trainable, optimizer, input_ids, mask, labels, loss_fn))
+        times.append(time.perf_counter() - began)
+        if not math.isfinite(loss):
+            where = last_good if last_good is not None else "none (no checkpoint written yet)"
+            raise TrainingError(
+                f"the loss is {loss} at step {step + 1} (epoch {epoch + 1}, batch index {index} "
+                f"in the epoch); stopped without saving. Last good checkpoint: {where}"
+            )
+        losses.append(loss)
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{float(schedule(step)):.2e}", refresh=False)
+        progress.update(1)
+        done = step + 1
+        if config.eval_steps and done % config.eval_steps == 0 and done < total:
+            progress.write(f"step {done}: {_evaluate(trainable, encoder, evaluation)}")
+        if done % config.checkpoint_steps == 0 or done == total:
+            last_good = checkpoint.save_checkpoint(
+                folder, done, trainable, optimizer,
+                {"epoch": done // steps_per_epoch, "batch_in_epoch": done % steps_per_epoch,
+                 "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                 "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
+                 "num_classes": data.num_classes, "loss_value": loss,
+                 "config": config.to_dict()},
+            )  # fmt: skip
+            checkpoint.prune_checkpoints(folder, config.keep_checkpoints)
+        if on_step is not None:
+            on_step(done, loss)
+    progress.close()
+
+    metrics = _evaluate(trainable, encoder, evaluation)
+    if metrics:
+        print(f"final evaluation: {metrics}")
+    checkpoint.save_model(output, trainable.model, base_dir, trainable.classifier)
+    # The median step: the few steps that compile a new bucket shape do not count.
+    return TrainResult(output, total, losses, metrics, float(np.median(times)) if times else 0.0)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:  # (n,)
+    """The shuffled order of epoch ``epoch``: a function of (seed, epoch) alone, so resumable."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _evaluate(trainable: Trainable, encoder: SentenceEncoder, evaluation: Any) -> dict[str, float]:
+    """Evaluate with dropout off, then switch it back on."""
+    if evaluation is None:
+        return {}
+    name, examples, evaluate = evaluation
+    metrics = evaluate(SentenceEncoder(trainable.model, encoder.tokenizer), examples)
+    trainable.train()
+    return {f"{Path(name).stem}_{k}": round(v, 4) for k, v in metrics.items()}
+
+
+def _check_same_run(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
+    now = config.to_dict()
+    for name in TrainConfig.MATH_FIELDS:
+        if now[name] != saved.get(name):
+            raise TrainingError(
+                f"--resume: {path} was trained with {name}={saved.get(name)!r}, this command "
+                f"has {name}={now[name]!r}; resume with the same settings"
+            )
+
+
+def _progress(total: int, start: int, show: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="Training", unit="step", disable=not show)

@@ -1,0 +1,95 @@
+"""`minisbert train`, `eval` and `data fetch` end to end on the tiny model, through cli.main."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_train import write_pairs
+from tiny import make_tiny_model_dir
+
+from minisbert.cli import main
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    return {
+        "root": root,
+        "model": make_tiny_model_dir(root / "tiny"),
+        "scores": write_pairs(root / "scores.tsv"),
+        "classes": write_pairs(root / "classes.tsv", kind="class"),
+        "triplets": write_pairs(root / "triplets.tsv", kind="triplet"),
+    }
+
+
+def train_args(setup, output: Path, data: str, loss: str, *extra: str) -> list[str]:
+    return [
+        "train", "--model", str(setup["model"]), "--data", str(setup[data]), "--loss", loss,
+        "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--seed", "0",
+        "--output", str(output), "--eval-data", "none", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_train_then_eval_sts(setup, tmp_path, capsys):
+    output = tmp_path / "run"
+    args = train_args(setup, output, "scores", "cosine", "--eval-data", str(setup["scores"]),
+                      "--eval-steps", "2")  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "step 2: {'scores_pearson_cosine'" in out  # evaluated every 2 steps, and at the end
+    assert f"wrote {output}: 3 steps" in out
+    assert "final evaluation" in out and "scores_spearman_cosine" in out
+    assert (output / "checkpoints" / "step-00000003" / "state.json").is_file()
+
+    assert main(["eval", "sts", "--model", str(output), "--data", str(setup["scores"])]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].split() == ["pearson", "spearman"]
+    assert [line.split()[0] for line in lines[2:6]] == ["cosine", "euclidean", "manhattan", "dot"]
+    assert float(lines[-1]) == float(lines[2].split()[2])  # last line: Spearman x100, cosine
+
+
+def test_train_softmax_then_eval_nli(setup, tmp_path, capsys):
+    output = tmp_path / "nli"
+    args = train_args(setup, output, "classes", "softmax", "--concat", "u", "v", "abs_diff", "mul")
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["eval", "nli", "--model", str(output), "--data", str(setup["classes"])]) == 0
+    accuracy = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 <= accuracy <= 100
+
+
+def test_train_triplets_then_eval_triplets(setup, tmp_path, capsys):
+    output = tmp_path / "triplets"
+    assert main(train_args(setup, output, "triplets", "triplet", "--margin", "0.5")) == 0
+    capsys.readouterr()
+    assert main(["eval", "triplets", "--model", str(output), "--data", str(setup["triplets"])]) == 0
+    assert 0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 100
+
+
+def test_a_mismatched_loss_and_data_is_one_clear_line(setup, tmp_path, capsys):
+    assert main(train_args(setup, tmp_path / "x", "scores", "triplet")) == 1
+    err = capsys.readouterr().err
+    assert "minisbert train: error: --loss triplet needs triplets" in err
+    assert "Traceback" not in err
+
+
+def test_eval_nli_without_a_classifier_says_so(setup, capsys):
+    args = ["eval", "nli", "--model", str(setup["model"]), "--data", str(setup["classes"])]
+    assert main(args) == 1
+    assert "only a `minisbert train --loss softmax` run saves one" in capsys.readouterr().err
+
+
+def test_data_fetch_calls_fetch_datasets(tmp_path, monkeypatch, capsys):
+    import minisbert.data
+
+    calls = []
+
+    def fake_fetch(dest, *, names=None, force=False):
+        calls.append((Path(dest), names, force))
+        return {"stsb": [Path(dest) / "stsbenchmark" / "sts-train.csv"]}
+
+    monkeypatch.setattr(minisbert.data, "fetch_datasets", fake_fetch)
+    assert main(["data", "fetch", "--dest", str(tmp_path), "--names", "stsb"]) == 0
+    assert calls == [(tmp_path, ["stsb"], False)]
+    assert f"MINISBERT_DATA={tmp_path.resolve()}" in capsys.readouterr().out

@@ -1,0 +1,305 @@
+"""Training: every loss trains, the optimiser is sentence-transformers', runs repeat exactly.
+
+All on the tiny BERT (hidden 36, 3 heads, vocab 99) and tiny data files, so each test
+costs a compile or two (a few seconds), not real training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from tiny import TINY_CONFIG, make_tiny_model_dir
+
+from minisbert.config import SentenceConfig
+from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss
+from minisbert.sentence_encoder import SentenceModel
+from minisbert.train import (
+    Trainable,
+    TrainConfig,
+    TrainingError,
+    make_loss,
+    make_optimizer,
+    train,
+    train_step,
+    warmup_linear,
+)
+from minisbert.weights import read_safetensors
+
+WORDS = "the cat dog sat on mat a is run".split()
+
+
+def write_pairs(path: Path, n: int = 24, kind: str = "score", seed: int = 0) -> Path:
+    """A TSV of short sentence pairs (<= 6 tokens with [CLS], [SEP]: one bucket, T = 8)."""
+    rng = np.random.default_rng(seed)
+    header = {"score": "sentence1\tsentence2\tscore", "class": "sentence1\tsentence2\tlabel",
+              "triplet": "anchor\tpositive\tnegative"}[kind]  # fmt: skip
+    lines = [header]
+    for _ in range(n):
+        a, b, c = (" ".join(rng.choice(WORDS, rng.integers(1, 4))) for _ in range(3))
+        if kind == "score":
+            lines.append(f"{a}\t{b}\t{rng.random():.3f}")
+        elif kind == "class":
+            lines.append(f"{a}\t{b}\t{rng.integers(0, 3)}")
+        else:
+            lines.append(f"{a}\t{b}\t{c}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    return {
+        "model": make_tiny_model_dir(root / "tiny"),
+        "scores": write_pairs(root / "scores.tsv"),
+        "classes": write_pairs(root / "classes.tsv", kind="class"),
+        "triplets": write_pairs(root / "triplets.tsv", kind="triplet"),
+    }
+
+
+def config_for(files: dict[str, Path], output: Path, **changes) -> TrainConfig:
+    base = TrainConfig(
+        model=str(files["model"]), data=str(files["scores"]), loss="cosine", output=str(output),
+        batch_size=8, epochs=2, lr=1e-3, eval_data="none", checkpoint_steps=100, progress=False,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+# ---------------------------------------------------------------- the optimiser
+
+
+def test_warmup_linear_schedule_climbs_then_falls_to_zero():
+    schedule = warmup_linear(1.0, warmup_steps=2, total_steps=10)
+    values = [float(schedule(t)) for t in range(11)]
+    # t/W for t < W, then (N - t)/(N - W): the first update uses lr 0, as transformers' does.
+    expected = [0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0]
+    np.testing.assert_allclose(values, expected, atol=1e-7)
+    assert float(warmup_linear(1.0, 0, 10)(0)) == 1.0  # no warm-up: full lr at once
+
+
+def build(config=TINY_CONFIG, classifier: bool = False) -> Trainable:
+    """A random tiny Trainable, built in one compiled call (eager init compiles op by op)."""
+
+    @nnx.jit
+    def make() -> Trainable:
+        model = SentenceModel(config, SentenceConfig(32), rngs=nnx.Rngs(0))
+        head = SoftmaxClassifier(36, 3, rngs=nnx.Rngs(1)) if classifier else None
+        return Trainable(model, head)
+
+    return make()
+
+
+def test_weight_decay_skips_biases_and_layer_norm():
+    trainable = build()
+    tx = make_optimizer(0.5, 10**6, warmup_ratio=0.0, weight_decay=0.1)
+    optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
+    before = {k: np.asarray(v) for k, v in _flat(trainable).items()}
+
+    @nnx.jit
+    def update_with_zero_gradients(trainable, optimizer):
+        zero = jax.tree.map(jnp.zeros_like, nnx.state(trainable, nnx.Param))
+        optimizer.update(trainable, zero)  # Adam's step is 0 for 0 gradients: only decay acts
+
+    update_with_zero_gradients(trainable, optimizer)
+    after = _flat(trainable)
+    shrink = 1 - 0.5 * 0.1  # theta <- theta - lr * wd * theta
+    for name, value in before.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("kernel", "embedding"):
+            np.testing.assert_allclose(after[name], value * shrink, rtol=1e-6, err_msg=name)
+        else:
+            assert leaf in ("bias", "scale"), name
+            np.testing.assert_array_equal(after[name], value, err_msg=name)
+
+
+def test_optimizer_matches_a_hand_written_clipped_adamw():
+    """Clip at norm 1, AdamW (decay on the kernel only), warm-up-linear lr, in plain numpy."""
+    lr, wd, b1, b2, eps, W, N = 0.1, 0.01, 0.9, 0.999, 1e-8, 1, 4
+    tx = make_optimizer(lr, N, warmup_ratio=W / N, weight_decay=wd)
+    params = {"kernel": jnp.array([1.0, -2.0, 3.0]), "bias": jnp.array([0.5, 0.5, -0.5])}
+    state = tx.init(params)
+    grads = [  # global norms 50, 0.5, 5: clipped, not clipped, clipped
+        {"kernel": jnp.array([30.0, 0.0, 0.0]), "bias": jnp.array([0.0, 40.0, 0.0])},
+        {"kernel": jnp.array([0.3, 0.0, 0.0]), "bias": jnp.array([0.0, 0.0, 0.4])},
+        {"kernel": jnp.array([0.0, 3.0, 0.0]), "bias": jnp.array([4.0, 0.0, 0.0])},
+    ]
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    m = {k: np.zeros(3) for k in p}
+    v = {k: np.zeros(3) for k in p}
+    for t, g in enumerate(grads):
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        g = {k: np.asarray(x, np.float64) for k, x in g.items()}
+        norm = np.sqrt(sum(np.sum(x**2) for x in g.values()))
+        g = {k: x * min(1.0, 1.0 / norm) for k, x in g.items()}
+        rate = lr * max(0.0, min(t / W, (N - t) / (N - W)))
+        for k in p:
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+            step = (m[k] / (1 - b1 ** (t + 1))) / (np.sqrt(v[k] / (1 - b2 ** (t + 1))) + eps)
+            p[k] = p[k] - rate * (step + (wd * p[k] if k == "kernel" else 0.0))
+        for k in p:
+            # float32 against float64 arithmetic
+            np.testing.assert_allclose(params[k], p[k], rtol=1e-5, atol=1e-6, err_msg=f"{t} {k}")
+
+
+def _flat(module: nnx.Module) -> dict[str, np.ndarray]:
+    state = nnx.state(module, nnx.Param)
+    return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+
+
+# ---------------------------------------------------------------- every loss trains
+
+
+SMOKE_CONFIG = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)  # one layer: faster compile
+LOSS_BATCH = {  # sides, labels for a batch of B = 8
+    "softmax": (2, np.array([0, 1, 2, 0, 1, 2, 0, 1], np.int32)),
+    "cosine": (2, np.linspace(0, 1, 8, dtype=np.float32)),
+    "cosent": (2, np.linspace(0, 1, 8, dtype=np.float32)),
+    "contrastive": (2, np.array([0, 1] * 4, np.int32)),
+    "online_contrastive": (2, np.array([0, 1] * 4, np.int32)),
+    "triplet": (3, None),
+    "batch_hard_triplet": (3, None),
+    "mnrl": (3, None),
+}
+
+
+def test_every_registered_loss_has_a_smoke_case():
+    assert set(LOSS_BATCH) == set(LOSSES)
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_BATCH))
+def test_every_loss_trains_finite_and_falling(name):
+    sides, labels = LOSS_BATCH[name]
+    rng = np.random.default_rng(0)
+    input_ids = rng.integers(5, 99, size=(sides, 8, 8)).astype(np.int32)  # (S, B, T)
+    mask = np.ones_like(input_ids)
+    mask[..., 6:] = 0  # some padding
+    trainable = build(SMOKE_CONFIG, classifier=name == "softmax")
+    trainable.eval()  # no dropout: the same batch must then give a falling loss
+    tx = make_optimizer(3e-3, 10**6, warmup_ratio=0.0)
+    optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
+    loss_fn = make_loss(TrainConfig(loss=name))
+    losses = [
+        float(train_step(trainable, optimizer, input_ids, mask, labels, loss_fn)) for _ in range(6)
+    ]
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-1] < losses[0], losses
+
+
+def test_softmax_classifier_is_trained_and_saved(files, tmp_path):
+    config = config_for(files, tmp_path / "run", data=str(files["classes"]), loss="softmax",
+                        epochs=1)  # fmt: skip
+    train(config)
+    saved = read_safetensors(tmp_path / "run" / "classifier.safetensors")
+    assert saved["linear.kernel"].shape == (3 * 36, 3)  # [u; v; |u - v|] -> 3 classes
+    fresh = SoftmaxClassifier(36, 3, rngs=nnx.Rngs(config.seed))
+    assert not np.allclose(saved["linear.kernel"], np.asarray(fresh.linear.kernel.get_value()))
+    last = tmp_path / "run" / "checkpoints" / "step-00000003"
+    params = read_safetensors(last / "params.safetensors")
+    np.testing.assert_array_equal(params["classifier.linear.kernel"], saved["linear.kernel"])
+
+
+# ---------------------------------------------------------------- your own loss
+
+
+def test_a_user_defined_loss_plugs_in(files, tmp_path):
+    seen = []
+
+    def half_mse(u, v, scores):  # the signature of cosine_similarity_loss
+        seen.append((u.shape, v.shape, scores.shape))
+        return 0.5 * cosine_similarity_loss(u, v, scores)
+
+    result = train(config_for(files, tmp_path / "run"), loss_fn=half_mse)
+    assert seen and seen[0] == ((8, 36), (8, 36), (8,))
+    assert len(result.losses) == 6 and np.all(np.isfinite(result.losses))
+
+
+# ---------------------------------------------------------------- repeatable runs
+
+
+def test_same_seed_gives_bit_identical_weights(files, tmp_path):
+    a = train(config_for(files, tmp_path / "a"))
+    b = train(config_for(files, tmp_path / "b"))
+    c = train(config_for(files, tmp_path / "c", seed=1))
+    assert a.losses == b.losses
+    wa, wb, wc = (read_safetensors(tmp_path / x / "model.safetensors") for x in "abc")
+    for name in wa:
+        np.testing.assert_array_equal(wa[name], wb[name], err_msg=name)
+    assert a.losses != c.losses
+    assert any(not np.array_equal(wa[n], wc[n]) for n in wa)
+
+
+def test_the_trained_folder_loads_as_a_model(files, tmp_path):
+    from minisbert.sentence_encoder import SentenceEncoder
+
+    train(config_for(files, tmp_path / "run", epochs=1))
+    encoder = SentenceEncoder.from_pretrained(tmp_path / "run")
+    assert encoder.encode(["the cat sat"]).shape == (1, 36)
+
+
+# ---------------------------------------------------------------- clear failures
+
+
+def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(files, tmp_path):
+    calls = []
+
+    def on_step(step, loss):
+        calls.append(step)
+
+    # Poison the data instead: a loss that is NaN whenever the batch holds score 0.999.
+    rows = files["scores"].read_text().splitlines()
+    poisoned = tmp_path / "poisoned.tsv"
+    rows[5] = rows[5].rsplit("\t", 1)[0] + "\t0.999"
+    poisoned.write_text("\n".join(rows) + "\n")
+
+    def nan_on_poison(u, v, scores):
+        loss = cosine_similarity_loss(u, v, scores)
+        return jnp.where(jnp.any(scores == jnp.float32(0.999)), jnp.nan, loss)
+
+    config = config_for(files, tmp_path / "run", data=str(poisoned), checkpoint_steps=1)
+    with pytest.raises(TrainingError) as info:
+        train(config, loss_fn=nan_on_poison, on_step=on_step)
+    message = str(info.value)
+    step = int(re.search(r"at step (\d+)", message).group(1))
+    assert step == len(calls) + 1  # it stopped at the first bad step
+    assert re.search(r"batch index \d+ in the epoch", message)
+    if calls:
+        assert f"step-{len(calls):08d}" in message  # the checkpoint before it
+    else:
+        assert "Last good checkpoint: none" in message
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing trained on NaN saved
+
+
+def test_unwritable_output_fails_before_training(files, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RuntimeError, match="not a writable folder"):
+        train(config_for(files, blocker / "run"), on_step=lambda *_: pytest.fail("trained"))
+
+
+@pytest.mark.parametrize(
+    "loss, data, message",
+    [
+        ("triplet", "scores", r"--loss triplet needs triplets .*snli-triplets"),
+        ("contrastive", "scores", r"needs 0/1 pairs.*use --loss cosine or cosent"),
+        ("softmax", "triplets", r"needs class pairs .*--data snli"),
+        ("cosine", "classes", r"needs scored pairs .*--data stsb"),
+    ],
+)
+def test_a_loss_on_the_wrong_data_says_what_it_needs(files, tmp_path, loss, data, message):
+    with pytest.raises(ValueError, match=message):
+        train(config_for(files, tmp_path / "run", loss=loss, data=str(files[data])))
+
+
+def test_an_option_the_loss_does_not_take_is_refused(files, tmp_path):
+    with pytest.raises(ValueError, match="--margin does not apply to --loss cosine"):
+        train(config_for(files, tmp_path / "run", margin=0.5))
