@@ -111,6 +111,7 @@ class SentenceEncoder:
         self.model = model
         self.tokenizer = tokenizer
         self.compiled_shapes: set[tuple[str, tuple[int, int]]] = set()
+        self.sort_by_length = True  # smart batching; off only to measure what it buys
         self._warned_truncation = False
 
     @property
@@ -195,7 +196,8 @@ class SentenceEncoder:
             token_ids = self._tokenize(chunk)
             pending = []  # device arrays: JAX runs batch k while Python pads batch k+1
             for batch in smart_batches(
-                token_ids, batch_size, self.max_seq_length, self.tokenizer.pad_token_id
+                token_ids, batch_size, self.max_seq_length, self.tokenizer.pad_token_id,
+                sort=self.sort_by_length,
             ):
                 shape = batch.input_ids.shape
                 fn = _token_embeddings if tokens else _sentence_embeddings

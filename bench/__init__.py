@@ -1,0 +1,1 @@
+"""Benchmarks: minisbert against sentence-transformers, measured in the same run (make bench)."""

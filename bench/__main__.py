@@ -1,0 +1,145 @@
+"""make bench: minisbert vs sentence-transformers on this machine, printed as a table.
+
+    python -m bench [--quick] [--skip-memory] [--skip-train]
+
+Runs in the reference environment (.venv-ref), which has both libraries. Sentences:
+STS-b test (2,758 = both sides of 1,379 pairs) from $MINISBERT_DATA. The table is also
+written to bench/results/<machine>.md with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import machine, speed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller inputs")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import util as st_util
+
+    from minisbert import SentenceEncoder
+    from minisbert.convert import export_sentence_transformers
+    from minisbert.data import load_dataset
+    from minisbert.sentence_encoder import resolve_model_dir
+    from minisbert.similarity import paraphrase_mining_embeddings
+
+    info = machine.describe()
+    info["torch threads"] = str(torch.get_num_threads())
+    rows: list[tuple[str, str, str, str]] = []  # (measure, minisbert, sentence-transformers, ratio)
+
+    def row(name: str, ours: float, theirs: float | None, unit: str, higher_is_better=True):
+        ratio = "" if theirs is None else f"{(ours / theirs if higher_is_better else theirs / ours):.2f}x"
+        rows.append((f"{name} ({unit})", f"{ours:,.1f}", "" if theirs is None else f"{theirs:,.1f}", ratio))
+        print(f"  {rows[-1][0]:48s} {rows[-1][1]:>12s} {rows[-1][2]:>12s} {rows[-1][3]:>8s}", flush=True)
+
+    model_dir = resolve_model_dir(args.model)
+    encoder = SentenceEncoder.from_pretrained(model_dir)
+    st_dir = Path(tempfile.mkdtemp()) / "st"
+    reference = SentenceTransformer(str(export_sentence_transformers(model_dir, st_dir)), device="cpu")
+
+    pairs = load_dataset("stsb", "test")
+    sentences = [p.sentence1 for p in pairs] + [p.sentence2 for p in pairs]  # 2,758
+    print(f"{len(sentences)} STS-b test sentences; machine: {info}\n")
+    print(f"  {'measure':48s} {'minisbert':>12s} {'sent-trans':>12s} {'ratio':>8s}")
+
+    # Encode throughput and parity.
+    ours_fn = lambda s, b: encoder.encode(s, batch_size=b)  # noqa: E731
+    theirs_fn = lambda s, b: reference.encode(s, batch_size=b, convert_to_numpy=True)  # noqa: E731
+    diff = float(np.abs(ours_fn(sentences, 32) - theirs_fn(sentences, 32)).max())
+    ours32 = speed.encode_throughput(ours_fn, sentences, 32, repeats)
+    row("encode, batch 32", ours32, speed.encode_throughput(theirs_fn, sentences, 32, repeats), "sent/s")
+    row("encode, batch 128", speed.encode_throughput(ours_fn, sentences, 128, repeats),
+        speed.encode_throughput(theirs_fn, sentences, 128, repeats), "sent/s")
+    rows.append(("max |minisbert - sentence-transformers| embedding", f"{diff:.1e}", "", ""))
+
+    # Fraction of this machine's matmul peak.
+    config = encoder.model.config
+    counts = np.array([len(ids) for ids in encoder.tokenizer.tokenize(sentences)])
+    flops = speed.sentence_flops(counts, config.hidden_size, config.intermediate_size,
+                                 config.num_hidden_layers)
+    peak = speed.matmul_peak_gflops(repeats=5 if args.quick else 10)
+    achieved = flops / len(sentences) * ours32 / 1e9
+    row("matmul peak, 2048^2 float32 (jax)", peak, None, "GFLOP/s")
+    row("FLOPs per STS-b sentence (real tokens)", flops / len(sentences) / 1e6, None, "MFLOP")
+    row("encode batch 32, useful GFLOP/s / peak", 100 * achieved / peak, None, "%")
+
+    # Compilation.
+    compile_s, shapes = speed.first_call_seconds(encoder, sentences)
+    row("first-call jit compile (all shapes of STS-b)", compile_s, None, "s")
+    row("distinct shapes compiled for STS-b", shapes, None, "count")
+
+    # Smart batching on vs off (minisbert).
+    encoder.sort_by_length = False
+    unsorted = speed.encode_throughput(ours_fn, sentences, 32, repeats)
+    encoder.sort_by_length = True
+    rows.append(("smart batching speed-up, batch 32 (sorted/unsorted)",
+                 f"{ours32 / unsorted:.2f}x", "", ""))
+    print(f"  smart batching: {ours32:,.0f} vs {unsorted:,.0f} sent/s unsorted", flush=True)
+
+    # Paraphrase mining over 10,000 sentences, end to end.
+    pool = []
+    for split in ("train", "dev", "test"):
+        for p in load_dataset("stsb", split):
+            pool += [p.sentence1, p.sentence2]
+    corpus = list(dict.fromkeys(pool))[:10_000]
+    t0 = time.perf_counter()
+    paraphrase_mining_embeddings(encoder.encode(corpus, batch_size=128), top_k=100)
+    ours_mine = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st_util.paraphrase_mining(reference, corpus, batch_size=128, top_k=100)
+    theirs_mine = time.perf_counter() - t0
+    row(f"paraphrase mining, {len(corpus):,} sentences", ours_mine, theirs_mine, "s",
+        higher_is_better=False)
+
+    # Training throughput (cosine objective, batch 16).
+    if not args.skip_train:
+        from bench import training
+
+        ours_tp, theirs_tp = training.pairs_per_second(model_dir, st_dir, quick=args.quick)
+        row("train step, cosine loss, batch 16", ours_tp, theirs_tp, "pairs/s")
+
+    # Peak memory encoding 100,000 sentences in a fresh process.
+    if not args.skip_memory:
+        n = 20_000 if args.quick else 100_000
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("\n".join(corpus))
+        base, peak_mib = speed.peak_memory_mib(f.name, str(model_dir), n)
+        os.unlink(f.name)
+        row(f"peak RSS encoding {n:,} sentences", peak_mib, None, "MiB")
+        row("  of which after loading the model", base, None, "MiB")
+
+    write_results(info, rows, len(sentences))
+
+
+def write_results(info: dict[str, str], rows, n: int) -> None:
+    out = ROOT / "bench" / "results" / f"{machine.slug(info)}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# make bench on {info['cpu']} ({info['cores']} cores, {info['backend']})", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", f"STS-b test, {n} sentences. Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
+              "| measure | minisbert | sentence-transformers | ratio |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Encode, paraphrase-mining and memory measurements, minisbert vs sentence-transformers.
+
+Every figure is a best-of-``repeats`` wall time on the same sentences in the same process,
+after a warm-up call (so jit compilation and torch's first-call costs are excluded, and
+reported separately).
+
+FLOPs of one sentence of T real tokens through L layers (multiply-add = 2 FLOPs):
+    projections Q, K, V, O   4 * 2 * T * D^2
+    feed-forward             2 * 2 * T * D * F
+    attention scores, mix    2 * 2 * T^2 * D
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """float32 GFLOP/s of one large jitted matrix product: this machine's practical peak."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    seconds = best_time(lambda: matmul(a, b).block_until_ready(), repeats)
+    return 2 * n**3 / seconds / 1e9
+
+
+def sentence_flops(token_counts: np.ndarray, D: int, F: int, L: int) -> float:
+    T = token_counts.astype(np.float64)
+    per_layer = 8 * T * D**2 + 4 * T * D * F + 4 * T**2 * D
+    return float(np.sum(per_layer * L))
+
+
+def encode_throughput(encode: Callable[[list[str], int], object], sentences: list[str],
+                      batch_size: int, repeats: int = 3) -> float:
+    encode(sentences[: batch_size * 4], batch_size)  # warm-up
+    return len(sentences) / best_time(lambda: encode(sentences, batch_size), repeats)
+
+
+def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, int]:
+    """Seconds of the first encode call from a cold jit cache, and the shapes it compiled."""
+    jax.clear_caches()
+    encoder.compiled_shapes.clear()
+    start = time.perf_counter()
+    encoder.encode(sentences, batch_size=32)
+    cold = time.perf_counter() - start
+    warm = best_time(lambda: encoder.encode(sentences, batch_size=32), 2)
+    return cold - warm, len(encoder.compiled_shapes)
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+from minisbert import SentenceEncoder
+sentences = [line.rstrip("\\n") for line in open(sys.argv[1], encoding="utf-8")]
+encoder = SentenceEncoder.from_pretrained(sys.argv[2])
+n, base = int(sys.argv[3]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+texts = (f"{sentences[i % len(sentences)]} ({i})" for i in range(n))
+E = encoder.encode(texts, batch_size=128)
+assert E.shape[0] == n
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory_mib(sentence_file: str, model_dir: str, n: int) -> tuple[float, float]:
+    """Peak resident memory (MiB) of a fresh process encoding ``n`` sentences: after loading
+    the model, and at the end."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, sentence_file, model_dir, str(n)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    base_kib, peak_kib = int(out[-2]), int(out[-1])
+    return base_kib / 1024, peak_kib / 1024
+
+
+def self_peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
