@@ -33,6 +33,13 @@ class BertConfig:
     hidden_act: str = "gelu"  # exact (erf) GELU, as BERT was trained
 
     def __post_init__(self) -> None:
+        # A hand-edited config.json can hold "384" or 384.0; say so here, not deep inside JAX.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int" and (type(value) is not int or value < 1):
+                raise ConfigError(f"{field.name} must be a positive integer, found {value!r}")
+            if field.type == "float" and (type(value) not in (int, float) or not 0 <= value < 1):
+                raise ConfigError(f"{field.name} must be a number in [0, 1), found {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by "
@@ -51,6 +58,8 @@ class BertConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BertConfig:
         """Keep the fields minisbert uses; HF configs carry many others we can ignore."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a JSON object of settings, found {type(values).__name__}")
         model_type = values.get("model_type", "bert")
         if model_type != "bert":
             raise ConfigError(f"model_type is {model_type!r}; minisbert builds BERT models only")
@@ -66,7 +75,7 @@ class BertConfig:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
         try:
             return cls.from_dict(values)
@@ -92,6 +101,10 @@ class SentenceConfig:
     normalize: bool = False
 
     def __post_init__(self) -> None:
+        if type(self.max_seq_length) is not int:
+            raise ConfigError(f"max_seq_length must be an integer, found {self.max_seq_length!r}")
+        if type(self.normalize) is not bool:
+            raise ConfigError(f"normalize must be true or false, found {self.normalize!r}")
         if self.pooling not in POOLING_MODES:
             raise ConfigError(f"pooling {self.pooling!r} is not one of {POOLING_MODES}")
         if self.max_seq_length < 2:
@@ -102,10 +115,12 @@ class SentenceConfig:
         path = Path(path)
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(values, dict):
+                raise ConfigError(f"expected a JSON object, found {type(values).__name__}")
             return cls(**values)
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
-        except (json.JSONDecodeError, TypeError, ConfigError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ConfigError) as err:
             raise ConfigError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import tokenizers
 
+from minisbert.config import ConfigError
+
 
 class Tokenizer:
     """Sentences to token ids, truncated at ``max_seq_length``; no padding."""
@@ -35,7 +37,14 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path, max_seq_length: int) -> Tokenizer:
-        return cls(tokenizers.Tokenizer.from_file(str(path)), max_seq_length)
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as err:  # the Rust library raises a bare Exception with no file name
+            raise ConfigError(
+                f"{path}: not a readable tokenizer.json ({err}); the file may be truncated or "
+                "damaged: fetch or convert the model again"
+            ) from None
+        return cls(backend, max_seq_length)
 
     @property
     def vocab_size(self) -> int:
