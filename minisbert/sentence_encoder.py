@@ -14,6 +14,7 @@ Shapes: B batch, T tokens, D hidden size, N sentences in a call.
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import sys
 import warnings
@@ -88,9 +89,14 @@ def _as_sentence_list(sentences: Any) -> list[str]:
     """Accept a list, tuple, numpy array or any iterable of str; name the first bad item."""
     if sentences is None:
         raise TypeError("sentences is None; pass a string or a list of strings")
-    if isinstance(sentences, bytes):
+    if isinstance(sentences, bytes | bytearray):
         raise TypeError("sentences is bytes; decode it first, e.g. text.decode('utf-8')")
     if isinstance(sentences, np.ndarray):
+        if sentences.ndim != 1:
+            raise TypeError(
+                f"sentences is a {sentences.ndim}-d numpy array; pass a 1-d array of strings "
+                "(a 0-d array: str(sentences); a table: sentences.ravel())"
+            )
         sentences = sentences.tolist()
     if not isinstance(sentences, Iterable):
         raise TypeError(f"sentences must be a string or an iterable of strings, not {type(sentences).__name__}")
@@ -102,6 +108,22 @@ def _as_sentence_list(sentences: Any) -> list[str]:
                 f"sentences[{index}] is {type(item).__name__}, not str{hint}: every item must be a string"
             )
     return [str(item) for item in items]
+
+
+def _check_unicode(items: list[str], single: bool) -> None:
+    """Refuse lone surrogates (left by a broken "\\ud83d" escape): the tokenizer cannot take them."""
+    for index, item in enumerate(items):
+        if item.isascii():
+            continue
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as err:
+            name = "the sentence" if single else f"sentences[{index}]"
+            raise ValueError(
+                f"{name} holds a lone surrogate {item[err.start]!r} at character {err.start}, "
+                "which is not valid Unicode; repair it with "
+                "text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
 
 
 class SentenceEncoder:
@@ -179,10 +201,12 @@ class SentenceEncoder:
             raise ValueError(
                 f"output_value must be 'sentence_embedding' or 'token_embeddings', not {output_value!r}"
             )
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # numpy ints too
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        batch_size = int(batch_size)
         single = isinstance(sentences, str)
         items = [sentences] if single else _as_sentence_list(sentences)
+        _check_unicode(items, single)  # every input checked before any computation
         tokens = output_value == "token_embeddings"
 
         self.model.eval()
