@@ -18,7 +18,9 @@ Errors a user can fix (a missing model, a bad file) print one clear line, not a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +47,28 @@ def read_lines(path: str | Path) -> list[str]:
             if line.strip():
                 lines.append(line)
     return lines
+
+
+def open_output(path: str | Path) -> tuple[Path, Path]:
+    """Check that ``path`` can be written, before any work: ``(path, a temporary file beside it)``.
+
+    The result is written to the temporary file and renamed onto ``path`` at the end, so
+    an interrupted or failed run leaves no half-written file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"-o {path} is a folder; give a file name, e.g. {path / 'out.npy'}")
+    if path.suffix != ".npy":
+        path = path.with_name(path.name + ".npy")  # as np.save would name it
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"-o {path}: {path.parent} is not an existing folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OSError(f"-o {path}: cannot write in {path.parent} ({err.strerror})") from None
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; an array is an ordinary file
+    return path, Path(tmp)
 
 
 def _encoder(name: str):
@@ -74,11 +98,17 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     sentences = read_lines(args.file)
-    embeddings = _encoder(args.model).encode(
-        sentences, batch_size=args.batch_size, show_progress_bar=True
-    )
-    np.save(args.output, embeddings)
-    print(f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32")
+    output, tmp = open_output(args.output)
+    try:
+        embeddings = _encoder(args.model).encode(
+            sentences, batch_size=args.batch_size, show_progress_bar=True
+        )
+        with open(tmp, "wb") as f:
+            np.save(f, embeddings)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32")
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
@@ -95,6 +125,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     from minisbert.similarity import semantic_search
 
     corpus = read_lines(args.file)
+    if not corpus:
+        raise ValueError(f"{args.file}: no non-empty lines to search")
     encoder = _encoder(args.model)
     hits = semantic_search(encoder.encode(args.query), encoder.encode(corpus), top_k=args.top_k)
     for hit in hits[0]:
@@ -125,6 +157,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nmost similar pair ({score:.3f}):\n  {sentences[i]!r}\n  {sentences[j]!r}")
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minisbert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("similarity", help="print the cosine similarity matrix of sentences")
@@ -161,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="find the lines of a file most similar to a query")
     p.add_argument("query")
     p.add_argument("file")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.set_defaults(func=cmd_search)
 
@@ -182,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
-        # ConfigError, WeightsError, DataError and FetchError are among these.
+    except (OSError, ValueError, TypeError, RuntimeError) as err:
+        # ConfigError, WeightsError, DataError and FetchError are among these; OSError covers a
+        # missing file, a full disk and a folder without write permission.
         print(f"minisbert {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
