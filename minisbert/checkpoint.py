@@ -59,6 +59,17 @@ def prepare_output(path: str | Path) -> Path:
     return path
 
 
+def check_free_space(path: Path, needed: int) -> None:
+    """Refuse to start a run whose checkpoints the disk cannot hold (``needed`` bytes)."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise OutputError(
+            f"--output {path}: the run needs about {needed / 1e6:.1f} MB for checkpoints and the "
+            f"model, but the disk has {free / 1e6:.1f} MB free; free some space, lower "
+            "--keep-checkpoints, or choose another --output"
+        )
+
+
 # ---------------------------------------------------------------- flat states
 
 

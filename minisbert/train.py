@@ -34,6 +34,14 @@ unlabelled pairs). ``f`` must be jittable and return a scalar. Options are bound
 batch has B rows. All sides of a batch are padded to one bucket length T
 (``minisbert.batching.bucket_length``), so jit compiles one program per bucket, a handful.
 
+**Determinism.** The same config and seed give bit-identical losses and weights on the same
+machine: the shuffle, the dropout keys and the classifier's initialisation all come from
+``seed``, and XLA runs the same compiled program each time. Across machines the last bits
+may differ: XLA's CPU backend chooses how to vectorise and split a reduction (the sums inside
+a matmul, LayerNorm, the loss) by the CPU's instruction set (AVX2, AVX-512, NEON) and thread
+count, as another jaxlib version may; float addition is not associative, so the rounding
+changes (float32 keeps about 7 digits) and the gap can grow over a long run.
+
 Checkpoints and the output folder are ``minisbert.checkpoint``'s; the device mesh is
 ``minisbert.sharding``'s.
 """
@@ -217,7 +225,7 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
         labels = None
     else:
         columns = [[e.sentence1 for e in examples], [e.sentence2 for e in examples]]
-        labels = _labels(examples, config.loss)
+        labels = _labels(examples, config)
     return TrainingData(
         sides=[tokenizer.tokenize(column) for column in columns],
         labels=labels,
@@ -227,16 +235,37 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
     )
 
 
-def _labels(examples: list[PairExample], loss: str) -> np.ndarray | None:  # (N,)
+def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | None:  # (N,)
+    """The labels as an array, refused (naming the row) where the loss cannot train on them."""
     if examples[0].label is None:
         return None
+
+    def row(i: int) -> str:  # where example i came from
+        line = examples[i].line
+        return f"--data {config.data}" + (f", line {line}" if line else f", example {i + 1}")
+
     if isinstance(examples[0].label, int):
-        return np.array([e.label for e in examples], dtype=np.int32)
+        classes = np.array([e.label for e in examples], dtype=np.int32)
+        if config.loss == "softmax" and classes.min() < 0:
+            i = int(np.argmin(classes))
+            raise DataError(f"{row(i)}: label {classes[i]} is negative; class ids are 0..C-1")
+        missing = sorted(set(range(classes.max())) - set(classes.tolist()))
+        if config.loss == "softmax" and missing:  # a typo such as 11 for 1 makes 12 classes
+            i = int(np.argmax(classes))
+            raise DataError(
+                f"{row(i)}: label {classes[i]} is the largest class id, but no example has class "
+                f"{', '.join(map(str, missing[:5]))}: --loss softmax needs class ids 0..C-1, "
+                "each with examples; fix or renumber the labels"
+            )
+        return classes
     scores = np.array([e.label for e in examples], dtype=np.float32)
-    if loss == "cosine" and (scores.min() < 0 or scores.max() > 1):
+    outside = np.flatnonzero((scores < 0) | (scores > 1))
+    if config.loss == "cosine" and outside.size:
+        i = int(outside[0])
         raise DataError(
-            f"--loss cosine regresses cos(u, v) onto the score, so scores must lie in [0, 1]; "
-            f"these lie in [{scores.min():g}, {scores.max():g}]: rescale them"
+            f"{row(i)}: score {scores[i]:g} is outside [0, 1]. --loss cosine regresses "
+            f"cos(u, v) onto the score, so scores must lie in [0, 1]; these lie in "
+            f"[{scores.min():g}, {scores.max():g}]: rescale them"
         )
     return scores
 
@@ -451,6 +480,12 @@ def train(
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
     )  # fmt: skip
     optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
+    # At most keep_checkpoints + 1 checkpoints (parameters and Adam's moments) exist at once,
+    # then the model: a full disk fails now, not after an hour of training.
+    params_bytes = sum(x.nbytes for x in jax.tree.leaves(nnx.state(trainable, nnx.Param)))
+    state_bytes = params_bytes + sum(x.nbytes for x in jax.tree.leaves(nnx.state(optimizer)))
+    keep = max(config.keep_checkpoints, 1) + 1
+    checkpoint.check_free_space(output, keep * state_bytes + params_bytes)
     start = 0
     if config.resume and saved is None:
         print(f"--resume: no complete checkpoint in {folder}; starting from step 0")
@@ -487,14 +522,21 @@ def train(
         if config.eval_steps and done % config.eval_steps == 0 and done < total:
             progress.write(f"step {done}: {_evaluate(trainable, encoder, evaluation)}")
         if done % config.checkpoint_steps == 0 or done == total:
-            last_good = checkpoint.save_checkpoint(
-                folder, done, trainable, optimizer,
-                {"epoch": done // steps_per_epoch, "batch_in_epoch": done % steps_per_epoch,
-                 "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                 "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
-                 "num_classes": data.num_classes, "loss_value": loss,
-                 "config": config.to_dict()},
-            )  # fmt: skip
+            try:
+                last_good = checkpoint.save_checkpoint(
+                    folder, done, trainable, optimizer,
+                    {"epoch": done // steps_per_epoch, "batch_in_epoch": done % steps_per_epoch,
+                     "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                     "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
+                     "num_classes": data.num_classes, "loss_value": loss,
+                     "config": config.to_dict()},
+                )  # fmt: skip
+            except OSError as err:  # a full disk, most often
+                where = last_good if last_good is not None else "none"
+                raise checkpoint.OutputError(
+                    f"could not write the checkpoint of step {done} ({err}). Last complete "
+                    f"checkpoint: {where}; free some space, then run again with --resume"
+                ) from None
             checkpoint.prune_checkpoints(folder, config.keep_checkpoints)
         if on_step is not None:
             on_step(done, loss)

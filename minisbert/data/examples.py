@@ -31,11 +31,16 @@ ENTAILMENT, NEUTRAL, CONTRADICTION = 0, 1, 2
 
 @dataclasses.dataclass(frozen=True)
 class PairExample:
-    """Two sentences and a label: a float score, an int class, or None (unlabelled pair)."""
+    """Two sentences and a label: a float score, an int class, or None (unlabelled pair).
+
+    ``line`` is the line of the file it was read from, for error messages (it takes no
+    part in comparing examples).
+    """
 
     sentence1: str
     sentence2: str
     label: float | int | None = None
+    line: int | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

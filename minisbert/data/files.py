@@ -59,11 +59,13 @@ def read_pairs(
         columns = tuple(range(min(len(keys), 3)))
     s1, s2, *label = _choose(path, keys, PAIR_ALIASES, columns, optional=("label",))
     if not label:
-        return [PairExample(_text(path, n, row, s1), _text(path, n, row, s2)) for n, row in rows]
+        return [
+            PairExample(_text(path, n, row, s1), _text(path, n, row, s2), line=n) for n, row in rows
+        ]
     rows = [(n, row) for n, row in rows if _value(path, n, row, label[0]) != NO_GOLD_LABEL]
     labels = _parse_labels(path, [(n, row[label[0]]) for n, row in rows])
     return [
-        PairExample(_text(path, n, row, s1), _text(path, n, row, s2), y)
+        PairExample(_text(path, n, row, s1), _text(path, n, row, s2), y, line=n)
         for (n, row), y in zip(rows, labels, strict=True)
     ]
 

@@ -56,7 +56,9 @@ def read_snli_jsonl(path: str | Path, *, missing_hint: str = "") -> list[PairExa
         if row["gold_label"] == NO_GOLD_LABEL:
             continue
         label = nli_label(str(row["gold_label"]), path, number)
-        examples.append(PairExample(row["sentence1"].strip(), row["sentence2"].strip(), label))
+        examples.append(
+            PairExample(row["sentence1"].strip(), row["sentence2"].strip(), label, line=number)
+        )
     return examples
 
 
@@ -76,7 +78,9 @@ def read_snli_lines(
         if label.strip() == NO_GOLD_LABEL:
             continue
         examples.append(
-            PairExample(premise.strip(), hypothesis.strip(), nli_label(label, labels, number))
+            PairExample(
+                premise.strip(), hypothesis.strip(), nli_label(label, labels, number), line=number
+            )
         )
     return examples
 

@@ -48,7 +48,7 @@ def read_stsb(
         score = parse_score(fields[4], path, number, low, high)
         if normalize:
             score = rescale(score, low, high)
-        examples.append(PairExample(fields[5].strip(), fields[6].strip(), score))
+        examples.append(PairExample(fields[5].strip(), fields[6].strip(), score, line=number))
     return examples
 
 
@@ -75,14 +75,14 @@ def read_sick(
         score = parse_score(score_text, path, number, low, high, name="relatedness_score")
         if normalize:
             score = rescale(score, low, high)
-        examples.append(PairExample(a, b, score))
+        examples.append(PairExample(a, b, score, line=number))
     return examples
 
 
 def read_sick_entailment(path: str | Path, *, missing_hint: str = "") -> list[PairExample]:
     """SICK pairs with their entailment class: entailment 0, neutral 1, contradiction 2."""
     return [
-        PairExample(a, b, nli_label(label, path, number))
+        PairExample(a, b, nli_label(label, path, number), line=number)
         for number, a, b, _, label in _sick_rows(path, missing_hint)
     ]
 
