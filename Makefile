@@ -4,6 +4,7 @@
 # and, for the side-by-side checks against the real library:
 #   make test-live   a second environment (.venv-ref: torch CPU + sentence-transformers)
 #   make bench       speed and memory against sentence-transformers, printed as a table
+#   make recipes     the paper's training results, reproduced with the minisbert command
 #   make lessons     execute every lesson on real data into build/lessons/
 
 PYTHON ?= python3.11
@@ -15,7 +16,7 @@ WEIGHTS := weights/$(MODEL)/model.safetensors
 MINISBERT_DATA ?= $(abspath ../shared/data)
 export MINISBERT_DATA
 
-.PHONY: demo test test-live weights reference lessons bench lint clean
+.PHONY: demo test test-live weights reference lessons bench recipes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,12 @@ lessons: $(WEIGHTS)
 
 bench: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench
+
+# The paper's training results (STS-b fine-tune, NLI and its ablation, triplets): about an
+# hour on a 2-core CPU. RECIPES=stsb picks some; see bench/recipes.py.
+RECIPES ?= stsb nli triplets
+recipes: $(REF)/.installed $(WEIGHTS)
+	$(REF)/bin/python -m bench.recipes $(RECIPES)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check minisbert tests scripts lessons bench
