@@ -54,6 +54,16 @@ def encode_throughput(encode: Callable[[list[str], int], object], sentences: lis
     return len(sentences) / best_time(lambda: encode(sentences, batch_size), repeats)
 
 
+def first_batch_compile_seconds(encoder, sentences: list[str], batch_size: int = 32) -> float:
+    """Compile seconds of a user's very first call: one batch, one shape, cold jit cache."""
+    jax.clear_caches()
+    batch = sentences[:batch_size]
+    start = time.perf_counter()
+    encoder.encode(batch, batch_size=batch_size)
+    cold = time.perf_counter() - start
+    return cold - best_time(lambda: encoder.encode(batch, batch_size=batch_size), 3)
+
+
 def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, int]:
     """Seconds of the first encode call from a cold jit cache, and the shapes it compiled."""
     jax.clear_caches()
