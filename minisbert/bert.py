@@ -138,7 +138,9 @@ class BertEncoder(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embeddings = BertEmbeddings(config, rngs=rngs)
-        self.layers = nnx.List([BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)])
+        self.layers = nnx.List(
+            [BertLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)]
+        )
 
     def __call__(
         self,

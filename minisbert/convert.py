@@ -49,14 +49,18 @@ from minisbert.weights import (
     write_safetensors_atomic,
 )
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+)  # fmt: skip
 IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids")
 
 # minisbert name (with {i} for the layer) -> (checkpoint name, transpose?)
 EMBEDDING_NAMES: dict[str, tuple[str, bool]] = {
     "embeddings.word_embeddings.embedding": ("embeddings.word_embeddings.weight", False),
     "embeddings.position_embeddings.embedding": ("embeddings.position_embeddings.weight", False),
-    "embeddings.token_type_embeddings.embedding": ("embeddings.token_type_embeddings.weight", False),
+    "embeddings.token_type_embeddings.embedding": (
+        "embeddings.token_type_embeddings.weight", False,
+    ),  # fmt: skip
     "embeddings.layer_norm.scale": ("embeddings.LayerNorm.weight", False),
     "embeddings.layer_norm.bias": ("embeddings.LayerNorm.bias", False),
 }
@@ -208,7 +212,9 @@ def convert(src: str | Path, dst: str | Path) -> Path:
 
 
 def export_sentence_transformers(src: str | Path, dst: str | Path) -> Path:
-    """Write minisbert folder ``src`` as a sentence-transformers folder that ``SentenceTransformer(dst)`` loads."""
+    """Write minisbert folder ``src`` as a sentence-transformers folder.
+
+    ``SentenceTransformer(dst)`` loads the result."""
     src, dst = Path(src), Path(dst)
     config = BertConfig.from_json(src / "config.json")
     sentence_config = SentenceConfig.from_json(src / "sentence.json")
@@ -226,8 +232,10 @@ def export_sentence_transformers(src: str | Path, dst: str | Path) -> Path:
     st_config = {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False}
     (dst / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
     modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 0, "name": "0", "path": "",
+         "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
     ]
     pooling = {
         "word_embedding_dimension": config.hidden_size,

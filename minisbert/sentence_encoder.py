@@ -69,7 +69,7 @@ def _token_embeddings(graphdef: Any, state: Any, input_ids: jax.Array, mask: jax
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A path, or a model name looked up in $MINISBERT_WEIGHTS, ./weights and the repo's weights/."""
+    """A path, or a model name looked up in $MINISBERT_WEIGHTS, ./weights, the repo's weights/."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -99,19 +99,23 @@ def _as_sentence_list(sentences: Any) -> list[str]:
             )
         sentences = sentences.tolist()
     if not isinstance(sentences, Iterable):
-        raise TypeError(f"sentences must be a string or an iterable of strings, not {type(sentences).__name__}")
+        raise TypeError(
+            "sentences must be a string or an iterable of strings, "
+            f"not {type(sentences).__name__}"
+        )
     items = list(sentences)
     for index, item in enumerate(items):
         if not isinstance(item, str):
             hint = " (decode bytes with .decode('utf-8'))" if isinstance(item, bytes) else ""
             raise TypeError(
-                f"sentences[{index}] is {type(item).__name__}, not str{hint}: every item must be a string"
+                f"sentences[{index}] is {type(item).__name__}, not str{hint}: "
+                "every item must be a string"
             )
     return [str(item) for item in items]
 
 
 def _check_unicode(items: list[str], single: bool) -> None:
-    """Refuse lone surrogates (left by a broken "\\ud83d" escape): the tokenizer cannot take them."""
+    """Refuse lone surrogates (left by a broken "\\ud83d" escape): no tokenizer can take them."""
     for index, item in enumerate(items):
         if item.isascii():
             continue
@@ -199,7 +203,8 @@ class SentenceEncoder:
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
-                f"output_value must be 'sentence_embedding' or 'token_embeddings', not {output_value!r}"
+                "output_value must be 'sentence_embedding' or 'token_embeddings', "
+                f"not {output_value!r}"
             )
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # numpy ints too
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
@@ -240,7 +245,8 @@ class SentenceEncoder:
 
         if tokens:
             if normalize_embeddings:
-                results = [r / np.maximum(np.linalg.norm(r, axis=-1, keepdims=True), 1e-12) for r in results]
+                norms = [np.linalg.norm(r, axis=-1, keepdims=True) for r in results]  # (T_i, 1)
+                results = [r / np.maximum(n, 1e-12) for r, n in zip(results, norms, strict=True)]
             return results[0] if single else results
         embeddings = np.stack(results) if results else np.zeros((0, self.dim), np.float32)  # (N, D)
         if normalize_embeddings:

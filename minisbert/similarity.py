@@ -50,7 +50,7 @@ def semantic_search(
     query_chunk_size: int = 100,
     corpus_chunk_size: int = 500_000,
 ) -> list[list[dict[str, float | int]]]:
-    """For each query, the ``top_k`` best corpus entries as ``{"corpus_id", "score"}``, best first."""
+    """For each query, the ``top_k`` best corpus entries, ``{"corpus_id", "score"}``, best first."""
     queries, corpus = _as_2d(query_embeddings), _as_2d(corpus_embeddings)
     top_k = min(top_k, corpus.shape[0])
     results: list[list[dict[str, float | int]]] = [[] for _ in range(queries.shape[0])]

@@ -51,7 +51,7 @@ class Tokenizer:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
-        """Token ids of each sentence, ``[CLS]`` first and ``[SEP]`` last, at most max_seq_length."""
+        """Token ids of each sentence, ``[CLS]`` first, ``[SEP]`` last, at most max_seq_length."""
         # encode_batch tokenizes in parallel in Rust; one call per batch of sentences.
         encodings = self.backend.encode_batch(list(sentences), add_special_tokens=True)
         return [encoding.ids for encoding in encodings]

@@ -68,7 +68,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 def check_params(
     expected: dict[str, jax.ShapeDtypeStruct], found: dict[str, np.ndarray], source: str | Path
 ) -> None:
-    """Raise WeightsError unless ``found`` has exactly the keys, shapes and dtypes of ``expected``."""
+    """Raise WeightsError unless ``found`` has exactly the names, shapes, dtypes of ``expected``."""
     missing = sorted(set(expected) - set(found))
     if missing:
         raise WeightsError(

@@ -121,9 +121,8 @@ def main() -> None:
     embeddings = model.encode(sentences, batch_size=16, convert_to_numpy=True)  # (N, D)
     tokens = model.encode(sentences, batch_size=16, output_value="token_embeddings")
     lengths = np.array([t.shape[0] for t in tokens])
-    token_ids = [
-        getattr(model, "preprocess", model.tokenize)([s])["input_ids"][0].tolist() for s in sentences
-    ]
+    tokenize = getattr(model, "preprocess", model.tokenize)
+    token_ids = [tokenize([s])["input_ids"][0].tolist() for s in sentences]
     assert all(len(ids) == n for ids, n in zip(token_ids, lengths, strict=True))
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,9 @@ def data_dir() -> Path:
     """The data folder from ``MINISBERT_DATA``."""
     root = os.environ.get("MINISBERT_DATA")
     if not root:
-        _missing("MINISBERT_DATA is not set; point it at a folder holding stsbenchmark/, sick/, snli/")
+        _missing(
+            "MINISBERT_DATA is not set; point it at a folder holding stsbenchmark/, sick/, snli/"
+        )
     path = Path(root)  # type: ignore[arg-type]
     if not (path / "stsbenchmark" / "sts-test.csv").is_file():
         _missing(f"MINISBERT_DATA={root} has no stsbenchmark/sts-test.csv")
@@ -41,7 +43,9 @@ def data_dir() -> Path:
 def pretrained_dir() -> Path:
     """The converted all-MiniLM-L6-v2 folder."""
     if not (PRETRAINED / "model.safetensors").is_file():
-        _missing(f"{PRETRAINED} is missing; run `make weights` (or `minisbert fetch all-MiniLM-L6-v2`)")
+        _missing(
+            f"{PRETRAINED} is missing; run `make weights` (or `minisbert fetch all-MiniLM-L6-v2`)"
+        )
     return PRETRAINED
 
 

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from tiny import TINY_CONFIG, make_tiny_model_dir
 
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError
 from minisbert.sentence_encoder import SentenceEncoder
-from tiny import TINY_CONFIG, make_tiny_model_dir
 
 
 def test_output_shape():

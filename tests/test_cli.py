@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny import make_tiny_model_dir
 
 from minisbert.cli import main
-from tiny import make_tiny_model_dir
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
+from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
 from minisbert.config import ConfigError
 from minisbert.convert import convert, export_sentence_transformers
 from minisbert.weights import WeightsError
-from tiny import make_tiny_model_dir
 
 SENTENCES = ["the cat sat on the mat", "a dog runs", "", "dogs running on mats!"]
 

