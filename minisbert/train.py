@@ -576,6 +576,7 @@ def _check_same_run(config: TrainConfig, saved: dict[str, Any], path: Path) -> N
 
 
 def _progress(total: int, start: int, show: bool) -> Any:
-    from tqdm.auto import tqdm
+    # The plain text bar: tqdm.auto would want ipywidgets in a notebook and warn without it.
+    from tqdm import tqdm
 
     return tqdm(total=total, initial=start, desc="Training", unit="step", disable=not show)
