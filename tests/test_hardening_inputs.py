@@ -330,3 +330,12 @@ def test_cli_similarity_of_empty_and_control_text(tiny_dir, capsys):
     rows = capsys.readouterr().out.strip("\n").splitlines()
     assert len(rows) == 3
     assert all(np.isfinite(float(x)) for row in rows for x in row.split()[:3])
+
+
+def test_cli_arguments_that_are_not_utf8(tiny_dir, capsys):
+    """Python turns bytes of argv that are not UTF-8 into lone surrogates (surrogateescape):
+    `minisbert similarity $'\\xff'` must say so, not crash inside the tokenizer."""
+    assert main(["similarity", "fine", "bad \udcff byte", "--model", tiny_dir]) == 1
+    err = capsys.readouterr().err
+    assert "minisbert similarity: error: sentences[1] holds a lone surrogate '\\udcff'" in err
+    assert "Traceback" not in err
