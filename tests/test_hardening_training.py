@@ -164,6 +164,7 @@ def straight(files) -> Path:
     return output
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
 def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(files, straight):
     output = files["root"] / "killed"
 
