@@ -91,6 +91,8 @@ def main() -> int:
     sources = lesson_sources(args.lessons)
     if args.sync:
         for source in sources:
+            if in_sync(source):  # rewriting would only churn the notebook's random cell ids
+                continue
             print("wrote", sync(source))
         return 0
     mode = "fast" if os.environ.get("MINISBERT_FAST") == "1" else "full"
