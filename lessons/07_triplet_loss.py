@@ -1,0 +1,490 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 7: the triplet loss, and what its margin does
+#
+# The SBERT paper's third objective (section 3) trains on **triplets**: an *anchor*
+# sentence a, a *positive* p that should land close to it, and a *negative* n that should
+# land farther away. With s_a, s_p, s_n their sentence vectors:
+#
+#     loss = max(||s_a - s_p|| - ||s_a - s_n|| + ε, 0)
+#
+# The negative must be farther from the anchor than the positive is, by at least the
+# **margin** ε. Once it is, the triplet costs nothing and gives no gradient. The paper uses
+# euclidean distance and ε = 1 (it trains this objective on Wikipedia section triplets);
+# the sentence-transformers library's `TripletLoss` defaults to ε = 5.
+#
+# In this lesson we
+#
+# 1. build triplets from SNLI, as sentence-transformers' NLI examples do;
+# 2. compute the loss by hand on three points on a line and check it against
+#    `minisbert.losses.triplet_loss`, gradient included;
+# 3. find out what the margin means for a real model: on all-MiniLM-L6-v2's unit-length
+#    vectors, and on the unnormalised vectors the paper's BERT produced;
+# 4. fine-tune with ε = 1 and with ε = 5, and look at what each did to d(a, p), d(a, n) and
+#    the triplet accuracy on held-out triplets.
+#
+# `MINISBERT_FAST=1` trains a few steps on one batch and evaluates on a small sample.
+
+# %%
+# %matplotlib inline
+import dataclasses
+import math
+import os
+import runpy
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minisbert import SentenceEncoder
+from minisbert.checkpoint import save_model
+from minisbert.data import load_dataset
+from minisbert.evaluate import encode_unique, triplet_accuracy
+from minisbert.losses import batch_hard_triplet_loss, triplet_loss
+from minisbert.sentence_encoder import resolve_model_dir
+from minisbert.train import TrainConfig, epoch_order, train
+
+FAST = os.environ.get("MINISBERT_FAST") == "1"
+SOLUTIONS = os.environ.get("MINISBERT_SOLUTIONS") == "1"
+N_HELD_OUT = 100 if FAST else 1000  # held-out triplets we measure on
+BATCH_SIZE = 8 if FAST else 16
+STEPS = 5 if FAST else 40
+MAX_TOKENS = 24  # training triplets whose sentences all fit: one jit bucket (see below)
+
+encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
+print(f"{'fast' if FAST else 'full'} mode; {encoder.model.sentence_config}")
+
+# %% [markdown]
+# ## Triplets from SNLI
+#
+# SNLI pairs a *premise* with *hypotheses* that people wrote to be entailed by it, neutral,
+# or contradicted by it. A premise with an entailment and a contradiction is a ready-made
+# triplet: anchor = premise, positive = entailment, negative = contradiction.
+# `load_dataset("snli-triplets", split)` builds them (one per premise, `minisbert.data.nli`).
+#
+# Only SNLI's dev split is in our data folder, so we split it ourselves: after a fixed
+# shuffle, the first 1,000 triplets are held out for measuring and the rest are training
+# data. Every premise gives one triplet, so no premise is on both sides.
+
+# %%
+triplets = load_dataset("snli-triplets", "dev")
+order = np.random.default_rng(0).permutation(len(triplets))
+held_out = [triplets[i] for i in order[:1000]][:N_HELD_OUT]
+train_pool = [triplets[i] for i in order[1000:]]
+print(f"{len(triplets)} SNLI dev triplets: {len(held_out)} held out"
+      f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on")
+for t in held_out[:3]:
+    print(f"  anchor:   {t.anchor}\n  positive: {t.positive}\n  negative: {t.negative}\n")
+
+# %% [markdown]
+# ## Three points on a line
+#
+# Distances are easiest to see in one dimension, where ||x - y|| = |x - y|. Three triplets,
+# each a (B, 1) array row, with the anchor always at 0:
+#
+# | i | a | p | n | d(a, p) | d(a, n) | ε = 1: max(d_p - d_n + 1, 0) | ε = 5 |
+# |---|---|---|---|---|---|---|---|
+# | 1 | 0 | 1 | 3 | 1 | 3 | max(-1, 0) = 0 | 3 |
+# | 2 | 0 | 2 | -2.5 | 2 | 2.5 | 0.5 | 4.5 |
+# | 3 | 0 | 3 | 1 | 3 | 1 | 3 | 7 |
+#
+# Triplet 1 is right by more than ε = 1 and costs nothing; triplet 2 is right, but by less
+# than the margin; triplet 3 has the negative closer than the positive. The batch loss is
+# the mean: 3.5 / 3 with ε = 1 and 14.5 / 3 with ε = 5.
+
+# %%
+line_a = jnp.array([[0.0], [0.0], [0.0]])  # (3, 1)
+line_p = jnp.array([[1.0], [2.0], [3.0]])  # (3, 1)
+line_n = jnp.array([[3.0], [-2.5], [1.0]])  # (3, 1)
+by_hand = {1.0: (0 + 0.5 + 3) / 3, 5.0: (3 + 4.5 + 7) / 3}
+for margin, expected in by_hand.items():
+    library = float(triplet_loss(line_a, line_p, line_n, margin=margin))
+    print(f"margin {margin:.0f}: by hand {expected:.4f}, minisbert {library:.4f}")
+    assert abs(library - expected) < 1e-6
+
+# %% [markdown]
+# **The gradient.** Where a triplet is active (its loss is above 0), its loss is
+# |p - a| - |n - a| + ε. Its gradient with respect to p is sign(p - a) / B: a step of
+# gradient *descent* moves p towards the anchor. With respect to n it is -sign(n - a) / B:
+# n moves away. The anchor gets the rest. Notice what is missing: **the margin**. It adds
+# a constant, so it never changes how hard an active triplet is pushed, only *which*
+# triplets are active.
+
+# %%
+def line_gradients(margin: float) -> np.ndarray:  # (3 triplets, 3 points: a, p, n)
+    grads = jax.grad(triplet_loss, argnums=(0, 1, 2))(line_a, line_p, line_n, margin=margin)
+    return np.concatenate([np.asarray(g) for g in grads], axis=1) + 0.0  # + 0.0: no "-0."
+
+
+for margin in (1.0, 5.0):
+    print(f"margin {margin:.0f}: d loss / d(a, p, n), one row per triplet\n"
+          f"{line_gradients(margin).round(3)}")
+grad_gap = np.abs(line_gradients(1.0)[1:] - line_gradients(5.0)[1:]).max()
+print(f"the active triplets 2 and 3 get the same gradient under both margins: "
+      f"max difference {grad_gap:.1e}")
+
+# %% [markdown]
+# With ε = 1 triplet 1 gets no gradient at all; with ε = 5 it is pushed exactly as hard as
+# the others. A margin is a length, so whether it is "large" depends on how far apart
+# sentence vectors lie. Let us measure that.
+#
+# ## The margin on a real model
+#
+# all-MiniLM-L6-v2 ends with L2 normalisation (lesson 4): every sentence vector has length
+# 1, so no two are more than 2 apart. The paper's BERT had no such step. We encode the
+# held-out triplets once *without* the normalisation (the same `dataclasses.replace` on the
+# `sentence_config` as in lesson 4) and divide by the norms ourselves to get the unit
+# vectors. In both, we count the **active** triplets, those with
+# d(a, n) - d(a, p) < ε, for ε = 1 and ε = 5.
+
+# %%
+def embed(model: SentenceEncoder, examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D) anchor, positive and negative vectors, every distinct sentence encoded once."""
+    columns = ([t.anchor for t in examples], [t.positive for t in examples],
+               [t.negative for t in examples])  # fmt: skip
+    return tuple(encode_unique(model, *columns))
+
+
+def gaps(a: np.ndarray, p: np.ndarray, n: np.ndarray) -> np.ndarray:  # (N,)
+    """d(a, n) - d(a, p), euclidean: positive when the triplet is in the right order."""
+    return np.linalg.norm(a - n, axis=1) - np.linalg.norm(a - p, axis=1)
+
+
+pretrained_config = encoder.model.sentence_config
+encoder.model.sentence_config = dataclasses.replace(pretrained_config, normalize=False)
+raw = embed(encoder, held_out)  # the paper's setting: no normalisation
+unit = tuple(x / np.linalg.norm(x, axis=1, keepdims=True) for x in raw)  # the model's own
+
+active = {}
+for name, (a, p, n) in [("unit length", unit), ("unnormalised", raw)]:
+    gap = gaps(a, p, n)
+    active[name] = {margin: float(np.mean(gap < margin)) for margin in (1.0, 5.0)}
+    print(f"{name:>12}: |u| = {np.linalg.norm(a, axis=1).mean():.2f}, "
+          f"d(a, p) = {np.linalg.norm(a - p, axis=1).mean():.2f}, "
+          f"d(a, n) = {np.linalg.norm(a - n, axis=1).mean():.2f} on average; "
+          f"active: {active[name][1.0]:.1%} at margin 1, {active[name][5.0]:.1%} at margin 5")
+
+# %% [markdown]
+# **On the unit sphere the margin hardly matters.** d(a, n) - d(a, p) can never exceed 2,
+# so with ε = 5 every triplet is active forever, and with ε = 1 nearly every one is too.
+# Where all triplets of a batch are active, the ε = 5 loss is the ε = 1 loss plus 4 and the
+# two gradients are identical, so training would take the very same steps. Check on a batch
+# of 16 held-out triplets that are active at ε = 1:
+
+# %%
+a, p, n = unit
+batch = np.flatnonzero(gaps(a, p, n) < 1.0)[:16]
+ua, up, un = (jnp.asarray(x[batch]) for x in unit)  # (16, D) each
+loss_1, grads_1 = jax.value_and_grad(triplet_loss, argnums=(0, 1, 2))(ua, up, un, margin=1.0)
+loss_5, grads_5 = jax.value_and_grad(triplet_loss, argnums=(0, 1, 2))(ua, up, un, margin=5.0)
+unit_grad_gap = max(float(jnp.abs(g1 - g5).max()) for g1, g5 in zip(grads_1, grads_5, strict=True))
+print(f"loss at margin 1: {float(loss_1):.4f}, at margin 5: {float(loss_5):.4f} "
+      f"(difference {float(loss_5 - loss_1):.4f}); gradients differ by at most {unit_grad_gap:.1e}")
+
+# %% [markdown]
+# **Without normalisation the margin decides a lot.** The vectors are about 5 long and
+# most triplets are already right by more than 1, so ε = 1 trains on the minority that is
+# wrong or nearly wrong, while ε = 5 still pushes almost every triplet. The curve below
+# shows the fraction of active held-out triplets for every margin in both settings: a
+# margin only means something next to the spread of the distances.
+
+# %%
+margins = np.linspace(0, 6, 121)
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+for name, (a, p, n) in [("unit length (all-MiniLM-L6-v2)", unit), ("unnormalised", raw)]:
+    gap = gaps(a, p, n)
+    ax.plot(margins, [np.mean(gap < m) for m in margins], label=name)
+for margin in (1.0, 5.0):
+    ax.axvline(margin, color="gray", linestyle=":", linewidth=1)
+ax.set_xlabel("margin ε")
+ax.set_ylabel("active triplets\n(d(a,n) - d(a,p) < ε)")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# So to see the margin at work, we train where it matters: all-MiniLM-L6-v2 *without* its
+# final normalisation, as in the paper. `save_model` writes the model, with the changed
+# `sentence_config`, as a model folder that `train` can start from.
+#
+# ## Training with ε = 1 and with ε = 5
+#
+# `train(TrainConfig(loss="triplet", margin=...))` runs the siamese train step (lesson 5):
+# the same encoder embeds the anchors, positives and negatives of a batch, and the triplet
+# loss of the three (B, D) arrays is minimised with AdamW (sentence-transformers' defaults:
+# lr 2e-5, 10% warm-up). `TrainConfig(data=...)` reads triplets from a file with an
+# `anchor`, `positive` and `negative` column, so we write our training triplets to one.
+#
+# We keep training triplets whose three sentences have at most 24 tokens. Each batch is
+# padded to a bucket length (lesson 11), and each new bucket makes jit compile the train
+# step again, half a minute on a small CPU; with this filter every batch pads to 24. Both
+# runs use the same seed, so they see the same batches in the same order with the same
+# dropout: only the margin differs. Fast mode trains on a single batch, several times.
+
+# %%
+short = [t for t in train_pool
+         if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
+         <= MAX_TOKENS]
+train_triplets = short[:BATCH_SIZE] if FAST else short
+print(f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
+      f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
+      f"{BATCH_SIZE}")
+
+workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson07-"))
+triplet_file = workdir / "train_triplets.tsv"
+with open(triplet_file, "w", encoding="utf-8") as f:
+    f.write("anchor\tpositive\tnegative\n")
+    for t in train_triplets:
+        f.write(f"{t.anchor}\t{t.positive}\t{t.negative}\n")
+
+unnormalised_dir = workdir / "all-MiniLM-L6-v2-unnormalised"
+save_model(unnormalised_dir, encoder.model, resolve_model_dir("all-MiniLM-L6-v2"))
+encoder.model.sentence_config = pretrained_config  # the encoder is the pretrained one again
+
+# %%
+def fine_tune(margin: float) -> tuple[list[float], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Train with this margin; return the losses and the trained model's held-out and
+    training-triplet embeddings. The run's folder is deleted afterwards."""
+    config = TrainConfig(
+        model=str(unnormalised_dir),
+        data=str(triplet_file),
+        loss="triplet",
+        margin=margin,
+        output=str(workdir / f"margin-{margin:g}"),
+        batch_size=BATCH_SIZE,
+        epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
+        max_steps=STEPS,
+        seed=0,
+        eval_data="none",  # we measure on our held-out triplets ourselves
+        progress=False,
+    )
+    result = train(config)
+    trained = SentenceEncoder.from_pretrained(result.output)
+    held, seen = embed(trained, held_out), embed(trained, first_batch_triplets)
+    shutil.rmtree(result.output)
+    print(f"margin {margin:g}: {result.steps} steps, {result.seconds_per_step:.1f} s/step, "
+          f"training loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
+    return result.losses, held, seen
+
+
+# The triplets of the first batch: the order is a function of the seed and the epoch.
+first_batch_triplets = [train_triplets[i]
+                        for i in epoch_order(0, 0, len(train_triplets))[:BATCH_SIZE]]
+runs = {"pretrained": raw}
+first_batch = {"pretrained": embed(SentenceEncoder.from_pretrained(unnormalised_dir),
+                                   first_batch_triplets)}
+losses = {}
+for margin in (1.0, 5.0):
+    name = f"margin {margin:g}"
+    losses[name], runs[name], first_batch[name] = fine_tune(margin)
+
+# %% [markdown]
+# ## What each margin did to the distances
+#
+# For every model, on the held-out triplets: the mean length of a sentence vector, the
+# mean d(a, p) and d(a, n), their gap, and the triplet accuracy of `minisbert.evaluate`
+# (the fraction of triplets with d(a, p) < d(a, n)), in euclidean distance and in cosine
+# distance.
+
+# %%
+table = {}
+print(f"{'':>10} {'|u|':>6} {'d(a,p)':>7} {'d(a,n)':>7} {'gap':>6} {'gap/|u|':>8} "
+      f"{'acc euclid':>11} {'acc cos':>8}")
+for name, (a, p, n) in runs.items():
+    accuracy = triplet_accuracy(a, p, n)
+    table[name] = {
+        "norm": float(np.linalg.norm(a, axis=1).mean()),
+        "d_ap": float(np.linalg.norm(a - p, axis=1).mean()),
+        "d_an": float(np.linalg.norm(a - n, axis=1).mean()),
+        "gap": float(gaps(a, p, n).mean()),
+        "accuracy": accuracy["accuracy_euclidean"],
+        "accuracy_cosine": accuracy["accuracy_cosine"],
+    }
+    row = table[name]
+    row["relative_gap"] = row["gap"] / row["norm"]
+    print(f"{name:>10} {row['norm']:6.2f} {row['d_ap']:7.2f} {row['d_an']:7.2f} {row['gap']:6.2f} "
+          f"{row['relative_gap']:8.3f} {row['accuracy']:11.3f} {row['accuracy_cosine']:8.3f}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+for ax, relative in zip(axes, (False, True), strict=True):
+    values = {name: gaps(*r) / (table[name]["norm"] if relative else 1) for name, r in runs.items()}
+    bins = np.linspace(min(x.min() for x in values.values()), max(x.max() for x in values.values()),
+                       40)
+    for (name, x), color in zip(values.items(), ["gray", "tab:blue", "tab:orange"], strict=True):
+        ax.hist(x, bins=bins, histtype="step", linewidth=1.5, color=color, label=name)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("(d(a, n) - d(a, p)) / mean |u|" if relative else "d(a, n) - d(a, p)")
+axes[0].set_ylabel("held-out triplets")
+axes[0].set_title("the gap (> 0: right order)", fontsize=9)
+axes[1].set_title("the gap, in units of the model's mean vector length", fontsize=9)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Reading the table and the histogram (full mode; fast mode trains too little to move
+# much):
+#
+# - **Both margins widen the gap** between d(a, n) and d(a, p), and both raise the
+#   euclidean triplet accuracy on triplets the model never saw.
+# - **ε = 5 does it mostly by inflating the space.** Almost every triplet is active, so
+#   every step asks for a larger gap everywhere, and the cheapest way for a network to
+#   make every difference of distances larger is to make every vector longer: the mean
+#   length grows by well over half, and *both* d(a, p) and d(a, n) grow. The positives
+#   end up farther from their anchors than before training. Measured in units of the
+#   vector length (the right-hand histogram, the `gap/|u|` column), most of its extra gap
+#   disappears.
+# - **ε = 1 spends its steps on the triplets that are wrong or nearly wrong.** The vectors
+#   grow much less, and in this run its accuracy gain is the larger one (one seed, so
+#   read a difference of a point or so with care).
+# - **The cosine accuracy barely moves**, with either margin: the directions of the
+#   vectors, which is all a cosine sees, changed little in these few steps. Which is one
+#   more reason to state the distance whenever you quote a triplet accuracy.
+#
+# On a normalised model none of this happens: lengths cannot grow, and (as the gradient
+# check showed) ε = 1 and ε = 5 take the same step on every batch whose triplets are all
+# active at ε = 1, which is nearly every batch. That is a quiet trap when you move
+# a recipe from one model to another: the library's default ε = 5 was chosen for
+# unnormalised vectors.
+#
+# ## Exercise: batch-hard triplets
+#
+# A triplet from a file fixes each anchor's negative. **Batch-hard** mining (Hermans, Beyer
+# & Leibe 2017) lets the batch choose: given sentences with class labels, every sentence is
+# an anchor, its *hardest positive* is the farthest sentence of its own class, its
+# *hardest negative* the closest sentence of any other class, and
+#
+#     loss = mean over anchors of max(max_p d(a, p) - min_n d(a, n) + ε, 0)
+#
+# Write it for euclidean distance, in numpy or jax.numpy. `embeddings` is (N, D),
+# `labels` (N,) integers; you may assume every class has at least two members and there
+# are at least two classes. The check compares with
+# `minisbert.losses.batch_hard_triplet_loss` (whose default margin is the library's 5) on
+# a golden of four points on a line and on real premise/entailment pairs, each pair a
+# class.
+
+# %%
+def batch_hard_by_hand(embeddings: np.ndarray, labels: np.ndarray, margin: float) -> float:
+    """mean_a max(max_p d(a, p) - min_n d(a, n) + margin, 0), euclidean d."""
+    raise NotImplementedError("your code here")
+
+
+# %% [markdown]
+# **The golden.** Points 0 and 1 are class 0; 1.5 and 4 are class 1; ε = 1.
+#
+# | anchor | hardest positive, d | hardest negative, d | max(d_p - d_n + 1, 0) |
+# |---|---|---|---|
+# | 0 | 1, 1 | 1.5, 1.5 | 0.5 |
+# | 1 | 0, 1 | 1.5, 0.5 | 1.5 |
+# | 1.5 | 4, 2.5 | 1, 0.5 | 3 |
+# | 4 | 1.5, 2.5 | 1, 3 | 0.5 |
+#
+# The mean is 5.5 / 4 = 1.375.
+
+# %%
+GOLDEN_POINTS = np.array([[0.0], [1.0], [1.5], [4.0]])  # (4, 1)
+GOLDEN_LABELS = np.array([0, 0, 1, 1])
+GOLDEN_BATCH_HARD = 1.375
+
+a, p, _ = raw
+pair_embeddings = np.concatenate([a[:8], p[:8]])  # (16, D): 8 premises, 8 entailments
+pair_labels = np.concatenate([np.arange(8), np.arange(8)])  # a premise and its entailment
+
+
+def check_batch_hard(fn) -> None:
+    value = float(fn(GOLDEN_POINTS, GOLDEN_LABELS, 1.0))
+    assert abs(value - GOLDEN_BATCH_HARD) < 1e-6, f"golden: expected 1.375, got {value}"
+    library = float(batch_hard_triplet_loss(jnp.asarray(GOLDEN_POINTS), jnp.asarray(GOLDEN_LABELS),
+                                            margin=1.0))
+    assert abs(library - GOLDEN_BATCH_HARD) < 1e-6, "the library disagrees with the golden"
+    for margin in (1.0, 5.0):
+        value = float(fn(pair_embeddings, pair_labels, margin))
+        library = float(batch_hard_triplet_loss(jnp.asarray(pair_embeddings),
+                                                jnp.asarray(pair_labels), margin=margin))
+        assert abs(value - library) < 1e-3, f"margin {margin}: {value} vs minisbert {library}"
+
+
+try:
+    check_batch_hard(batch_hard_by_hand)
+    print("Correct!")
+except NotImplementedError:
+    if SOLUTIONS:
+        batch_hard_by_hand = runpy.run_path("lessons/solutions/07_triplet_loss.py")[
+            "batch_hard_by_hand"
+        ]
+        check_batch_hard(batch_hard_by_hand)
+        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
+    else:
+        print("Not done yet: fill in batch_hard_by_hand above and run this cell again.")
+
+# %% [markdown]
+# Batch-hard asks more of a model than the plain triplet loss: each anchor is measured
+# against the most confusable sentence in the batch, whichever it is, and against its
+# farthest positive. Some things to try: compare `batch_hard_by_hand(pair_embeddings,
+# pair_labels, 1.0)` with `triplet_loss` on the same eight held-out triplets
+# (`*(x[:8] for x in raw)`); add their eight contradictions to the batch as classes of
+# their own and see whether they become the hardest negatives; and print, for each
+# premise, which sentence the mining picked.
+#
+# ## What we showed
+#
+# - The triplet loss is a hinge on d(a, p) - d(a, n) + ε; by hand on a line it matches
+#   `minisbert.losses.triplet_loss`, value and gradient.
+# - The margin never scales the push on an active triplet; it only decides which triplets
+#   are active. Whether ε is large is a question about the spread of the distances.
+# - On all-MiniLM-L6-v2's unit vectors, ε = 1 and ε = 5 give identical gradients on
+#   active triplets, and nearly every triplet is active under both.
+# - Without normalisation, as in the paper, ε = 5 keeps almost every triplet active and
+#   inflates the whole space; ε = 1 works on the hard triplets. Both improve held-out
+#   euclidean triplet accuracy.
+
+# %%
+assert abs(float(triplet_loss(line_a, line_p, line_n, margin=1.0)) - by_hand[1.0]) < 1e-6
+assert abs(float(triplet_loss(line_a, line_p, line_n, margin=5.0)) - by_hand[5.0]) < 1e-6
+assert grad_gap < 1e-7, "the margin does not change an active triplet's gradient"
+assert abs(float(loss_5 - loss_1) - 4.0) < 1e-5, "margin 5 = margin 1 + 4 on unit vectors"
+assert unit_grad_gap < 1e-7, "and the same gradient: the same training steps"
+assert active["unit length"][5.0] == 1.0, "on the unit sphere, margin 5 is always active"
+assert active["unit length"][1.0] > 0.9, "and margin 1 nearly always"
+assert active["unnormalised"][1.0] < 0.5 < active["unnormalised"][5.0], "unnormalised: it matters"
+check_batch_hard(batch_hard_by_hand)
+for name, curve in losses.items():
+    assert len(curve) == STEPS and all(math.isfinite(x) for x in curve), f"{name}: bad losses"
+for name in losses:
+    margin = float(name.split()[1])
+    before = float(triplet_loss(*map(jnp.asarray, first_batch["pretrained"]), margin=margin))
+    after = float(triplet_loss(*map(jnp.asarray, first_batch[name]), margin=margin))
+    print(f"{name}: loss on the first training batch {before:.4f} -> {after:.4f}")
+    assert after < before, f"{name}: training lowers the loss on a batch it trained on"
+if not FAST:
+    pre, m1, m5 = table["pretrained"], table["margin 1"], table["margin 5"]
+    assert m1["gap"] > pre["gap"] and m5["gap"] > pre["gap"], "both margins widen the gap"
+    assert m1["accuracy"] > pre["accuracy"] and m5["accuracy"] > pre["accuracy"]
+    assert m5["norm"] > 1.5 * pre["norm"], "margin 5 inflates the vectors by over half"
+    assert m5["norm"] - pre["norm"] > 2 * (m1["norm"] - pre["norm"]), "much more than margin 1"
+    assert m5["d_ap"] > pre["d_ap"], "margin 5 moves positives away from their anchors"
+    assert m1["accuracy"] >= m5["accuracy"], "margin 1 gains at least as much accuracy"
+    absolute_growth = m5["gap"] / pre["gap"] - 1
+    relative_growth = m5["relative_gap"] / pre["relative_gap"] - 1
+    assert relative_growth < absolute_growth / 2, "margin 5's gap is mostly a longer vector"
+    assert all(abs(r["accuracy_cosine"] - pre["accuracy_cosine"]) < 0.02 for r in table.values())
+shutil.rmtree(workdir)
+print("all claims hold")
