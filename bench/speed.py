@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minisbert.batching import bucket_length
+
 
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
     times = []
@@ -54,25 +56,33 @@ def encode_throughput(encode: Callable[[list[str], int], object], sentences: lis
     return len(sentences) / best_time(lambda: encode(sentences, batch_size), repeats)
 
 
-def first_batch_compile_seconds(encoder, sentences: list[str], batch_size: int = 32) -> float:
-    """Compile seconds of a user's very first call: one batch, one shape, cold jit cache."""
+def compile_seconds(encoder, shape: tuple[int, int]) -> float:
+    """Seconds to trace, lower and compile the sentence-embedding program for one (B, T) shape.
+
+    Timed through jax's ahead-of-time API (``.lower(...).compile()``), so the figure is the
+    compiler's alone, not a difference of two noisy wall times.
+    """
+    from flax import nnx
+
+    from minisbert.sentence_encoder import _sentence_embeddings
+
+    graphdef, state = nnx.split(encoder.model)
+    ids = np.zeros(shape, np.int32)
     jax.clear_caches()
-    batch = sentences[:batch_size]
     start = time.perf_counter()
-    encoder.encode(batch, batch_size=batch_size)
-    cold = time.perf_counter() - start
-    return cold - best_time(lambda: encoder.encode(batch, batch_size=batch_size), 3)
+    _sentence_embeddings.lower(graphdef, state, ids, ids).compile()
+    return time.perf_counter() - start
 
 
-def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, int]:
-    """Seconds of the first encode call from a cold jit cache, and the shapes it compiled."""
-    jax.clear_caches()
+def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, float, int]:
+    """Compile seconds of a user's first batch (32 sentences), of every shape encoding all of
+    ``sentences`` needs, and how many shapes that is."""
     encoder.compiled_shapes.clear()
-    start = time.perf_counter()
     encoder.encode(sentences, batch_size=32)
-    cold = time.perf_counter() - start
-    warm = best_time(lambda: encoder.encode(sentences, batch_size=32), 2)
-    return cold - warm, len(encoder.compiled_shapes)
+    shapes = sorted({shape for _, shape in encoder.compiled_shapes})
+    first_batch = encoder.tokenizer.tokenize(sentences[:32])
+    first = (32, bucket_length(max(len(t) for t in first_batch), encoder.max_seq_length))
+    return compile_seconds(encoder, first), sum(compile_seconds(encoder, s) for s in shapes), len(shapes)
 
 
 MEMORY_SCRIPT = """
