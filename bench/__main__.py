@@ -46,14 +46,25 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []  # (measure, minisbert, sentence-transformers, ratio)
 
     def row(name: str, ours: float, theirs: float | None, unit: str, higher_is_better=True):
-        ratio = "" if theirs is None else f"{(ours / theirs if higher_is_better else theirs / ours):.2f}x"
-        rows.append((f"{name} ({unit})", f"{ours:,.1f}", "" if theirs is None else f"{theirs:,.1f}", ratio))
-        print(f"  {rows[-1][0]:48s} {rows[-1][1]:>12s} {rows[-1][2]:>12s} {rows[-1][3]:>8s}", flush=True)
+        ratio = (
+            ""
+            if theirs is None
+            else f"{(ours / theirs if higher_is_better else theirs / ours):.2f}x"
+        )
+        rows.append(
+            (f"{name} ({unit})", f"{ours:,.1f}", "" if theirs is None else f"{theirs:,.1f}", ratio)
+        )
+        print(
+            f"  {rows[-1][0]:48s} {rows[-1][1]:>12s} {rows[-1][2]:>12s} {rows[-1][3]:>8s}",
+            flush=True,
+        )
 
     model_dir = resolve_model_dir(args.model)
     encoder = SentenceEncoder.from_pretrained(model_dir)
     st_dir = Path(tempfile.mkdtemp()) / "st"
-    reference = SentenceTransformer(str(export_sentence_transformers(model_dir, st_dir)), device="cpu")
+    reference = SentenceTransformer(
+        str(export_sentence_transformers(model_dir, st_dir)), device="cpu"
+    )
 
     pairs = load_dataset("stsb", "test")
     sentences = [p.sentence1 for p in pairs] + [p.sentence2 for p in pairs]  # 2,758
@@ -65,16 +76,26 @@ def main() -> None:
     theirs_fn = lambda s, b: reference.encode(s, batch_size=b, convert_to_numpy=True)  # noqa: E731
     diff = float(np.abs(ours_fn(sentences, 32) - theirs_fn(sentences, 32)).max())
     ours32 = speed.encode_throughput(ours_fn, sentences, 32, repeats)
-    row("encode, batch 32", ours32, speed.encode_throughput(theirs_fn, sentences, 32, repeats), "sent/s")
-    row("encode, batch 128", speed.encode_throughput(ours_fn, sentences, 128, repeats),
-        speed.encode_throughput(theirs_fn, sentences, 128, repeats), "sent/s")
+    row(
+        "encode, batch 32",
+        ours32,
+        speed.encode_throughput(theirs_fn, sentences, 32, repeats),
+        "sent/s",
+    )
+    row(
+        "encode, batch 128",
+        speed.encode_throughput(ours_fn, sentences, 128, repeats),
+        speed.encode_throughput(theirs_fn, sentences, 128, repeats),
+        "sent/s",
+    )
     rows.append(("max |minisbert - sentence-transformers| embedding", f"{diff:.1e}", "", ""))
 
     # Fraction of this machine's matmul peak.
     config = encoder.model.config
     counts = np.array([len(ids) for ids in encoder.tokenizer.tokenize(sentences)])
-    flops = speed.sentence_flops(counts, config.hidden_size, config.intermediate_size,
-                                 config.num_hidden_layers)
+    flops = speed.sentence_flops(
+        counts, config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    )
     peak = speed.matmul_peak_gflops(repeats=5 if args.quick else 10)
     achieved = flops / len(sentences) * ours32 / 1e9
     row("matmul peak, 2048^2 float32 (jax)", peak, None, "GFLOP/s")
@@ -91,8 +112,9 @@ def main() -> None:
     encoder.sort_by_length = False
     unsorted = speed.encode_throughput(ours_fn, sentences, 32, repeats)
     encoder.sort_by_length = True
-    rows.append(("smart batching speed-up, batch 32 (sorted/unsorted)",
-                 f"{ours32 / unsorted:.2f}x", "", ""))
+    rows.append(
+        ("smart batching speed-up, batch 32 (sorted/unsorted)", f"{ours32 / unsorted:.2f}x", "", "")
+    )
     print(f"  smart batching: {ours32:,.0f} vs {unsorted:,.0f} sent/s unsorted", flush=True)
 
     # Paraphrase mining over 10,000 sentences, end to end.
@@ -107,8 +129,13 @@ def main() -> None:
     t0 = time.perf_counter()
     st_util.paraphrase_mining(reference, corpus, batch_size=128, top_k=100)
     theirs_mine = time.perf_counter() - t0
-    row(f"paraphrase mining, {len(corpus):,} sentences", ours_mine, theirs_mine, "s",
-        higher_is_better=False)
+    row(
+        f"paraphrase mining, {len(corpus):,} sentences",
+        ours_mine,
+        theirs_mine,
+        "s",
+        higher_is_better=False,
+    )
 
     # Training throughput (cosine objective, batch 16).
     if not args.skip_train:
@@ -135,8 +162,13 @@ def write_results(info: dict[str, str], rows, n: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# make bench on {info['cpu']} ({info['cores']} cores, {info['backend']})", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", f"STS-b test, {n} sentences. Written {time.strftime('%Y-%m-%d %H:%M')}.", "",
-              "| measure | minisbert | sentence-transformers | ratio |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"STS-b test, {n} sentences. Written {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        "| measure | minisbert | sentence-transformers | ratio |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\nwrote {out}")

@@ -69,11 +69,29 @@ def sts(model: str, log: list[str]) -> float:
 
 
 def recipe_stsb(work: Path, rows: list, log: list[str], args: argparse.Namespace) -> None:
-    rows.append(("all-MiniLM-L6-v2 pretrained, STS-b test Spearman", f"{sts('all-MiniLM-L6-v2', log):.2f}"))
-    flags = ["--model", "all-MiniLM-L6-v2", "--data", "stsb", "--loss", "cosine",
-             "--epochs", str(args.epochs), "--batch-size", "16", "--lr", "2e-5", "--seed", "0"]
+    rows.append(
+        ("all-MiniLM-L6-v2 pretrained, STS-b test Spearman", f"{sts('all-MiniLM-L6-v2', log):.2f}")
+    )
+    flags = [
+        "--model",
+        "all-MiniLM-L6-v2",
+        "--data",
+        "stsb",
+        "--loss",
+        "cosine",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        "16",
+        "--lr",
+        "2e-5",
+        "--seed",
+        "0",
+    ]
     seconds = train(work / "stsb", flags, log, args.extra)
-    name = f"cosine, STS-b train, {args.epochs} epochs" + (f" (max {args.max_steps} steps)" if args.max_steps else "")
+    name = f"cosine, STS-b train, {args.epochs} epochs" + (
+        f" (max {args.max_steps} steps)" if args.max_steps else ""
+    )
     rows.append((f"{name}: STS-b test Spearman", f"{sts(str(work / 'stsb'), log):.2f}"))
     rows.append(("minisbert train step, batch 16 (s/step, median)", f"{seconds:.3f}"))
     try:
@@ -85,50 +103,109 @@ def recipe_stsb(work: Path, rows: list, log: list[str], args: argparse.Namespace
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:
-        rows.append(("sentence-transformers train step", "not importable here (make recipes uses .venv-ref)"))
+        rows.append(
+            (
+                "sentence-transformers train step",
+                "not importable here (make recipes uses .venv-ref)",
+            )
+        )
         return
     st_dir = export_sentence_transformers(resolve_model_dir("all-MiniLM-L6-v2"), work / "st")
     batches, _ = _batches(30, 16)
     theirs = 16 / reference_pairs_per_second(st_dir, batches, 16)
     rows.append(("sentence-transformers train step, same batches (s/step)", f"{theirs:.3f}"))
-    rows.append(("speed-up per step (sentence-transformers / minisbert)", f"{theirs / seconds:.2f}x"))
+    rows.append(
+        ("speed-up per step (sentence-transformers / minisbert)", f"{theirs / seconds:.2f}x")
+    )
 
 
-def recipe_nli(work: Path, rows: list, log: list[str], args: argparse.Namespace,
-               variants: list[tuple[str, ...]]) -> None:
+def recipe_nli(
+    work: Path,
+    rows: list,
+    log: list[str],
+    args: argparse.Namespace,
+    variants: list[tuple[str, ...]],
+) -> None:
     for concat in variants:
         out = work / ("nli-" + "-".join(concat))
-        flags = ["--model", "all-MiniLM-L6-v2", "--data", "snli", "--split", "dev", "--loss", "softmax",
-                 "--epochs", "1", "--batch-size", "16", "--lr", "2e-5", "--seed", "0",
-                 "--concat", *concat]
+        flags = [
+            "--model",
+            "all-MiniLM-L6-v2",
+            "--data",
+            "snli",
+            "--split",
+            "dev",
+            "--loss",
+            "softmax",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            "2e-5",
+            "--seed",
+            "0",
+            "--concat",
+            *concat,
+        ]
         train(out, flags, log, args.extra)
-        accuracy = float(run(["eval", "nli", "--model", str(out), "--data", "sick-nli", "--split", "trial"], log))
+        accuracy = float(
+            run(["eval", "nli", "--model", str(out), "--data", "sick-nli", "--split", "trial"], log)
+        )
         label = "(" + ", ".join({"abs_diff": "|u-v|", "mul": "u*v"}.get(c, c) for c in concat) + ")"
-        rows.append((f"softmax {label}, SNLI dev 1 epoch: SICK trial NLI accuracy / STS-b test Spearman",
-                     f"{accuracy:.2f} / {sts(str(out), log):.2f}"))
+        rows.append(
+            (
+                f"softmax {label}, SNLI dev 1 epoch: SICK trial NLI accuracy / STS-b test Spearman",
+                f"{accuracy:.2f} / {sts(str(out), log):.2f}",
+            )
+        )
 
 
 def recipe_triplets(work: Path, rows: list, log: list[str], args: argparse.Namespace) -> None:
     for loss, margin in (("triplet", "1"), ("triplet", "5"), ("mnrl", None)):
         out = work / f"{loss}-{margin or 'default'}"
-        flags = ["--model", "all-MiniLM-L6-v2", "--data", "snli-triplets", "--split", "dev",
-                 "--loss", loss, "--epochs", "1", "--batch-size", "16", "--lr", "2e-5", "--seed", "0"]
+        flags = [
+            "--model",
+            "all-MiniLM-L6-v2",
+            "--data",
+            "snli-triplets",
+            "--split",
+            "dev",
+            "--loss",
+            loss,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            "2e-5",
+            "--seed",
+            "0",
+        ]
         if margin:
             flags += ["--margin", margin]
         train(out, flags, log, args.extra)
         name = f"{loss}" + (f" margin {margin}" if margin else " (in-batch negatives, scale 20)")
-        rows.append((f"{name}, SNLI dev triplets 1 epoch: STS-b test Spearman", f"{sts(str(out), log):.2f}"))
+        rows.append(
+            (f"{name}, SNLI dev triplets 1 epoch: STS-b test Spearman", f"{sts(str(out), log):.2f}")
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("recipes", nargs="*", default=["stsb", "nli", "triplets"],
-                        choices=["stsb", "nli", "ablation", "triplets"])
+    parser.add_argument(
+        "recipes",
+        nargs="*",
+        default=["stsb", "nli", "triplets"],
+        choices=["stsb", "nli", "ablation", "triplets"],
+    )
     parser.add_argument("--epochs", type=int, default=4, help="stsb recipe epochs (paper: 4)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap every run (a quick look)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the trained models here")
     args = parser.parse_args()
-    args.extra = ["--eval-data", "none"] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
+    args.extra = ["--eval-data", "none"] + (
+        ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    )
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="minisbert-recipes-"))
     rows: list[tuple[str, str]] = []

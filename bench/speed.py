@@ -50,8 +50,12 @@ def sentence_flops(token_counts: np.ndarray, D: int, F: int, L: int) -> float:
     return float(np.sum(per_layer * L))
 
 
-def encode_throughput(encode: Callable[[list[str], int], object], sentences: list[str],
-                      batch_size: int, repeats: int = 3) -> float:
+def encode_throughput(
+    encode: Callable[[list[str], int], object],
+    sentences: list[str],
+    batch_size: int,
+    repeats: int = 3,
+) -> float:
     encode(sentences[: batch_size * 4], batch_size)  # warm-up
     return len(sentences) / best_time(lambda: encode(sentences, batch_size), repeats)
 
@@ -82,7 +86,11 @@ def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, float, int
     shapes = sorted({shape for _, shape in encoder.compiled_shapes})
     first_batch = encoder.tokenizer.tokenize(sentences[:32])
     first = (32, bucket_length(max(len(t) for t in first_batch), encoder.max_seq_length))
-    return compile_seconds(encoder, first), sum(compile_seconds(encoder, s) for s in shapes), len(shapes)
+    return (
+        compile_seconds(encoder, first),
+        sum(compile_seconds(encoder, s) for s in shapes),
+        len(shapes),
+    )
 
 
 MEMORY_SCRIPT = """
@@ -103,7 +111,9 @@ def peak_memory_mib(sentence_file: str, model_dir: str, n: int) -> tuple[float, 
     the model, and at the end."""
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, sentence_file, model_dir, str(n)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     base_kib, peak_kib = int(out[-2]), int(out[-1])
     return base_kib / 1024, peak_kib / 1024

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 
-def _batches(n_steps: int, batch_size: int) -> tuple[list[tuple[list[str], list[str], np.ndarray]], list]:
+def _batches(
+    n_steps: int, batch_size: int
+) -> tuple[list[tuple[list[str], list[str], np.ndarray]], list]:
     from minisbert.data import load_dataset
 
     pairs = load_dataset("stsb", "train", normalize=True)  # scores in [0, 1]
@@ -29,8 +31,13 @@ def _batches(n_steps: int, batch_size: int) -> tuple[list[tuple[list[str], list[
     batches = []
     for b in range(n_steps):
         rows = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-        batches.append(([p.sentence1 for p in rows], [p.sentence2 for p in rows],
-                        np.array([p.label for p in rows], np.float32)))
+        batches.append(
+            (
+                [p.sentence1 for p in rows],
+                [p.sentence2 for p in rows],
+                np.array([p.label for p in rows], np.float32),
+            )
+        )
     return batches, pairs
 
 
@@ -62,7 +69,9 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
         ids, mask = arrays(s1, s2)
         if ids.shape[-1] not in seen:
             seen.add(ids.shape[-1])
-            train_step(trainable, optimizer, ids, mask, labels, cosine_similarity_loss).block_until_ready()
+            train_step(
+                trainable, optimizer, ids, mask, labels, cosine_similarity_loss
+            ).block_until_ready()
 
     start = time.perf_counter()
     for s1, s2, labels in batches:  # tokenization counts: it is part of a training step
@@ -72,7 +81,9 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
     return len(batches) * batch_size / (time.perf_counter() - start)
 
 
-def reference_pairs_per_second(st_dir: Path, batches: list, batch_size: int, warmup: int = 3) -> float:
+def reference_pairs_per_second(
+    st_dir: Path, batches: list, batch_size: int, warmup: int = 3
+) -> float:
     import torch
     from sentence_transformers import SentenceTransformer, losses
 
@@ -97,8 +108,9 @@ def reference_pairs_per_second(st_dir: Path, batches: list, batch_size: int, war
     return len(batches) * batch_size / (time.perf_counter() - start)
 
 
-def pairs_per_second(model_dir: Path, st_dir: Path, *, quick: bool = False,
-                     batch_size: int = 16) -> tuple[float, float]:
+def pairs_per_second(
+    model_dir: Path, st_dir: Path, *, quick: bool = False, batch_size: int = 16
+) -> tuple[float, float]:
     """(minisbert, sentence-transformers) pairs/s on the same STS-b train batches."""
     batches, _ = _batches(20 if quick else 60, batch_size)
     ours = minisbert_pairs_per_second(model_dir, batches, batch_size)
