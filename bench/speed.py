@@ -94,15 +94,21 @@ def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, float, int
 
 
 MEMORY_SCRIPT = """
-import resource, sys
+import sys
 from minisbert import SentenceEncoder
+
+def peak_kib():  # VmHWM: this process image's peak RSS (ru_maxrss would count the parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 sentences = [line.rstrip("\\n") for line in open(sys.argv[1], encoding="utf-8")]
 encoder = SentenceEncoder.from_pretrained(sys.argv[2])
-n, base = int(sys.argv[3]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n, base = int(sys.argv[3]), peak_kib()
 texts = (f"{sentences[i % len(sentences)]} ({i})" for i in range(n))
 E = encoder.encode(texts, batch_size=128)
 assert E.shape[0] == n
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(base, peak_kib())
 """
 
 
