@@ -56,6 +56,14 @@ def run(args: list[str], log: list[str]) -> str:
     return lines[-1]
 
 
+def recipe_flags(data: str, split: str, loss: str, *, epochs: int = 1) -> list[str]:
+    """The settings every recipe shares: the pretrained model, batch 16, lr 2e-5, seed 0."""
+    return (
+        f"--model all-MiniLM-L6-v2 --data {data} --split {split} --loss {loss} "
+        f"--epochs {epochs} --batch-size 16 --lr 2e-5 --seed 0"
+    ).split()
+
+
 def train(out: Path, flags: list[str], log: list[str], extra: list[str]) -> float:
     """Train into ``out``; return the median seconds per step the command printed."""
     start = time.perf_counter()
@@ -72,22 +80,7 @@ def recipe_stsb(work: Path, rows: list, log: list[str], args: argparse.Namespace
     rows.append(
         ("all-MiniLM-L6-v2 pretrained, STS-b test Spearman", f"{sts('all-MiniLM-L6-v2', log):.2f}")
     )
-    flags = [
-        "--model",
-        "all-MiniLM-L6-v2",
-        "--data",
-        "stsb",
-        "--loss",
-        "cosine",
-        "--epochs",
-        str(args.epochs),
-        "--batch-size",
-        "16",
-        "--lr",
-        "2e-5",
-        "--seed",
-        "0",
-    ]
+    flags = recipe_flags("stsb", "train", "cosine", epochs=args.epochs)
     seconds = train(work / "stsb", flags, log, args.extra)
     name = f"cosine, STS-b train, {args.epochs} epochs" + (
         f" (max {args.max_steps} steps)" if args.max_steps else ""
@@ -128,26 +121,7 @@ def recipe_nli(
 ) -> None:
     for concat in variants:
         out = work / ("nli-" + "-".join(concat))
-        flags = [
-            "--model",
-            "all-MiniLM-L6-v2",
-            "--data",
-            "snli",
-            "--split",
-            "dev",
-            "--loss",
-            "softmax",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "16",
-            "--lr",
-            "2e-5",
-            "--seed",
-            "0",
-            "--concat",
-            *concat,
-        ]
+        flags = recipe_flags("snli", "dev", "softmax") + ["--concat", *concat]
         train(out, flags, log, args.extra)
         accuracy = float(
             run(["eval", "nli", "--model", str(out), "--data", "sick-nli", "--split", "trial"], log)
@@ -164,24 +138,7 @@ def recipe_nli(
 def recipe_triplets(work: Path, rows: list, log: list[str], args: argparse.Namespace) -> None:
     for loss, margin in (("triplet", "1"), ("triplet", "5"), ("mnrl", None)):
         out = work / f"{loss}-{margin or 'default'}"
-        flags = [
-            "--model",
-            "all-MiniLM-L6-v2",
-            "--data",
-            "snli-triplets",
-            "--split",
-            "dev",
-            "--loss",
-            loss,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "16",
-            "--lr",
-            "2e-5",
-            "--seed",
-            "0",
-        ]
+        flags = recipe_flags("snli-triplets", "dev", loss)
         if margin:
             flags += ["--margin", margin]
         train(out, flags, log, args.extra)
