@@ -51,7 +51,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from minisbert import SentenceEncoder
-from minisbert.batching import BUCKETS, bucket_length, smart_batches
+from minisbert.batching import (
+    BUCKETS,
+    ENCODE_BUCKETS,
+    MAX_SHAPES,
+    bucket_length,
+    choose_buckets,
+    smart_batches,
+)
 from minisbert.data import load_dataset
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
@@ -359,9 +366,32 @@ print({n: bucket_length(n, MAX_LENGTH) for n in (5, 9, 17, 33, 65, 129, 300)})
 # %% [markdown]
 # Each bucket costs some padding (a 33-token batch is computed as 64), which is why the
 # sorted order above kept only part of its slots useful; the trade is a bounded number of
-# programs, whatever the input. `encoder.compiled_shapes` records the shapes `encode` has
-# asked for. Let us feed it sentences of every length from a few tokens to the maximum,
-# then a second, different set of the same kind.
+# programs, whatever the input. These 8 buckets are what training uses, where compiling
+# one train step takes 10-30 s.
+#
+# `encode` can afford more: compiling the forward pass alone takes about a second. It
+# picks from finer candidates, `ENCODE_BUCKETS`, but never more than `MAX_SHAPES` (8) of
+# them in one call: `choose_buckets` looks at the longest sentence of every batch the call
+# will form and, when they need more than 8 lengths, merges neighbours where that wastes
+# the fewest slots (a small dynamic programme, its formula in the docstring). Compare the
+# two on our sorted batches:
+
+# %%
+longest = [max(len(token_ids[i]) for i in b.indices) for b in orders["sorted"]]
+chosen = choose_buckets(longest, MAX_LENGTH)
+fine_slots = sum(
+    b.input_ids.shape[0] * bucket_length(n, MAX_LENGTH, chosen)
+    for b, n in zip(orders["sorted"], longest, strict=True)
+)
+print("ENCODE_BUCKETS =", ENCODE_BUCKETS)
+print("chosen for these batches:", chosen)
+print(f"useful slots: {real_tokens / slots['sorted']:.0%} with BUCKETS, "
+      f"{real_tokens / fine_slots:.0%} with the chosen ones")
+
+# %% [markdown]
+# `encoder.compiled_shapes` records the shapes `encode` has asked for. Let us feed it
+# sentences of every length from a few tokens to the maximum, then a second and a third,
+# different set of the same kind.
 
 # %%
 words = " ".join(sentences).split()
@@ -389,10 +419,10 @@ print("compiled shapes:", sorted(shape for _, shape in encoder.compiled_shapes))
 
 # %% [markdown]
 # The first set paid for most of the compilations and took longest; the next ones, just
-# as varied, found (nearly) every shape compiled already, and the count stops growing.
-# Whatever you encode with a given batch size, `encode` compiles at most `len(BUCKETS)`
-# programs (here at most 7, since this model stops at 256 tokens), plus a few smaller
-# row counts when a whole call holds fewer sentences than one batch.
+# as varied, found most of their shapes compiled already, and the count grows slowly.
+# One call compiles at most `MAX_SHAPES` (8) programs; over many calls with a given batch
+# size, at most one per candidate length (15 here, since this model stops at 256 tokens),
+# plus a few smaller row counts when a whole call holds fewer sentences than one batch.
 #
 # ## 5. Devices and sharding
 #
@@ -509,11 +539,14 @@ assert work["sorted"] < work["unsorted"]
 assert np.isclose(load_solution("11_speed").padding_efficiency(list(lengths), BATCH_SIZE, True),
                   real_tokens / slots["sorted"])
 
-# Buckets: three varied sets, yet few compiled shapes, all of bucket lengths; exact
-# lengths would have needed more programs than buckets do.
-assert shape_counts[-1] <= len(BUCKETS) <= 8, encoder.compiled_shapes
-assert all(T in BUCKETS for _, (_, T) in encoder.compiled_shapes)
+# Buckets: exact lengths would need more programs than buckets do; the chosen finer
+# buckets waste fewer slots than the training ones and stay within 8 shapes; three varied
+# sets compile one program per candidate length at most, the first at most 8.
 assert len(exact_lengths) > len(bucketed)
+assert len(chosen) <= MAX_SHAPES and fine_slots <= slots["sorted"]
+assert shape_counts[0] <= MAX_SHAPES, encoder.compiled_shapes
+assert shape_counts[-1] <= len(ENCODE_BUCKETS), encoder.compiled_shapes
+assert all(T in ENCODE_BUCKETS for _, (_, T) in encoder.compiled_shapes)
 
 # Sharding: splitting the batch over devices changes where, not what.
 assert sharded_matches and four_devices_match

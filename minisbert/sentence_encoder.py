@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.batching import smart_batches
+from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
 from minisbert.pooling import normalize, pool
@@ -220,13 +220,22 @@ class SentenceEncoder:
         if show_progress_bar is None:
             show_progress_bar = len(items) >= 2048 and sys.stderr.isatty()
         progress = _progress(len(items), show_progress_bar)
+        token_ids = self._tokenize(items[:CHUNK_SIZE])
+        # The padded lengths of this call (at most 8 shapes), chosen from everyone's token
+        # counts; a call of several chunks counts the later ones in a first, cheap pass.
+        counts = [len(ids) for ids in token_ids] + [
+            n
+            for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
+            for n in self._token_counts(items[start : start + CHUNK_SIZE])
+        ]
+        buckets = encode_buckets(counts, batch_size, self.max_seq_length, self.sort_by_length)
         for start in range(0, len(items), CHUNK_SIZE):
-            chunk = items[start : start + CHUNK_SIZE]
-            token_ids = self._tokenize(chunk)
+            if start > 0:
+                token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
             pending = []  # device arrays: JAX runs batch k while Python pads batch k+1
             for batch in smart_batches(
                 token_ids, batch_size, self.max_seq_length, self.tokenizer.pad_token_id,
-                sort=self.sort_by_length,
+                sort=self.sort_by_length, buckets=buckets,
             ):
                 shape = batch.input_ids.shape
                 fn = _token_embeddings if tokens else _sentence_embeddings
@@ -252,6 +261,10 @@ class SentenceEncoder:
         if normalize_embeddings:
             embeddings = np.asarray(normalize(jnp.asarray(embeddings)))
         return embeddings[0] if single else embeddings
+
+    def _token_counts(self, sentences: list[str]) -> list[int]:
+        encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
+        return [len(e.ids) for e in encodings]
 
     def _tokenize(self, sentences: list[str]) -> list[list[int]]:
         encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)

@@ -1,0 +1,87 @@
+"""Smart batching: bucket choice for encode (hand-made cases and a brute-force check)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minisbert.batching import (
+    BUCKETS,
+    ENCODE_BUCKETS,
+    MAX_SHAPES,
+    bucket_length,
+    choose_buckets,
+    encode_buckets,
+    smart_batches,
+)
+
+
+def slots(longest: list[int], buckets: tuple[int, ...], max_length: int) -> int:
+    """Token columns spent padding batches of these longest lengths to ``buckets``."""
+    return sum(bucket_length(n, max_length, buckets) for n in longest)
+
+
+def test_few_needs_are_kept_as_they_are():
+    # 9 needs 12, 20 needs 20, 30 needs 32: three shapes, under the limit, all kept.
+    assert choose_buckets([30, 20, 9, 9], 256) == (12, 20, 32)
+
+
+def test_longest_need_is_always_a_bucket_and_capped_by_max_length():
+    assert choose_buckets([5], 256) == (8,)
+    assert choose_buckets([300], 256) == (256,)
+    assert choose_buckets([130, 10], 200) == (12, 192)
+    assert choose_buckets([190, 10], 150) == (12, 150)
+    assert choose_buckets([], 256) == ()
+
+
+def test_merging_picks_the_cheapest_neighbours():
+    # Nine needs (8, 12, ..., 32, 40, 48), one too many: two neighbours must share. One
+    # batch needs 8 and nine need 12, so serving 8 with 12 wastes 4 columns; every other
+    # merge wastes at least 8 (two batches of 16 served as 20, say).
+    longest = [8] + [12] * 9 + [16, 20, 24, 28, 32] * 2 + [40] * 3 + [48] * 3
+    chosen = choose_buckets(longest, 256)
+    assert len(chosen) == MAX_SHAPES
+    assert 8 not in chosen and chosen[0] == 12
+
+
+def test_every_length_of_a_long_spread_fits_in_eight():
+    chosen = choose_buckets(list(range(1, 257)), 256)
+    assert len(chosen) == MAX_SHAPES and chosen[-1] == 256
+    assert set(chosen) <= set(ENCODE_BUCKETS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=40), st.integers(1, 4))
+def test_dynamic_programme_matches_brute_force(longest, max_shapes):
+    max_length = 256
+    chosen = choose_buckets(longest, max_length, max_shapes=max_shapes)
+    needs = sorted({bucket_length(n, max_length, ENCODE_BUCKETS) for n in longest})
+    assert len(chosen) <= max_shapes and chosen[-1] == needs[-1]
+    best = min(
+        slots(longest, subset + (needs[-1],), max_length)
+        for k in range(0, max_shapes)
+        for subset in itertools.combinations(needs[:-1], k)
+    )
+    assert slots(longest, chosen, max_length) == best
+
+
+def test_encode_buckets_fit_every_batch_smart_batches_forms():
+    rng = np.random.default_rng(0)
+    token_ids = [[1] * int(n) for n in rng.integers(3, 120, 500)]
+    for sort in (True, False):
+        buckets = encode_buckets([len(t) for t in token_ids], 32, 128, sort=sort)
+        assert len(buckets) <= MAX_SHAPES
+        for batch in smart_batches(token_ids, 32, 128, sort=sort, buckets=buckets):
+            longest = max(len(token_ids[i]) for i in batch.indices)
+            assert batch.input_ids.shape[1] in buckets
+            assert batch.input_ids.shape[1] >= longest
+
+
+def test_finer_buckets_waste_less_on_short_sentences():
+    # Sentences of 9-11 tokens: the training buckets pad them to 16, encode's to 12.
+    longest = [9, 10, 11] * 10
+    assert slots(longest, BUCKETS, 256) == 16 * 30
+    assert slots(longest, encode_buckets(longest, 1, 256), 256) == 12 * 30
