@@ -1,0 +1,174 @@
+"""Where encode's time goes: a profile of minisbert's forward pass, batch by batch.
+
+    python -m bench.profile [--batch-size 32]     # STS-b test, from $MINISBERT_DATA
+
+``make bench`` adds these rows to its table. They answer "how close to this machine's
+limit is encode, and what stands between it and the limit?" in four steps:
+
+1. **host vs device**: encode's wall time split into tokenizing, sorting and padding (NumPy,
+   on the host) and the compiled forward pass (XLA), each batch timed to completion;
+2. **dense products vs the rest**: the six matrix products of every layer (Q, K, V, output,
+   feed-forward in and out, 96% of the FLOPs of a 14-token sentence) timed alone at the same
+   shapes, against the whole forward pass; the difference is attention's scores, softmax
+   and mix, GELU, LayerNorm, embeddings and pooling;
+3. **padding**: FLOPs of the real tokens over FLOPs of the padded batches;
+4. **the ceiling**: useful GFLOP/s against a large matrix product's GFLOP/s (the measured
+   peak), and what a given multiple of another library's sentences/s would need.
+
+FLOPs of one sentence of T tokens through L layers (multiply-add = 2 FLOPs), as in
+``bench.speed.sentence_flops``:  L * (8 T D^2 + 4 T D F + 4 T^2 D).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from bench import speed
+from minisbert.batching import encode_buckets, smart_batches
+from minisbert.sentence_encoder import _sentence_embeddings
+
+
+def _dense_products(kernels: list[jax.Array], x: jax.Array) -> jax.Array:
+    """Only the six dense products of each layer, chained so that none is optimised away.
+
+    x: (B*T, D); per layer: q, k, v = x W_q, x W_k, x W_v; o = (q * k + v) W_o;
+    h = o W_1 (D -> F); x = h W_2 (F -> D). The same FLOPs as BERT's products. (With q + k
+    + v instead, XLA would rewrite x W_q + x W_k + x W_v as x (W_q + W_k + W_v): one product
+    where BERT does three.)"""
+    for layer in range(len(kernels) // 6):
+        w_q, w_k, w_v, w_o, w_1, w_2 = kernels[6 * layer : 6 * layer + 6]
+        o = ((x @ w_q) * (x @ w_k) + x @ w_v) @ w_o  # (B*T, D)
+        x = (o @ w_1) @ w_2  # (B*T, F) -> (B*T, D)
+    return x
+
+
+def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 3) -> dict:
+    """Seconds and FLOPs of encoding ``sentences``, split as the module docstring says."""
+    config = encoder.model.config
+    D, F, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    graphdef, state = nnx.split(encoder.model)
+    kernels = []
+    for layer in encoder.model.bert.layers:
+        attention = layer.attention
+        for linear in (
+            attention.query,
+            attention.key,
+            attention.value,
+            attention.output,
+            layer.intermediate,
+            layer.output,
+        ):
+            kernels.append(linear.kernel.get_value())
+    dense = jax.jit(_dense_products)
+
+    def host() -> list:
+        token_ids = encoder._tokenize(sentences)
+        counts = [len(ids) for ids in token_ids]
+        buckets = encode_buckets(counts, batch_size, encoder.max_seq_length)
+        return list(
+            smart_batches(
+                token_ids,
+                batch_size,
+                encoder.max_seq_length,
+                encoder.tokenizer.pad_token_id,
+                buckets=buckets,
+            )
+        )
+
+    batches = host()
+    for b in batches:  # compile every shape first: the profile is of running, not compiling
+        _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask).block_until_ready()
+        dense(kernels, jnp.zeros((b.input_ids.size, D), jnp.float32)).block_until_ready()
+
+    host_s = speed.best_time(host, repeats)
+
+    def forward() -> None:
+        for b in batches:
+            _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask).block_until_ready()
+
+    inputs = [jnp.ones((b.input_ids.size, D), jnp.float32) for b in batches]
+
+    def products() -> None:
+        for x in inputs:
+            dense(kernels, x).block_until_ready()
+
+    forward_s = speed.best_time(forward, repeats)
+    dense_s = speed.best_time(products, repeats)
+    encode_s = speed.best_time(lambda: encoder.encode(sentences, batch_size=batch_size), repeats)
+
+    real = np.array([len(ids) for ids in encoder._tokenize(sentences)])
+    useful = speed.sentence_flops(real, D, F, L)
+    padded = sum(
+        speed.sentence_flops(np.full(b.input_ids.shape[0], b.input_ids.shape[1]), D, F, L)
+        for b in batches
+    )
+    dense_flops = sum(b.input_ids.size * L * (8 * D * D + 4 * D * F) for b in batches)
+    return {
+        "encode_s": encode_s,
+        "host_s": host_s,
+        "forward_s": forward_s,
+        "dense_s": dense_s,
+        "useful_flops": useful,
+        "padded_flops": padded,
+        "dense_flops": dense_flops,
+        "shapes": sorted({b.input_ids.shape for b in batches}),
+    }
+
+
+def rows(p: dict, peak_gflops: float, n: int) -> list[tuple[str, float, str]]:
+    """The profile as (measure, figure, unit) rows for the bench table."""
+    return [
+        ("profile: encode wall time, all sentences", p["encode_s"], "s"),
+        ("profile:   tokenize, sort, pad (host)", p["host_s"], "s"),
+        ("profile:   forward passes, each run to completion", p["forward_s"], "s"),
+        ("profile:     of which the 6 dense products per layer", p["dense_s"], "s"),
+        (
+            "profile: dense products alone, GFLOP/s / peak",
+            100 * p["dense_flops"] / p["dense_s"] / 1e9 / peak_gflops,
+            "%",
+        ),
+        (
+            "profile: forward pass, computed GFLOP/s / peak",
+            100 * p["padded_flops"] / p["forward_s"] / 1e9 / peak_gflops,
+            "%",
+        ),
+        (
+            "profile: useful FLOPs / computed FLOPs (padding)",
+            100 * p["useful_flops"] / p["padded_flops"],
+            "%",
+        ),
+        (
+            "profile: sentences/s at 100% of peak, no padding",
+            n / (p["useful_flops"] / (peak_gflops * 1e9)),
+            "sent/s",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = parser.parse_args()
+
+    from minisbert import SentenceEncoder
+    from minisbert.data import load_dataset
+
+    encoder = SentenceEncoder.from_pretrained(args.model)
+    pairs = load_dataset("stsb", "test")
+    sentences = [p.sentence1 for p in pairs] + [p.sentence2 for p in pairs]
+    peak = speed.matmul_peak_gflops()
+    p = profile(encoder, sentences, args.batch_size)
+    print(f"{len(sentences)} STS-b test sentences, batch {args.batch_size}, shapes {p['shapes']}")
+    print(f"  {'matmul peak, 2048^2 float32':52s} {peak:10.1f} GFLOP/s")
+    for name, value, unit in rows(p, peak, len(sentences)):
+        print(f"  {name:52s} {value:10.2f} {unit}")
+
+
+if __name__ == "__main__":
+    main()
