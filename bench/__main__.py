@@ -117,6 +117,25 @@ def main() -> None:
     row("jit compile of every shape STS-b needs, in all", compile_s, None, "s")
     row("distinct shapes compiled for STS-b", shapes, None, "count")
 
+    # bfloat16 dense products: a GPU/TPU mode; on a CPU without bfloat16 matrix units it
+    # is a precision check more than a speed-up.
+    from minisbert.evaluate import evaluate_sts
+
+    half = SentenceEncoder.from_pretrained(model_dir, dtype="bfloat16")
+    half_fn = lambda s, b: half.encode(s, batch_size=b)  # noqa: E731
+    row(
+        "encode, batch 32, bfloat16 mode",
+        speed.encode_throughput(half_fn, sentences, 32, repeats),
+        None,
+        "sent/s",
+    )
+    key = "spearman_cosine"
+    full_sts, half_sts = (evaluate_sts(e, pairs)[key] for e in (encoder, half))
+    row("STS-b test Spearman x100, float32", full_sts, None, "")
+    rows.append(
+        ("STS-b test Spearman x100, bfloat16 - float32", f"{half_sts - full_sts:+.2f}", "", "")
+    )
+
     # Smart batching on vs off (minisbert).
     encoder.sort_by_length = False
     unsorted = speed.encode_throughput(ours_fn, sentences, 32, repeats)

@@ -63,20 +63,21 @@ class BertEmbeddings(nnx.Module):
 class BertAttention(nnx.Module):
     """Multi-head self-attention with its output projection, residual and LayerNorm.
 
-        Q, K, V        = x W_q, x W_k, x W_v              split into N heads of size H
-        attention_probs = softmax(Q K^T / sqrt(H) + mask)  padding keys get -inf-like scores
-        context        = attention_probs V                 heads concatenated back to D
-        output         = LayerNorm(x + Dropout(context W_o))
+    Q, K, V        = x W_q, x W_k, x W_v              split into N heads of size H
+    attention_probs = softmax(Q K^T / sqrt(H) + mask)  padding keys get -inf-like scores
+    context        = attention_probs V                 heads concatenated back to D
+    output         = LayerNorm(x + Dropout(context W_o))
     """
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         D = config.hidden_size
         self.num_heads = config.num_attention_heads  # N
         self.head_size = config.head_size  # H
-        self.query = nnx.Linear(D, D, rngs=rngs)  # kernel (D, D) = (D, N*H)
-        self.key = nnx.Linear(D, D, rngs=rngs)
-        self.value = nnx.Linear(D, D, rngs=rngs)
-        self.output = nnx.Linear(D, D, rngs=rngs)
+        dtype = jnp.dtype(config.dtype)  # of the products; the kernels stay float32
+        self.query = nnx.Linear(D, D, dtype=dtype, rngs=rngs)  # kernel (D, D) = (D, N*H)
+        self.key = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
+        self.value = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
+        self.output = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
         self.layer_norm = _layer_norm(config, rngs)
         self.attention_dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
         self.output_dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
@@ -94,6 +95,7 @@ class BertAttention(nnx.Module):
 
         # Every query position t scores every key position s, separately per head.
         scores = jnp.einsum("BTNH,BSNH->BNTS", q, k) / math.sqrt(H)  # (B, N, T, S=T)
+        scores = scores.astype(jnp.float32)  # softmax in float32 whatever dtype the products use
         # A padding key must receive zero attention. We set its score to the lowest
         # finite float rather than -inf so that a row of only padding stays finite.
         key_mask = attention_mask[:, None, None, :]  # (B, 1, 1, S)
@@ -103,6 +105,7 @@ class BertAttention(nnx.Module):
 
         context = jnp.einsum("BNTS,BSNH->BTNH", attention_probs, v)  # (B, T, N, H)
         context = context.reshape(B, T, D)  # heads side by side: (B, T, N*H)
+        # x is float32, so the residual sum (and LayerNorm) is float32 in either dtype.
         return self.layer_norm(x + self.output_dropout(self.output(context)))
 
 
@@ -112,8 +115,9 @@ class BertLayer(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         D, F = config.hidden_size, config.intermediate_size
         self.attention = BertAttention(config, rngs=rngs)
-        self.intermediate = nnx.Linear(D, F, rngs=rngs)  # kernel (D, F)
-        self.output = nnx.Linear(F, D, rngs=rngs)  # kernel (F, D)
+        dtype = jnp.dtype(config.dtype)
+        self.intermediate = nnx.Linear(D, F, dtype=dtype, rngs=rngs)  # kernel (D, F)
+        self.output = nnx.Linear(F, D, dtype=dtype, rngs=rngs)  # kernel (F, D)
         self.output_layer_norm = _layer_norm(config, rngs)
         self.output_dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 

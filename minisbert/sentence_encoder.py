@@ -13,6 +13,7 @@ Shapes: B batch, T tokens, D hidden size, N sentences in a call.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import os
@@ -29,7 +30,7 @@ from flax import nnx
 
 from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
-from minisbert.config import BertConfig, ConfigError, SentenceConfig
+from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 from minisbert.weights import load_params
@@ -100,8 +101,7 @@ def _as_sentence_list(sentences: Any) -> list[str]:
         sentences = sentences.tolist()
     if not isinstance(sentences, Iterable):
         raise TypeError(
-            "sentences must be a string or an iterable of strings, "
-            f"not {type(sentences).__name__}"
+            f"sentences must be a string or an iterable of strings, not {type(sentences).__name__}"
         )
     items = list(sentences)
     for index, item in enumerate(items):
@@ -149,8 +149,13 @@ class SentenceEncoder:
         return self.tokenizer.max_seq_length
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, seed: int = 0) -> SentenceEncoder:
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, seed: int = 0, dtype: str = "float32"
+    ) -> SentenceEncoder:
         """Load a minisbert model folder (a name under weights/, or a path).
+
+        ``dtype="bfloat16"`` computes the dense products in bfloat16 (for GPUs and TPUs;
+        embeddings move by about 1e-2, STS-b Spearman by under 0.1 for all-MiniLM-L6-v2).
 
         Every file is checked before any computation: the config against the weights'
         names and shapes, the tokenizer's vocabulary against the embedding matrix.
@@ -166,6 +171,9 @@ class SentenceEncoder:
                 )
                 raise FileNotFoundError(f"{folder / name}: missing from the model folder.{hint}")
         config = BertConfig.from_json(folder / "config.json")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+        config = dataclasses.replace(config, dtype=dtype)
         sentence_config = SentenceConfig.from_json(folder / "sentence.json")
         if sentence_config.max_seq_length > config.max_position_embeddings:
             raise ConfigError(
@@ -234,8 +242,12 @@ class SentenceEncoder:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
             pending = []  # device arrays: JAX runs batch k while Python pads batch k+1
             for batch in smart_batches(
-                token_ids, batch_size, self.max_seq_length, self.tokenizer.pad_token_id,
-                sort=self.sort_by_length, buckets=buckets,
+                token_ids,
+                batch_size,
+                self.max_seq_length,
+                self.tokenizer.pad_token_id,
+                sort=self.sort_by_length,
+                buckets=buckets,
             ):
                 shape = batch.input_ids.shape
                 fn = _token_embeddings if tokens else _sentence_embeddings
