@@ -107,3 +107,30 @@ def _pad(encoder, sentences):
 
     ids = encoder.tokenizer.tokenize(sentences)
     return pad_batch(ids, max(map(len, ids)))
+
+
+def test_bfloat16_mode_stays_close_to_float32(encoder, pretrained_dir):
+    from minisbert import SentenceEncoder
+
+    half = SentenceEncoder.from_pretrained(pretrained_dir, dtype="bfloat16")
+    assert half.model.config.dtype == "bfloat16" and encoder.model.config.dtype == "float32"
+    full_e, half_e = encoder.encode(SENTENCES), half.encode(SENTENCES)  # (4, D) each
+    assert half_e.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: unit vectors move by ~1e-3 per coordinate, so
+    # they differ from float32's but point the same way (cosine above 0.999).
+    assert np.abs(half_e - full_e).max() > 1e-5
+    np.testing.assert_allclose(half_e, full_e, atol=2e-2)
+    assert (np.sum(half_e * full_e, axis=1) > 0.999).all()
+
+
+def test_unknown_dtype_is_refused(pretrained_dir):
+    from minisbert import SentenceEncoder
+    from minisbert.config import BertConfig, ConfigError
+
+    with pytest.raises(ValueError, match=r"dtype must be one of \('float32', 'bfloat16'\)"):
+        SentenceEncoder.from_pretrained(pretrained_dir, dtype="float16")
+    with pytest.raises(ConfigError, match="dtype 'int8'"):
+        BertConfig(dtype="int8")
+    # A Hugging Face config's "dtype" is how its weights are stored: ignored, not refused.
+    assert BertConfig.from_dict({"dtype": "float16"}).dtype == "float32"
+    assert "dtype" not in BertConfig().to_dict()
