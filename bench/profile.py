@@ -1,6 +1,7 @@
 """Where encode's time goes: a profile of minisbert's forward pass, batch by batch.
 
     python -m bench.profile [--batch-size 32]     # STS-b test, from $MINISBERT_DATA
+    python -m bench.profile --train               # one training step instead
 
 ``make bench`` adds these rows to its table. They answer "how close to this machine's
 limit is encode, and what stands between it and the limit?" in four steps:
@@ -150,11 +151,106 @@ def rows(p: dict, peak_gflops: float, n: int) -> list[tuple[str, float, str]]:
     ]
 
 
+def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats: int = 5) -> dict:
+    """Where a training step's time goes, on the STS-b train batches ``make bench`` times.
+
+    - padding: token slots of minisbert's batches (both sides padded to one bucket) against
+      real tokens and against padding each side to its own longest sentence;
+    - dropout: one step with dropout on (training) and off, at the median bucket length;
+    - randomness: drawing that step's dropout masks alone (embeddings, attention
+      probabilities and two hidden-state dropouts per layer, for every side).
+    """
+    from bench.training import _batches
+    from minisbert.batching import bucket_length
+    from minisbert.losses import cosine_similarity_loss
+    from minisbert.sentence_encoder import SentenceEncoder
+    from minisbert.train import Trainable, make_optimizer, train_step
+
+    encoder = SentenceEncoder.from_pretrained(model_dir)
+    tokenizer = encoder.tokenizer
+    batches, _ = _batches(n_steps, batch_size)
+    real = own = ours = 0
+    lengths = []
+    for s1, s2, _ in batches:
+        sides = [[len(ids) for ids in tokenizer.tokenize(side)] for side in (s1, s2)]
+        T = bucket_length(max(max(side) for side in sides), tokenizer.max_seq_length)
+        real += sum(sum(side) for side in sides)
+        own += sum(batch_size * max(side) for side in sides)
+        ours += 2 * batch_size * T
+        lengths.append(T)
+    T = int(np.median(lengths))
+
+    config = encoder.model.config
+    B, N, D, L = (
+        batch_size,
+        config.num_attention_heads,
+        config.hidden_size,
+        config.num_hidden_layers,
+    )
+    trainable = Trainable(encoder.model)
+    optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
+    ids = jnp.ones((2, B, T), jnp.int32)
+    labels = jnp.full((B,), 0.5, jnp.float32)
+
+    def step() -> None:
+        train_step(
+            trainable, optimizer, ids, ids, labels, cosine_similarity_loss
+        ).block_until_ready()
+
+    seconds = {}
+    for mode in ("train", "eval"):
+        getattr(trainable, mode)()
+        step()  # compile
+        seconds[mode] = speed.best_time(step, repeats)
+    trainable.train()
+
+    shapes = [(2 * B, T, D)] + L * [(2 * B, N, T, T), (2 * B, T, D), (2 * B, T, D)]
+    masks = jax.jit(
+        lambda key: [
+            jax.random.bernoulli(k, 0.9, shape)
+            for k, shape in zip(jax.random.split(key, len(shapes)), shapes, strict=True)
+        ]
+    )
+    jax.block_until_ready(masks(jax.random.key(0)))
+    draw = speed.best_time(lambda: jax.block_until_ready(masks(jax.random.key(1))), repeats)
+    return {
+        "real": real,
+        "own": own,
+        "ours": ours,
+        "T": T,
+        "train_s": seconds["train"],
+        "eval_s": seconds["eval"],
+        "masks_s": draw,
+        "mask_values": sum(int(np.prod(s)) for s in shapes),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--train", action="store_true", help="profile a training step instead")
     args = parser.parse_args()
+
+    if args.train:
+        from minisbert.sentence_encoder import resolve_model_dir
+
+        t = training_profile(resolve_model_dir(args.model))
+        print("STS-b train, batches of 16 pairs (the batches make bench times)")
+        print(
+            f"  real tokens {t['real']:,}; slots padding each side to its own longest "
+            f"{t['own']:,} ({t['real'] / t['own']:.0%} useful); minisbert's buckets "
+            f"{t['ours']:,} ({t['real'] / t['ours']:.0%} useful)"
+        )
+        print(
+            f"  one step at T={t['T']}: {1000 * t['train_s']:.0f} ms with dropout, "
+            f"{1000 * t['eval_s']:.0f} ms without"
+        )
+        print(
+            f"  drawing its dropout masks alone ({t['mask_values'] / 1e6:.1f} M values): "
+            f"{1000 * t['masks_s']:.0f} ms"
+        )
+        return
 
     from minisbert import SentenceEncoder
     from minisbert.data import load_dataset
