@@ -164,16 +164,20 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
     from minisbert.batching import bucket_length
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import Trainable, make_optimizer, train_step, training_buckets
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
     tokenizer = encoder.tokenizer
     batches, _ = _batches(n_steps, batch_size)
+    buckets = training_buckets(
+        [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches],
+        tokenizer.max_seq_length,
+    )
     real = own = ours = 0
     lengths = []
     for s1, s2, _ in batches:
         sides = [[len(ids) for ids in tokenizer.tokenize(side)] for side in (s1, s2)]
-        T = bucket_length(max(max(side) for side in sides), tokenizer.max_seq_length)
+        T = bucket_length(max(max(side) for side in sides), tokenizer.max_seq_length, buckets)
         real += sum(sum(side) for side in sides)
         own += sum(batch_size * max(side) for side in sides)
         ours += 2 * batch_size * T

@@ -4,7 +4,8 @@ Both sides train all-MiniLM-L6-v2 with the cosine regression objective (CosineSi
 on the same STS-b train batches of 16 pairs, in the same order, with dropout on, AdamW at
 lr 2e-5 and the gradient clipped at norm 1:
 
-    minisbert              minisbert.train.train_step: one jitted program per bucket length
+    minisbert              minisbert.train.train_step: one jitted program per bucket length (the
+                           buckets minisbert.train.train chooses for these batches)
     sentence-transformers  the loop its ``fit`` runs: tokenize both sides (padded to the
                            batch's longest), loss(features, labels), backward, clip, step
 
@@ -48,7 +49,7 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
     from minisbert.tokenizer import pad_batch
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import Trainable, make_optimizer, train_step, training_buckets
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
     tokenizer = encoder.tokenizer
@@ -56,10 +57,16 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     trainable.train()
 
+    # The buckets minisbert.train.train would choose for a run of these batches.
+    buckets = training_buckets(
+        [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches],
+        tokenizer.max_seq_length,
+    )
+
     def arrays(s1: list[str], s2: list[str]) -> tuple[np.ndarray, np.ndarray]:
         sides = [tokenizer.tokenize(s1), tokenizer.tokenize(s2)]
         longest = max(len(ids) for side in sides for ids in side)
-        T = bucket_length(longest, tokenizer.max_seq_length)
+        T = bucket_length(longest, tokenizer.max_seq_length, buckets)
         padded = [pad_batch(side, T, tokenizer.pad_token_id) for side in sides]
         return np.stack([i for i, _ in padded]), np.stack([m for _, m in padded])  # (2, B, T)
 

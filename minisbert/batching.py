@@ -11,13 +11,13 @@ empty rows, which the attention mask ignores).
 
 Two bucket sets, for two costs of compiling:
 
-- ``BUCKETS`` (8 lengths) for training, where compiling one train step takes 10-30 s:
-  a run compiles at most 8 programs, whatever its data.
-- ``ENCODE_BUCKETS`` (17 finer lengths) for ``encode``, where compiling the forward pass
-  takes about a second. Short sentences waste less there: a 9-token batch is computed
-  as 12 tokens, not 16. ``choose_buckets`` keeps any one call to ``MAX_SHAPES`` (8) of
-  them, picked to waste the least padding for that call's lengths; across calls the
-  programs compiled stay bounded by the 17 lengths.
+- ``BUCKETS`` (8 lengths): a fixed set, what ``smart_batches`` uses unless told otherwise.
+- ``ENCODE_BUCKETS`` (17 finer lengths): short sentences waste less (a 9-token batch is
+  computed as 12 tokens, not 16). ``choose_buckets`` keeps one call of ``encode``, or one
+  training run, to ``MAX_SHAPES`` (8) of them, picked to waste the least padding for its
+  lengths; across calls the programs compiled stay bounded by the 17 lengths. Training
+  also charges each bucket the time compiling a train step takes (10-30 s on a CPU), so
+  a short run keeps to one or two.
 
 Shapes: B batch, T tokens.
 """
@@ -49,18 +49,19 @@ def choose_buckets(
     max_length: int,
     candidates: Sequence[int] = ENCODE_BUCKETS,
     max_shapes: int = MAX_SHAPES,
+    compile_cost: float = 0.0,
 ) -> tuple[int, ...]:
     """At most ``max_shapes`` of ``candidates`` that pad batches with these ``longest``
-    lengths using the fewest token slots.
+    lengths using the fewest token slots (columns, summed over batches), where each bucket
+    also costs ``compile_cost`` slots: the time compiling its program takes, in slots.
 
     Each batch first rounds up to its candidate: the lengths it *needs*, d_1 < ... < d_m,
-    with w_i batches needing d_i. If m <= max_shapes we keep them all. Otherwise some
-    neighbours must share a bucket: a run d_i..d_j served by d_j costs d_j * (w_i+...+w_j)
-    slots, and dynamic programming finds the cheapest split into at most max_shapes runs:
+    with w_i batches needing d_i. If m <= max_shapes and compiling is free, we keep them
+    all. Otherwise some neighbours share a bucket: a run d_i..d_j served by d_j costs
+    d_j * (w_i+...+w_j) slots, and dynamic programming finds the cheapest split into at
+    most max_shapes runs (the largest need d_m is always a bucket):
 
-        cost[j][k] = min over i <= j of  cost[i-1][k-1] + d_j * (w_i + ... + w_j)
-
-    (cost of serving d_1..d_j with k buckets; the largest need d_m is always a bucket).
+        cost[j][k] = min over i <= j of  cost[i-1][k-1] + d_j * (w_i + ... + w_j) + compile_cost
     """
     if not longest:
         return ()
@@ -68,7 +69,7 @@ def choose_buckets(
         [bucket_length(n, max_length, candidates) for n in longest], return_counts=True
     )
     m = len(needs)
-    if m <= max_shapes:
+    if m <= max_shapes and compile_cost == 0:
         return tuple(int(d) for d in needs)
     served = np.concatenate([[0], np.cumsum(counts)])  # served[j] = w_1 + ... + w_j
     cost = np.full((m + 1, max_shapes + 1), np.inf)
@@ -78,9 +79,10 @@ def choose_buckets(
         for k in range(1, max_shapes + 1):
             for i in range(1, j + 1):
                 c = cost[i - 1, k - 1] + needs[j - 1] * (served[j] - served[i - 1])
-                if c < cost[j, k]:
-                    cost[j, k], start[j, k] = c, i
-    chosen, j, k = [], m, max_shapes  # walk the runs back from the largest need
+                if c + compile_cost < cost[j, k]:
+                    cost[j, k], start[j, k] = c + compile_cost, i
+    k = int(np.argmin(cost[m]))  # the cheapest number of buckets (the fewest, on a tie)
+    chosen, j = [], m  # walk the runs back from the largest need
     while j > 0:
         chosen.append(int(needs[j - 1]))
         j, k = start[j, k] - 1, k - 1

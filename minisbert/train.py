@@ -31,8 +31,11 @@ unlabelled pairs). ``f`` must be jittable and return a scalar. Options are bound
 
 **Batches.** Each epoch visits the examples in an order drawn from
 ``numpy.random.default_rng([seed, epoch])``; the short last batch is dropped, so every
-batch has B rows. All sides of a batch are padded to one bucket length T
-(``minisbert.batching.bucket_length``), so jit compiles one program per bucket, a handful.
+batch has B rows. All sides of a batch are padded to one bucket length T, so jit compiles
+one program per bucket. The buckets are chosen once per run from the longest sentence of
+every batch the run will see (``minisbert.batching.choose_buckets``): at most 8, each
+costing as much as ``COMPILE_STEPS`` steps of padding would, so a long run gets fine
+buckets and a short one few.
 
 **Determinism.** The same config and seed give bit-identical losses and weights on the same
 machine: the shuffle, the dropout keys and the classifier's initialisation all come from
@@ -64,7 +67,7 @@ import optax
 from flax import nnx
 
 from minisbert import checkpoint, sharding
-from minisbert.batching import bucket_length
+from minisbert.batching import BUCKETS, bucket_length, choose_buckets
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
 from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
 from minisbert.losses import LOSSES, SoftmaxClassifier, batch_hard_triplet_loss
@@ -180,9 +183,16 @@ class TrainingData:
     max_length: int
     pad_token_id: int
     num_classes: int = 0  # C, for softmax
+    buckets: tuple[int, ...] = BUCKETS  # padded lengths T; train() chooses them for its run
 
     def __len__(self) -> int:
         return len(self.sides[0])
+
+    def longest(self, order: np.ndarray, batch_size: int) -> np.ndarray:  # (n_batches,)
+        """The longest sentence (any side) of each whole batch of an epoch in ``order``."""
+        lengths = np.max([[len(ids) for ids in side] for side in self.sides], axis=0)  # (N,)
+        n = len(order) // batch_size * batch_size
+        return lengths[order[:n]].reshape(-1, batch_size).max(axis=1)
 
     def batch(
         self, order: np.ndarray, index: int, batch_size: int
@@ -190,7 +200,7 @@ class TrainingData:
         """Batch ``index`` of an epoch: ids and mask (S, B, T), labels (B,)."""
         rows = order[index * batch_size : (index + 1) * batch_size]  # (B,)
         longest = max(len(side[i]) for side in self.sides for i in rows)
-        T = bucket_length(longest, self.max_length)
+        T = bucket_length(longest, self.max_length, self.buckets)
         padded = [pad_batch([side[i] for i in rows], T, self.pad_token_id) for side in self.sides]
         input_ids = np.stack([ids for ids, _ in padded])  # (S, B, T)
         attention_mask = np.stack([mask for _, mask in padded])  # (S, B, T)
@@ -423,6 +433,18 @@ def make_optimizer(
     )  # fmt: skip
 
 
+# Compiling a train step (10-30 s on a CPU) costs about as much as running this many steps.
+COMPILE_STEPS = 30
+
+
+def training_buckets(longest: Any, max_length: int) -> tuple[int, ...]:
+    """Bucket lengths for a run whose batches have these ``longest`` lengths (one per step):
+    at most 8, a new one only where the padding it saves outweighs compiling for it."""
+    longest = [int(n) for n in longest]
+    compile_cost = COMPILE_STEPS * float(np.median(longest)) if longest else 0.0
+    return choose_buckets(longest, max_length, compile_cost=compile_cost)
+
+
 def seed_dropout(model: nnx.Module, seed: int) -> None:
     """Give every dropout layer its own key, derived from ``seed``, and reset its counter."""
     streams = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.RngStream)]
@@ -467,6 +489,14 @@ def train(
         raise ValueError(f"{len(data)} examples make no batch of {config.batch_size}")
     total = config.epochs * steps_per_epoch
     total = min(total, config.max_steps) if config.max_steps else total
+    epochs_seen = range(math.ceil(total / steps_per_epoch))
+    longest = np.concatenate(
+        [
+            data.longest(epoch_order(config.seed, e, len(data)), config.batch_size)
+            for e in epochs_seen
+        ]
+    )[:total]  # (total,) one per step
+    data.buckets = training_buckets(longest, data.max_length)
 
     classifier = None
     if config.loss == "softmax":

@@ -54,18 +54,47 @@ def test_every_length_of_a_long_spread_fits_in_eight():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.integers(1, 300), min_size=1, max_size=40), st.integers(1, 4))
-def test_dynamic_programme_matches_brute_force(longest, max_shapes):
+@given(
+    st.lists(st.integers(1, 300), min_size=1, max_size=40),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 10.0, 100.0]),
+)
+def test_dynamic_programme_matches_brute_force(longest, max_shapes, compile_cost):
     max_length = 256
-    chosen = choose_buckets(longest, max_length, max_shapes=max_shapes)
+    chosen = choose_buckets(longest, max_length, max_shapes=max_shapes, compile_cost=compile_cost)
     needs = sorted({bucket_length(n, max_length, ENCODE_BUCKETS) for n in longest})
     assert len(chosen) <= max_shapes and chosen[-1] == needs[-1]
+
+    def total(buckets: tuple[int, ...]) -> float:
+        return slots(longest, buckets, max_length) + compile_cost * len(buckets)
+
     best = min(
-        slots(longest, subset + (needs[-1],), max_length)
+        total(subset + (needs[-1],))
         for k in range(0, max_shapes)
         for subset in itertools.combinations(needs[:-1], k)
     )
-    assert slots(longest, chosen, max_length) == best
+    assert total(chosen) == best
+
+
+def test_compile_cost_keeps_short_runs_to_few_buckets():
+    longest = [10] * 5 + [20] * 5 + [40] * 5  # needs 12, 20, 40
+    assert choose_buckets(longest, 256) == (12, 20, 40)
+    # Slots: (12, 20, 40) 360, (20, 40) 400, (40,) 600; plus compile_cost per bucket.
+    assert choose_buckets(longest, 256, compile_cost=30) == (12, 20, 40)  # 450 < 460 < 630
+    assert choose_buckets(longest, 256, compile_cost=100) == (20, 40)  # 600 < 660, 700
+    assert choose_buckets(longest, 256, compile_cost=250) == (40,)  # 850 < 900
+
+
+def test_training_buckets_grow_with_the_run():
+    from minisbert.train import COMPILE_STEPS, training_buckets
+
+    rng = np.random.default_rng(0)
+    long_run = rng.integers(20, 60, 2000)  # 2,000 steps: fine buckets pay for themselves
+    short_run = long_run[:COMPILE_STEPS]  # a few steps: one compile is cheaper
+    assert len(training_buckets(long_run, 256)) > 2
+    assert training_buckets(short_run, 256) == (
+        bucket_length(short_run.max(), 256, ENCODE_BUCKETS),
+    )
 
 
 def test_encode_buckets_fit_every_batch_smart_batches_forms():
