@@ -160,19 +160,16 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
     - randomness: drawing that step's dropout masks alone (embeddings, attention
       probabilities and two hidden-state dropouts per layer, for every side).
     """
-    from bench.training import _batches
+    from bench.training import _batches, epoch_buckets
     from minisbert.batching import bucket_length
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import Trainable, make_optimizer, train_step, training_buckets
+    from minisbert.train import Trainable, make_optimizer, train_step
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
     tokenizer = encoder.tokenizer
     batches, _ = _batches(n_steps, batch_size)
-    buckets = training_buckets(
-        [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches],
-        tokenizer.max_seq_length,
-    )
+    buckets = epoch_buckets(tokenizer, batch_size)
     real = own = ours = 0
     lengths = []
     for s1, s2, _ in batches:

@@ -25,9 +25,7 @@ import numpy as np
 def _batches(
     n_steps: int, batch_size: int
 ) -> tuple[list[tuple[list[str], list[str], np.ndarray]], list]:
-    from minisbert.data import load_dataset
-
-    pairs = load_dataset("stsb", "train", normalize=True)  # scores in [0, 1]
+    pairs = load_stsb_train()
     order = np.random.default_rng(0).permutation(len(pairs))
     batches = []
     for b in range(n_steps):
@@ -42,6 +40,23 @@ def _batches(
     return batches, pairs
 
 
+def epoch_buckets(tokenizer, batch_size: int) -> tuple[int, ...]:
+    """The buckets ``minisbert train`` chooses for one epoch of these batches (the timed ones
+    are its first steps): what a real run compiles, not what a 60-step run would."""
+    from minisbert.train import training_buckets
+
+    pairs = load_stsb_train()
+    batches, _ = _batches(len(pairs) // batch_size, batch_size)
+    longest = [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches]
+    return training_buckets(longest, tokenizer.max_seq_length)
+
+
+def load_stsb_train() -> list:
+    from minisbert.data import load_dataset
+
+    return load_dataset("stsb", "train", normalize=True)  # scores in [0, 1]
+
+
 def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) -> float:
     from flax import nnx
 
@@ -49,7 +64,7 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
     from minisbert.tokenizer import pad_batch
-    from minisbert.train import Trainable, make_optimizer, train_step, training_buckets
+    from minisbert.train import Trainable, make_optimizer, train_step
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
     tokenizer = encoder.tokenizer
@@ -57,11 +72,7 @@ def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) 
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     trainable.train()
 
-    # The buckets minisbert.train.train would choose for a run of these batches.
-    buckets = training_buckets(
-        [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches],
-        tokenizer.max_seq_length,
-    )
+    buckets = epoch_buckets(tokenizer, batch_size)
 
     def arrays(s1: list[str], s2: list[str]) -> tuple[np.ndarray, np.ndarray]:
         sides = [tokenizer.tokenize(s1), tokenizer.tokenize(s2)]
