@@ -154,49 +154,58 @@ def rows(p: dict, peak_gflops: float, n: int) -> list[tuple[str, float, str]]:
 def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats: int = 5) -> dict:
     """Where a training step's time goes, on the STS-b train batches ``make bench`` times.
 
-    - padding: token slots of minisbert's batches (both sides padded to one bucket) against
-      real tokens and against padding each side to its own longest sentence;
-    - dropout: one step with dropout on (training) and off, at the median bucket length;
+    - slots: real tokens against the token slots of three layouts of the same batches:
+      each side padded to its own longest sentence (sentence-transformers), both sides
+      padded to one bucket (minisbert before packing), and minisbert's packed rows;
+    - dropout: one step with dropout on (training) and off, at the median row bucket;
     - randomness: drawing that step's dropout masks alone (embeddings, attention
-      probabilities and two hidden-state dropouts per layer, for every side).
+      probabilities and two hidden-state dropouts per layer).
     """
-    from bench.training import _batches, epoch_buckets
-    from minisbert.batching import bucket_length
+    from minisbert.batching import ENCODE_BUCKETS, bucket_length
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import (
+        Trainable,
+        TrainConfig,
+        load_training_data,
+        make_optimizer,
+        plan_rows,
+        set_row_length,
+        train_step,
+    )
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    tokenizer = encoder.tokenizer
-    batches, _ = _batches(n_steps, batch_size)
-    buckets = epoch_buckets(tokenizer, batch_size)
-    real = own = ours = 0
-    lengths = []
-    for s1, s2, _ in batches:
-        sides = [[len(ids) for ids in tokenizer.tokenize(side)] for side in (s1, s2)]
-        T = bucket_length(max(max(side) for side in sides), tokenizer.max_seq_length, buckets)
-        real += sum(sum(side) for side in sides)
+    data = load_training_data(TrainConfig(data="stsb", loss="cosine"), encoder.tokenizer)
+    order = np.random.default_rng(0).permutation(len(data))  # the order make bench uses
+    set_row_length(data)
+    plan_rows(data, data.rows_needed(order, batch_size))
+    real = own = padded = packed_slots = 0
+    rows = []
+    for i in range(n_steps):
+        sides = [[len(ids) for ids in data.sentences(order, i, batch_size)[s::2]] for s in (0, 1)]
+        longest = bucket_length(max(map(max, sides)), data.max_length, ENCODE_BUCKETS)
+        real += sum(map(sum, sides))
         own += sum(batch_size * max(side) for side in sides)
-        ours += 2 * batch_size * T
-        lengths.append(T)
-    T = int(np.median(lengths))
+        padded += 2 * batch_size * longest
+        packed, _ = data.batch(order, i, batch_size)
+        packed_slots += packed.input_ids.size
+        rows.append(packed.input_ids.shape[0])
+    R = int(np.median(rows))
+    R = min(r for r in data.row_buckets if r >= R)
+    L = data.row_length
 
     config = encoder.model.config
-    B, N, D, L = (
-        batch_size,
-        config.num_attention_heads,
-        config.hidden_size,
-        config.num_hidden_layers,
-    )
+    N, D, layers = config.num_attention_heads, config.hidden_size, config.num_hidden_layers
     trainable = Trainable(encoder.model)
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
-    ids = jnp.ones((2, B, T), jnp.int32)
-    labels = jnp.full((B,), 0.5, jnp.float32)
+    batch = next(
+        b for b, _ in (data.batch(order, i, batch_size) for i in range(n_steps))
+        if b.input_ids.shape[0] == R
+    )  # fmt: skip
+    labels = jnp.full((batch_size,), 0.5, jnp.float32)
 
     def step() -> None:
-        train_step(
-            trainable, optimizer, ids, ids, labels, cosine_similarity_loss
-        ).block_until_ready()
+        train_step(trainable, optimizer, batch, labels, cosine_similarity_loss).block_until_ready()
 
     seconds = {}
     for mode in ("train", "eval"):
@@ -205,7 +214,7 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
         seconds[mode] = speed.best_time(step, repeats)
     trainable.train()
 
-    shapes = [(2 * B, T, D)] + L * [(2 * B, N, T, T), (2 * B, T, D), (2 * B, T, D)]
+    shapes = [(R, L, D)] + layers * [(R, N, L, L), (R, L, D), (R, L, D)]
     masks = jax.jit(
         lambda key: [
             jax.random.bernoulli(k, 0.9, shape)
@@ -217,8 +226,10 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
     return {
         "real": real,
         "own": own,
-        "ours": ours,
-        "T": T,
+        "padded": padded,
+        "packed": packed_slots,
+        "R": R,
+        "L": L,
         "train_s": seconds["train"],
         "eval_s": seconds["eval"],
         "masks_s": draw,
@@ -239,13 +250,14 @@ def main() -> None:
         t = training_profile(resolve_model_dir(args.model))
         print("STS-b train, batches of 16 pairs (the batches make bench times)")
         print(
-            f"  real tokens {t['real']:,}; slots padding each side to its own longest "
-            f"{t['own']:,} ({t['real'] / t['own']:.0%} useful); minisbert's buckets "
-            f"{t['ours']:,} ({t['real'] / t['ours']:.0%} useful)"
+            f"  real tokens {t['real']:,}; token slots: each side padded to its own longest "
+            f"{t['own']:,} ({t['real'] / t['own']:.0%} useful), both sides to one bucket "
+            f"{t['padded']:,} ({t['real'] / t['padded']:.0%}), minisbert's packed rows "
+            f"{t['packed']:,} ({t['real'] / t['packed']:.0%})"
         )
         print(
-            f"  one step at T={t['T']}: {1000 * t['train_s']:.0f} ms with dropout, "
-            f"{1000 * t['eval_s']:.0f} ms without"
+            f"  one step of {t['R']} rows of {t['L']}: {1000 * t['train_s']:.0f} ms with "
+            f"dropout, {1000 * t['eval_s']:.0f} ms without"
         )
         print(
             f"  drawing its dropout masks alone ({t['mask_values'] / 1e6:.1f} M values): "

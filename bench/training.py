@@ -4,12 +4,15 @@ Both sides train all-MiniLM-L6-v2 with the cosine regression objective (CosineSi
 on the same STS-b train batches of 16 pairs, in the same order, with dropout on, AdamW at
 lr 2e-5 and the gradient clipped at norm 1:
 
-    minisbert              minisbert.train.train_step: one jitted program per bucket length (the
-                           buckets minisbert.train.train chooses for these batches)
-    sentence-transformers  the loop its ``fit`` runs: tokenize both sides (padded to the
-                           batch's longest), loss(features, labels), backward, clip, step
+    minisbert              what ``minisbert train`` runs: the data tokenized once before
+                           training, then per step: pack the batch's 32 sentences into rows
+                           (minisbert.packing), minisbert.train.train_step, one jitted program
+                           per row bucket (the row length and buckets ``minisbert train``
+                           plans for one epoch of these batches)
+    sentence-transformers  the loop its ``fit`` runs: tokenize both sides (each padded to its
+                           longest sentence), loss(features, labels), backward, clip, step
 
-Warm-up steps come first and are not timed: for minisbert one step of each bucket length the
+Warm-up steps come first and are not timed: for minisbert one step of each row bucket the
 timed batches use (each compiles once), for sentence-transformers a few steps (torch's
 first-call costs). Then the same ``n_steps`` batches are timed on both sides.
 """
@@ -40,17 +43,6 @@ def _batches(
     return batches, pairs
 
 
-def epoch_buckets(tokenizer, batch_size: int) -> tuple[int, ...]:
-    """The buckets ``minisbert train`` chooses for one epoch of these batches (the timed ones
-    are its first steps): what a real run compiles, not what a 60-step run would."""
-    from minisbert.train import training_buckets
-
-    pairs = load_stsb_train()
-    batches, _ = _batches(len(pairs) // batch_size, batch_size)
-    longest = [max(len(ids) for ids in tokenizer.tokenize(s1 + s2)) for s1, s2, _ in batches]
-    return training_buckets(longest, tokenizer.max_seq_length)
-
-
 def load_stsb_train() -> list:
     from minisbert.data import load_dataset
 
@@ -60,41 +52,45 @@ def load_stsb_train() -> list:
 def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) -> float:
     from flax import nnx
 
-    from minisbert.batching import bucket_length
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.tokenizer import pad_batch
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import (
+        Trainable,
+        TrainConfig,
+        load_training_data,
+        make_optimizer,
+        plan_rows,
+        set_row_length,
+        train_step,
+    )
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    tokenizer = encoder.tokenizer
     trainable = Trainable(encoder.model)
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     trainable.train()
 
-    buckets = epoch_buckets(tokenizer, batch_size)
+    # minisbert train's shapes: the row length and row buckets it plans for one epoch.
+    data = load_training_data(TrainConfig(data="stsb", loss="cosine"), encoder.tokenizer)
+    order = np.random.default_rng(0).permutation(len(data))  # the order _batches uses
+    set_row_length(data)
+    plan_rows(data, data.rows_needed(order, batch_size))
+    first = data.sentences(order, 0, batch_size)
+    assert first[:batch_size] == encoder.tokenizer.tokenize(batches[0][0])  # the same pairs
 
-    def arrays(s1: list[str], s2: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        sides = [tokenizer.tokenize(s1), tokenizer.tokenize(s2)]
-        longest = max(len(ids) for side in sides for ids in side)
-        T = bucket_length(longest, tokenizer.max_seq_length, buckets)
-        padded = [pad_batch(side, T, tokenizer.pad_token_id) for side in sides]
-        return np.stack([i for i, _ in padded]), np.stack([m for _, m in padded])  # (2, B, T)
-
-    # Warm-up: compile each bucket length once.
+    # Warm-up: compile each row bucket once.
     seen: set[int] = set()
-    for s1, s2, labels in batches:
-        ids, mask = arrays(s1, s2)
-        if ids.shape[-1] not in seen:
-            seen.add(ids.shape[-1])
+    for i in range(len(batches)):
+        packed, labels = data.batch(order, i, batch_size)
+        if packed.input_ids.shape[0] not in seen:
+            seen.add(packed.input_ids.shape[0])
             train_step(
-                trainable, optimizer, ids, mask, labels, cosine_similarity_loss
+                trainable, optimizer, packed, labels, cosine_similarity_loss
             ).block_until_ready()
 
     start = time.perf_counter()
-    for s1, s2, labels in batches:  # tokenization counts: it is part of a training step
-        ids, mask = arrays(s1, s2)
-        loss = train_step(trainable, optimizer, ids, mask, labels, cosine_similarity_loss)
+    for i in range(len(batches)):  # packing counts: it is part of a training step
+        packed, labels = data.batch(order, i, batch_size)
+        loss = train_step(trainable, optimizer, packed, labels, cosine_similarity_loss)
     loss.block_until_ready()
     return len(batches) * batch_size / (time.perf_counter() - start)
 

@@ -49,9 +49,11 @@ class BertEmbeddings(nnx.Module):
         self,
         input_ids: jax.Array,  # (B, T) int
         token_type_ids: jax.Array,  # (B, T) int, all 0 for a single sentence
+        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1 in every row
     ) -> jax.Array:  # (B, T, D)
         T = input_ids.shape[1]
-        positions = jnp.arange(T)[None, :]  # (1, T): position i gets embedding row i
+        # Position t gets embedding row t; packed rows (minisbert.packing) restart at each sentence.
+        positions = jnp.arange(T)[None, :] if position_ids is None else position_ids  # (1|B, T)
         x = (
             self.word_embeddings(input_ids)
             + self.position_embeddings(positions)
@@ -85,7 +87,7 @@ class BertAttention(nnx.Module):
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        attention_mask: jax.Array,  # (B, T) bool, True for real tokens
+        attention_mask: jax.Array,  # (B, T) or (B, T, S) bool, True where a key may be seen
     ) -> jax.Array:  # (B, T, D)
         B, T, D = x.shape
         N, H = self.num_heads, self.head_size
@@ -98,7 +100,11 @@ class BertAttention(nnx.Module):
         scores = scores.astype(jnp.float32)  # softmax in float32 whatever dtype the products use
         # A padding key must receive zero attention. We set its score to the lowest
         # finite float rather than -inf so that a row of only padding stays finite.
-        key_mask = attention_mask[:, None, None, :]  # (B, 1, 1, S)
+        # (B, T) says which keys are real; (B, T, S), for packed rows, says it per query.
+        if attention_mask.ndim == 2:
+            key_mask = attention_mask[:, None, None, :]  # (B, 1, 1, S)
+        else:
+            key_mask = attention_mask[:, None, :, :]  # (B, 1, T, S)
         scores = jnp.where(key_mask, scores, jnp.finfo(scores.dtype).min)
         attention_probs = jax.nn.softmax(scores, axis=-1)  # (B, N, T, S), rows sum to 1
         attention_probs = self.attention_dropout(attention_probs)
@@ -124,7 +130,7 @@ class BertLayer(nnx.Module):
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        attention_mask: jax.Array,  # (B, T) bool
+        attention_mask: jax.Array,  # (B, T) or (B, T, S) bool
     ) -> jax.Array:  # (B, T, D)
         a = self.attention(x, attention_mask)  # (B, T, D)
         # BERT's GELU is the exact one, x * Phi(x) with the normal CDF, not the tanh fit.
@@ -149,13 +155,17 @@ class BertEncoder(nnx.Module):
     def __call__(
         self,
         input_ids: jax.Array,  # (B, T) int
-        attention_mask: jax.Array,  # (B, T) 1 for real tokens, 0 for padding
+        attention_mask: jax.Array,  # (B, T) 1 for real tokens, 0 for padding; or (B, T, S)
         token_type_ids: jax.Array | None = None,  # (B, T) int
+        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1
     ) -> jax.Array:  # (B, T, D) sequence_output: one vector per token
+        """``attention_mask`` of shape (B, T, S) says, per query token, which keys it may
+        attend to, with ``position_ids`` for rows that pack several sentences
+        (``minisbert.packing``)."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        mask = attention_mask.astype(bool)  # (B, T)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        mask = attention_mask.astype(bool)  # (B, T) or (B, T, S)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, D)
         for layer in self.layers:
             x = layer(x, mask)
         return x

@@ -8,7 +8,8 @@ differentiates. ``SentenceEncoder`` adds the tokenizer and ``encode``, which tur
 list of strings into a numpy array exactly as the reference library's ``encode`` does
 for the same model folder (same tokens, same pooling, same normalisation).
 
-Shapes: B batch, T tokens, D hidden size, N sentences in a call.
+Shapes: B batch, T tokens, D hidden size, N sentences in a call; R rows and L row length
+of a packed batch of n sentences (``minisbert.packing``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from flax import nnx
 from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
+from minisbert.packing import PackedBatch, segment_attention_mask
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 from minisbert.weights import load_params
@@ -54,6 +56,16 @@ class SentenceModel(nnx.Module):
     ) -> jax.Array:  # (B, D)
         token_embeddings = self.bert(input_ids, attention_mask)  # (B, T, D)
         u = pool(self.sentence_config.pooling, token_embeddings, attention_mask)  # (B, D)
+        return normalize(u) if self.sentence_config.normalize else u
+
+    def embed_packed(self, batch: PackedBatch) -> jax.Array:  # (n, D)
+        """Sentence vectors of sentences packed several to a row (``minisbert.packing``):
+        the vectors ``self`` gives for the same sentences padded one to a row."""
+        R, L = batch.input_ids.shape
+        mask = segment_attention_mask(batch.segment_ids)  # (R, L, L): own sentence only
+        tokens = self.bert(batch.input_ids, mask, position_ids=batch.position_ids)  # (R, L, D)
+        token_embeddings = tokens.reshape(R * L, -1)[batch.token_index]  # (n, L, D)
+        u = pool(self.sentence_config.pooling, token_embeddings, batch.token_mask)  # (n, D)
         return normalize(u) if self.sentence_config.normalize else u
 
 

@@ -6,6 +6,8 @@ A ``Mesh`` lays the local devices out along one named axis, ``"data"``. Then
 
     input_ids, attention_mask   (S, B, T)   PartitionSpec(None, "data")   rows B split n ways
     labels                      (B,)        PartitionSpec("data")
+    packed rows (training)      (R, L)      PartitionSpec("data")          rows R split n ways
+    packed token_index, mask    (S, B, L)   PartitionSpec(None, "data")
     parameters, optimiser state             PartitionSpec()               a full copy on each
 
 and every device holds B / n rows of the batch and a whole copy of the model.
@@ -31,6 +33,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from minisbert.packing import PackedBatch
+
 DATA_AXIS = "data"
 
 
@@ -45,8 +49,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     n = mesh.size
     if batch_size % n:
         raise ValueError(
-            f"batch size {batch_size} does not split evenly over {n} devices; "
-            f"use a multiple of {n}"
+            f"batch size {batch_size} does not split evenly over {n} devices; use a multiple of {n}"
         )
 
 
@@ -68,3 +71,27 @@ def shard_batch(
     if labels is not None:
         labels = jax.device_put(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
     return input_ids, attention_mask, labels
+
+
+def shard_packed(
+    batch: PackedBatch,  # rows (R, L); token_index and token_mask (S, B, L)
+    labels: np.ndarray | None,  # (B,)
+    mesh: Mesh,
+) -> tuple[PackedBatch, jax.Array | None]:
+    """Split a packed batch's rows R, and its sentences' B, across the ``"data"`` axis.
+
+    A sentence's tokens may sit in a row on another device; the gather that brings them
+    back to the sentence is in the program, so XLA inserts the communication it needs.
+    """
+    rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))  # (R/n per device, L)
+    sentences = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))  # (S, B/n per device, L)
+    batch = PackedBatch(
+        input_ids=jax.device_put(batch.input_ids, rows),
+        segment_ids=jax.device_put(batch.segment_ids, rows),
+        position_ids=jax.device_put(batch.position_ids, rows),
+        token_index=jax.device_put(batch.token_index, sentences),
+        token_mask=jax.device_put(batch.token_mask, sentences),
+    )
+    if labels is not None:
+        labels = jax.device_put(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+    return batch, labels

@@ -85,16 +85,19 @@ def test_compile_cost_keeps_short_runs_to_few_buckets():
     assert choose_buckets(longest, 256, compile_cost=250) == (40,)  # 850 < 900
 
 
-def test_training_buckets_grow_with_the_run():
-    from minisbert.train import COMPILE_STEPS, training_buckets
+def test_training_row_buckets_grow_with_the_run():
+    from minisbert.train import COMPILE_STEPS, TrainingData, plan_rows
 
+    data = TrainingData(sides=[[[1]], [[1]]], labels=None, max_length=256, pad_token_id=0)
     rng = np.random.default_rng(0)
-    long_run = rng.integers(20, 60, 2000)  # 2,000 steps: fine buckets pay for themselves
+    long_run = rng.integers(3, 12, 2000)  # 2,000 steps: fine buckets pay for themselves
     short_run = long_run[:COMPILE_STEPS]  # a few steps: one compile is cheaper
-    assert len(training_buckets(long_run, 256)) > 2
-    assert training_buckets(short_run, 256) == (
-        bucket_length(short_run.max(), 256, ENCODE_BUCKETS),
-    )
+    plan_rows(data, long_run)
+    assert len(data.row_buckets) > 2 and data.row_buckets[-1] == long_run.max()
+    plan_rows(data, short_run)
+    assert data.row_buckets == (short_run.max(),)
+    plan_rows(data, long_run, devices=4)  # each bucket a multiple of the device count
+    assert all(r % 4 == 0 for r in data.row_buckets) and data.row_buckets[-1] >= long_run.max()
 
 
 def test_encode_buckets_fit_every_batch_smart_batches_forms():

@@ -26,7 +26,7 @@ from minisbert.config import SentenceConfig
 from minisbert.losses import cosine_similarity_loss, multiple_negatives_ranking_loss
 from minisbert.sentence_encoder import SentenceModel
 from minisbert import sharding
-from minisbert.train import Trainable, compute_loss, seed_dropout
+from minisbert.train import Trainable, TrainingData, compute_loss, compute_packed_loss, seed_dropout
 
 assert len(jax.devices()) == 4, jax.devices()
 rng = np.random.default_rng(0)
@@ -35,8 +35,14 @@ input_ids = rng.integers(5, 99, size=(S, B, T)).astype(np.int32)
 mask = np.ones((S, B, T), np.int32)
 mask[:, :, 5:] = rng.integers(0, 2, size=(S, B, 3))  # some padding
 scores = rng.random(B).astype(np.float32)
+# The same sentences packed, as minisbert train feeds them: 16 sentences in 8 rows of 16.
+data = TrainingData(
+    sides=[[list(input_ids[s, b][mask[s, b] == 1]) for b in range(B)] for s in range(S)],
+    labels=scores, max_length=16, pad_token_id=0, row_length=16, row_buckets=(8,),
+)
+packed, _ = data.batch(np.arange(B), 0, B)
 
-def loss_and_grads(devices, loss_name, train_mode):
+def loss_and_grads(devices, loss_name, train_mode, packing=False):
     model = SentenceModel(TINY_CONFIG, SentenceConfig(32), rngs=nnx.Rngs(0))
     trainable = Trainable(model)
     seed_dropout(trainable, 0)
@@ -44,6 +50,7 @@ def loss_and_grads(devices, loss_name, train_mode):
     mesh = sharding.make_mesh(devices)
     nnx.update(trainable, sharding.replicate(nnx.state(trainable), mesh))
     ids, m, labels = sharding.shard_batch(input_ids, mask, scores, mesh)
+    rows, _ = sharding.shard_packed(packed, None, mesh)
     if loss_name == "mnrl":
         fn, labels = multiple_negatives_ranking_loss, None  # in-batch negatives: needs all rows
     else:
@@ -53,15 +60,26 @@ def loss_and_grads(devices, loss_name, train_mode):
     def step(t, ids, m, labels):
         return nnx.value_and_grad(lambda t: compute_loss(t, ids, m, labels, fn))(t)
 
-    loss, grads = step(trainable, ids, m, labels)
+    @nnx.jit
+    def packed_step(t, rows, labels):
+        return nnx.value_and_grad(lambda t: compute_packed_loss(t, rows, labels, fn))(t)
+
+    if packing:
+        loss, grads = packed_step(trainable, rows, labels)
+        spec = str(rows.input_ids.sharding.spec)
+    else:
+        loss, grads = step(trainable, ids, m, labels)
+        spec = str(ids.sharding.spec)
     flat = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(grads)}
-    return float(loss), flat, str(ids.sharding.spec)
+    return float(loss), flat, spec
 
 out = {}
-for loss_name, train_mode in (("cosine", False), ("mnrl", True)):
-    one, g1, _ = loss_and_grads(jax.devices()[:1], loss_name, train_mode)
-    four, g4, spec = loss_and_grads(jax.devices(), loss_name, train_mode)
-    out[f"{loss_name}/{'train' if train_mode else 'eval'}"] = {
+cases = (("cosine", False, False), ("mnrl", True, False), ("cosine", False, True),
+         ("mnrl", True, True))
+for loss_name, train_mode, packing in cases:
+    one, g1, _ = loss_and_grads(jax.devices()[:1], loss_name, train_mode, packing)
+    four, g4, spec = loss_and_grads(jax.devices(), loss_name, train_mode, packing)
+    out[f"{loss_name}/{'train' if train_mode else 'eval'}{'/packed' if packing else ''}"] = {
         "loss_1": one, "loss_4": four, "spec": spec,
         "grad_max_diff": max(float(np.max(np.abs(g1[k] - g4[k]))) for k in g1),
         "grad_max": max(float(np.max(np.abs(g1[k]))) for k in g1),
@@ -89,7 +107,10 @@ def four_devices() -> dict:
 
 # cosine without dropout; mnrl (in-batch negatives from every device) with dropout on, which
 # also checks that the dropout masks do not depend on how the batch is split.
-@pytest.mark.parametrize("case", ["cosine/eval", "mnrl/train"])
+# "packed": the rows minisbert train feeds its train step (minisbert.packing), split by row.
+@pytest.mark.parametrize(
+    "case", ["cosine/eval", "mnrl/train", "cosine/eval/packed", "mnrl/train/packed"]
+)
 def test_four_devices_give_the_one_device_loss_and_gradients(four_devices, case):
     r = four_devices[case]
     assert "data" in r["spec"]  # the batch really was split across the devices

@@ -24,6 +24,7 @@ from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import (
     Trainable,
     TrainConfig,
+    TrainingData,
     TrainingError,
     make_loss,
     make_optimizer,
@@ -180,17 +181,18 @@ def test_every_registered_loss_has_a_smoke_case():
 def test_every_loss_trains_finite_and_falling(name):
     sides, labels = LOSS_BATCH[name]
     rng = np.random.default_rng(0)
-    input_ids = rng.integers(5, 99, size=(sides, 8, 8)).astype(np.int32)  # (S, B, T)
-    mask = np.ones_like(input_ids)
-    mask[..., 6:] = 0  # some padding
+    lengths = rng.integers(3, 9, size=(sides, 8))  # (S, B) tokens per sentence
+    data = TrainingData(
+        sides=[[list(rng.integers(5, 99, n)) for n in side] for side in lengths],
+        labels=labels, max_length=8, pad_token_id=0, row_length=8, row_buckets=(sides * 8,),
+    )  # fmt: skip
+    batch, labels = data.batch(np.arange(8), 0, 8)  # sides * 8 sentences in rows of 8
     trainable = build(SMOKE_CONFIG, classifier=name == "softmax")
     trainable.eval()  # no dropout: the same batch must then give a falling loss
     tx = make_optimizer(3e-3, 10**6, warmup_ratio=0.0)
     optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
     loss_fn = make_loss(TrainConfig(loss=name))
-    losses = [
-        float(train_step(trainable, optimizer, input_ids, mask, labels, loss_fn)) for _ in range(6)
-    ]
+    losses = [float(train_step(trainable, optimizer, batch, labels, loss_fn)) for _ in range(6)]
     assert np.all(np.isfinite(losses)), losses
     assert losses[-1] < losses[0], losses
 
