@@ -120,13 +120,3 @@ def reference_pairs_per_second(
     for s1, s2, labels in batches:
         step(s1, s2, labels)
     return len(batches) * batch_size / (time.perf_counter() - start)
-
-
-def pairs_per_second(
-    model_dir: Path, st_dir: Path, *, quick: bool = False, batch_size: int = 16
-) -> tuple[float, float]:
-    """(minisbert, sentence-transformers) pairs/s on the same STS-b train batches."""
-    batches, _ = _batches(20 if quick else 60, batch_size)
-    ours = minisbert_pairs_per_second(model_dir, batches, batch_size)
-    theirs = reference_pairs_per_second(st_dir, batches, batch_size)
-    return ours, theirs

@@ -60,6 +60,7 @@ from minisbert.batching import (
     smart_batches,
 )
 from minisbert.data import load_dataset
+from minisbert.packing import pack
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_SENTENCES = 256 if FAST else 1280  # STS-b sentences encoded in the smart-batching race
@@ -366,8 +367,8 @@ print({n: bucket_length(n, MAX_LENGTH) for n in (5, 9, 17, 33, 65, 129, 300)})
 # %% [markdown]
 # Each bucket costs some padding (a 33-token batch is computed as 64), which is why the
 # sorted order above kept only part of its slots useful; the trade is a bounded number of
-# programs, whatever the input. These 8 buckets are what training uses, where compiling
-# one train step takes 10-30 s.
+# programs, whatever the input. Compiling the forward pass for one more bucket takes
+# about a second; compiling a train step (forward and backward), 10-30 s.
 #
 # `encode` can afford more: compiling the forward pass alone takes about a second. It
 # picks from finer candidates, `ENCODE_BUCKETS`, but never more than `MAX_SHAPES` (8) of
@@ -387,6 +388,50 @@ print("ENCODE_BUCKETS =", ENCODE_BUCKETS)
 print("chosen for these batches:", chosen)
 print(f"useful slots: {real_tokens / slots['sorted']:.0%} with BUCKETS, "
       f"{real_tokens / fine_slots:.0%} with the chosen ones")
+
+# %% [markdown]
+# ## Training: packing instead of sorting
+#
+# `encode` may sort its sentences by length; training may not. A training batch is 16
+# pairs in the order the shuffle drew them, so its 32 sentences have any mix of lengths,
+# and padded to the longest they are mostly padding. The clear version of a train step,
+# `minisbert.train.compute_loss`, runs on exactly that: ids `(S, B, T)`, one sentence per
+# row. What `minisbert train` runs, `train_step`, computes the same loss from the same
+# sentences *packed*: whole sentences one after another in rows of `L` slots
+# (`minisbert.packing`). Two things keep every sentence's vector what it was:
+#
+# - its positions restart at 0, so it gets the same position embeddings;
+# - an attention mask of shape `(R, L, L)` lets each token see only its own sentence's
+#   tokens: another sentence's key gets the score a padding key gets, so softmax gives it
+#   weight exactly 0, and every other operation of BERT works on one token at a time.
+#
+# Then each sentence's token vectors are gathered back to a row of their own and pooled.
+# Here is a batch of STS-b train, padded and packed:
+
+# %%
+train_pairs = load_dataset("stsb", "train")[:16]
+batch_texts = [p.sentence1 for p in train_pairs] + [p.sentence2 for p in train_pairs]
+batch_ids = encoder.tokenizer.tokenize(batch_texts)  # 32 lists of ids, unsorted
+padded_slots = len(batch_ids) * bucket_length(max(map(len, batch_ids)), MAX_LENGTH)
+packed = pack(batch_ids, row_length=96)  # rows (R, 96)
+packed_slots = packed.input_ids.size
+batch_tokens = sum(map(len, batch_ids))
+print(f"{batch_tokens} real tokens: padded {padded_slots} slots "
+      f"({batch_tokens / padded_slots:.0%} useful), packed into {packed.input_ids.shape[0]} "
+      f"rows of 96: {packed_slots} slots ({batch_tokens / packed_slots:.0%} useful)")
+print("row 0, segment ids: ", packed.segment_ids[0][:40])
+print("row 0, position ids:", packed.position_ids[0][:40])
+
+packed_vectors = np.asarray(model.embed_packed(packed))  # (32, D)
+packing_gap = float(np.abs(packed_vectors - encoder.encode(batch_texts)).max())
+print(f"packed vs encode: max difference {packing_gap:.1e}")
+
+# %% [markdown]
+# On STS-b train this takes a step from about 2.2 slots per real token to about 1.1, and
+# the step time with it. The price: attention scores of `(L, L)` per row instead of
+# `(T, T)` per sentence (small next to the dense products), and a step's shape is now its
+# number of rows `R`, rounded up to a few buckets in the same way as lengths. `encode`
+# does not pack: sorted batches leave little padding to win back.
 
 # %% [markdown]
 # `encoder.compiled_shapes` records the shapes `encode` has asked for. Let us feed it
@@ -547,6 +592,9 @@ assert len(chosen) <= MAX_SHAPES and fine_slots <= slots["sorted"]
 assert shape_counts[0] <= MAX_SHAPES, encoder.compiled_shapes
 assert shape_counts[-1] <= len(ENCODE_BUCKETS), encoder.compiled_shapes
 assert all(T in ENCODE_BUCKETS for _, (_, T) in encoder.compiled_shapes)
+
+# Packing: fewer slots for the same sentence vectors.
+assert packed_slots < padded_slots and packing_gap < 1e-5, (packed_slots, packing_gap)
 
 # Sharding: splitting the batch over devices changes where, not what.
 assert sharded_matches and four_devices_match

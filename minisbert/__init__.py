@@ -11,6 +11,7 @@ A map of the package, one concept per module:
     bert.py              the BERT encoder: embeddings, attention, feed-forward
     pooling.py           mean / cls / max / mean_sqrt_len pooling, L2 normalisation
     batching.py          smart batching and shape buckets for jit
+    packing.py           several sentences to a row, for training
     sentence_encoder.py  SentenceModel (network) and SentenceEncoder (encode)
     similarity.py        cos_sim, dot_score, semantic_search, paraphrase_mining
     weights.py           minisbert's safetensors format, checked on load

@@ -203,14 +203,9 @@ class TrainingData:
 
     def rows_needed(self, order: np.ndarray, batch_size: int) -> np.ndarray:  # (n_batches,)
         """The packed rows of length ``row_length`` each whole batch of an epoch needs."""
-        return np.array(
-            [
-                rows_needed(
-                    [len(ids) for ids in self.sentences(order, i, batch_size)], self.row_length
-                )
-                for i in range(len(order) // batch_size)
-            ]  # fmt: skip
-        )
+        batches = range(len(order) // batch_size)
+        lengths = ([len(ids) for ids in self.sentences(order, i, batch_size)] for i in batches)
+        return np.array([rows_needed(batch, self.row_length) for batch in lengths])
 
     def batch(
         self, order: np.ndarray, index: int, batch_size: int
