@@ -9,14 +9,19 @@ from importlib import metadata
 
 
 def cpu_model() -> str:
+    """The CPU's name, with its family and model numbers where the name alone is vague
+    (a virtual machine may report just "AMD EPYC" for CPUs of different generations)."""
     try:
         text = open("/proc/cpuinfo", encoding="utf-8").read()
-        match = re.search(r"model name\s*:\s*(.+)", text)
-        if match:
-            return match.group(1).strip()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = re.search(r"model name\s*:\s*(.+)", text)
+    family = re.search(r"cpu family\s*:\s*(\d+)", text)
+    model = re.search(r"^model\s*:\s*(\d+)", text, re.MULTILINE)
+    described = name.group(1).strip() if name else platform.machine()
+    if family and model:
+        described += f" (family {family.group(1)}, model {model.group(1)})"
+    return described
 
 
 def describe() -> dict[str, str]:
