@@ -13,11 +13,13 @@ Two bucket sets, for two costs of compiling:
 
 - ``BUCKETS`` (8 lengths): a fixed set, what ``smart_batches`` uses unless told otherwise.
 - ``ENCODE_BUCKETS`` (17 finer lengths): short sentences waste less (a 9-token batch is
-  computed as 12 tokens, not 16). ``choose_buckets`` keeps one call of ``encode``, or one
-  training run, to ``MAX_SHAPES`` (8) of them, picked to waste the least padding for its
-  lengths; across calls the programs compiled stay bounded by the 17 lengths. Training
-  also charges each bucket the time compiling a train step takes (10-30 s on a CPU), so
-  a short run keeps to one or two.
+  computed as 12 tokens, not 16). ``choose_buckets`` keeps one call of ``encode`` to
+  ``MAX_SHAPES`` (8) of them, picked to waste the least padding for its lengths; across
+  calls the programs compiled stay bounded by the 17 lengths.
+
+Training packs its batches (``minisbert.packing``) and uses ``choose_buckets`` for the
+number of packed rows instead of a length, charging each bucket the time compiling a
+train step takes (10-30 s on a CPU), so a short run keeps to one or two.
 
 Shapes: B batch, T tokens.
 """
