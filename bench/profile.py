@@ -161,24 +161,14 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
     - randomness: drawing that step's dropout masks alone (embeddings, attention
       probabilities and two hidden-state dropouts per layer).
     """
+    from bench.training import stsb_training_data
     from minisbert.batching import ENCODE_BUCKETS, bucket_length
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import (
-        Trainable,
-        TrainConfig,
-        load_training_data,
-        make_optimizer,
-        plan_rows,
-        set_row_length,
-        train_step,
-    )
+    from minisbert.train import Trainable, make_optimizer, train_step
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    data = load_training_data(TrainConfig(data="stsb", loss="cosine"), encoder.tokenizer)
-    order = np.random.default_rng(0).permutation(len(data))  # the order make bench uses
-    set_row_length(data)
-    plan_rows(data, data.rows_needed(order, batch_size))
+    data, order = stsb_training_data(encoder.tokenizer, batch_size)  # make bench's batches
     real = own = padded = packed_slots = 0
     rows = []
     for i in range(n_steps):

@@ -49,31 +49,31 @@ def load_stsb_train() -> list:
     return load_dataset("stsb", "train", normalize=True)  # scores in [0, 1]
 
 
+def stsb_training_data(tokenizer, batch_size: int) -> tuple:
+    """STS-b train as ``minisbert train`` prepares it, in the order ``_batches`` uses, with the
+    row length and row buckets it plans for one epoch (the timed batches are its first
+    steps): a real run's shapes, not a 60-step run's. Returns (data, order)."""
+    from minisbert.train import TrainConfig, load_training_data, plan_rows, set_row_length
+
+    data = load_training_data(TrainConfig(data="stsb", loss="cosine"), tokenizer)
+    order = np.random.default_rng(0).permutation(len(data))  # the order _batches uses
+    set_row_length(data)
+    plan_rows(data, data.rows_needed(order, batch_size))
+    return data, order
+
+
 def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) -> float:
     from flax import nnx
 
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import (
-        Trainable,
-        TrainConfig,
-        load_training_data,
-        make_optimizer,
-        plan_rows,
-        set_row_length,
-        train_step,
-    )
+    from minisbert.train import Trainable, make_optimizer, train_step
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
     trainable = Trainable(encoder.model)
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     trainable.train()
-
-    # minisbert train's shapes: the row length and row buckets it plans for one epoch.
-    data = load_training_data(TrainConfig(data="stsb", loss="cosine"), encoder.tokenizer)
-    order = np.random.default_rng(0).permutation(len(data))  # the order _batches uses
-    set_row_length(data)
-    plan_rows(data, data.rows_needed(order, batch_size))
+    data, order = stsb_training_data(encoder.tokenizer, batch_size)
     first = data.sentences(order, 0, batch_size)
     assert first[:batch_size] == encoder.tokenizer.tokenize(batches[0][0])  # the same pairs
 
