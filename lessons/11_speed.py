@@ -427,11 +427,12 @@ packing_gap = float(np.abs(packed_vectors - encoder.encode(batch_texts)).max())
 print(f"packed vs encode: max difference {packing_gap:.1e}")
 
 # %% [markdown]
-# On STS-b train this takes a step from about 2.2 slots per real token to about 1.1, and
-# the step time with it. The price: attention scores of `(L, L)` per row instead of
-# `(T, T)` per sentence (small next to the dense products), and a step's shape is now its
-# number of rows `R`, rounded up to a few buckets in the same way as lengths. `encode`
-# does not pack: sorted batches leave little padding to win back.
+# Over an epoch of STS-b train this takes a step from 2.2 token slots per real token (each
+# side padded to its own longest sentence) to 1.1, and the step time with it. The price:
+# attention scores of `(L, L)` per row instead of `(T, T)` per sentence (small next to the
+# dense products), and a step's shape is now its number of rows `R`, rounded up to a few
+# buckets in the same way as lengths. `encode` does not pack: sorted batches leave little
+# padding to win back.
 
 # %% [markdown]
 # `encoder.compiled_shapes` records the shapes `encode` has asked for. Let us feed it

@@ -35,8 +35,9 @@ unlabelled pairs). ``f`` must be jittable and return a scalar. Options are bound
 batch has B examples. ``compute_loss`` shows the step on a plain padded batch, (S, B, T):
 that is the clear version, and what a lesson reads. ``train_step`` computes the same loss
 on the batch's S * B sentences *packed* several to a row (``minisbert.packing``): the
-shuffled pairs are not sorted by length, so a padded batch is mostly padding (on STS-b
-train 2.2 slots per real token) and a packed one nearly none (1.1). The row length L is
+shuffled pairs are not sorted by length, so a padded batch is mostly padding (an epoch of
+STS-b train, each side padded to its own longest sentence, computes 2.2 token slots per
+real token) and a packed one little (1.1). The row length L is
 fixed for the run (the bucket of its longest sentence); the number of rows R is rounded
 up to buckets chosen once per run from the rows every batch needs
 (``minisbert.batching.choose_buckets``): at most 8, each costing as much as
