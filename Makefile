@@ -56,8 +56,9 @@ lessons: $(WEIGHTS)
 bench: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench
 
-# The paper's training results (STS-b fine-tune, NLI and its ablation, triplets): about an
-# hour on a 2-core CPU. RECIPES=stsb picks some; see bench/recipes.py.
+# The paper's training results (STS-b fine-tune, NLI, triplets): about 26 minutes on a
+# 2-core CPU; RECIPES=ablation (the paper's Table 6, 7 runs) about 35 more. RECIPES=stsb
+# picks some; see bench/recipes.py.
 RECIPES ?= stsb nli triplets
 recipes: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench.recipes $(RECIPES)
