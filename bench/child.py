@@ -4,12 +4,13 @@
     python -m bench.child train minisbert|sentence-transformers MODEL STEPS
 
 The last line printed is the figure, as JSON. Two libraries in one process share its
-threads, caches and memory allocator, and the one timed second pays for what the first
-left behind (on an Intel Xeon VM minisbert encoded about 10% slower after torch had run in
-its process). So a minisbert child never imports torch, and a sentence-transformers child
-never runs JAX (minisbert's data readers import it, but JAX starts its CPU client and its
-threads only on first use). MODEL is a minisbert folder for minisbert and a
-sentence-transformers folder for sentence-transformers; SENTENCES a JSON list of strings.
+threads, caches and memory allocator, and the one timed second may pay for what the first
+left behind (on an Intel Xeon VM minisbert encoded about 8% slower after torch had run in
+its process; on an AMD EPYC VM the difference was within run-to-run noise). So a minisbert
+child never imports torch, and a sentence-transformers child never runs JAX (minisbert's
+data readers import it, but JAX starts its CPU client and its threads only on first use).
+MODEL is a minisbert folder for minisbert and a sentence-transformers folder for
+sentence-transformers; SENTENCES a JSON list of strings.
 """
 
 from __future__ import annotations
