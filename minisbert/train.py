@@ -11,9 +11,10 @@ One step (``train_step``), for a batch of pairs (u side, v side) or triplets:
     AdamW: theta <- theta - lr(t) (m_hat / (sqrt(v_hat) + 1e-8) + 0.01 theta)
 
 Calling one module on every side is what makes the network *siamese*: u and v come from
-the same weights, and the gradient of both sides flows into them. The SoftmaxClassifier
-of the NLI objective is trained with the encoder (it is part of ``Trainable``) and then
-thrown away, as in the paper.
+the same weights, and the gradient of both sides flows into them. (``train_step`` gets the
+same e_s from one call on all sides' sentences packed into rows; see **Batches**.) The
+SoftmaxClassifier of the NLI objective is trained with the encoder (it is part of
+``Trainable``) and then thrown away, as in the paper.
 
 These are sentence-transformers' ``fit`` defaults: AdamW, lr 2e-5, weight decay 0.01 on
 everything except biases and LayerNorm parameters, gradient norm clipped at 1, and
