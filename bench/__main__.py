@@ -189,6 +189,9 @@ def main() -> None:
         ours_tp = child.run("train", "minisbert", model_dir, steps)["pairs_per_s"]
         theirs_tp = child.run("train", "sentence-transformers", st_dir, steps)["pairs_per_s"]
         row("train step, cosine loss, batch 16", ours_tp, theirs_tp, "pairs/s")
+        # What minisbert.host_memory's allocator settings are worth: the same step without.
+        plain = child.run("train", "minisbert", model_dir, steps, "glibc-defaults")["pairs_per_s"]
+        row("  the same, glibc's default allocator settings", plain, theirs_tp, "pairs/s")
 
     # Peak memory encoding 100,000 sentences in a fresh process.
     if not args.skip_memory:

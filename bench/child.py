@@ -1,7 +1,7 @@
 """One library timed alone, in a fresh process: ``make bench`` runs each measurement here.
 
     python -m bench.child encode minisbert|sentence-transformers MODEL SENTENCES BATCH REPEATS
-    python -m bench.child train minisbert|sentence-transformers MODEL STEPS
+    python -m bench.child train minisbert|sentence-transformers MODEL STEPS [glibc-defaults]
 
 The last line printed is the figure, as JSON. Two libraries in one process share its
 threads, caches and memory allocator, and the one timed second may pay for what the first
@@ -10,7 +10,9 @@ its process; on an AMD EPYC VM the difference was within run-to-run noise). So a
 child never imports torch, and a sentence-transformers child never runs JAX (minisbert's
 data readers import it, but JAX starts its CPU client and its threads only on first use).
 MODEL is a minisbert folder for minisbert and a sentence-transformers folder for
-sentence-transformers; SENTENCES a JSON list of strings.
+sentence-transformers; SENTENCES a JSON list of strings. ``glibc-defaults`` times minisbert's
+training step without the allocator settings of minisbert.host_memory, to show what they
+are worth (they apply to the whole process, so each case needs its own).
 """
 
 from __future__ import annotations
@@ -38,12 +40,16 @@ def encode(library: str, model: str, sentence_file: str, batch_size: int, repeat
     return {"sent_per_s": encode_throughput(fn, sentences, batch_size, repeats)}
 
 
-def train(library: str, model: str, steps: int) -> dict:
+def train(library: str, model: str, steps: int, keep_freed_memory: bool = True) -> dict:
     from bench import training
 
     batches, _ = training._batches(steps, 16)
     if library == "minisbert":
-        return {"pairs_per_s": training.minisbert_pairs_per_second(Path(model), batches, 16)}
+        return {
+            "pairs_per_s": training.minisbert_pairs_per_second(
+                Path(model), batches, 16, keep_freed_memory
+            )
+        }
     return {"pairs_per_s": training.reference_pairs_per_second(Path(model), batches, 16)}
 
 
@@ -67,7 +73,7 @@ def main() -> None:
     if what == "encode":
         result = encode(library, model, rest[0], int(rest[1]), int(rest[2]))
     elif what == "train":
-        result = train(library, model, int(rest[0]))
+        result = train(library, model, int(rest[0]), rest[1:] != ["glibc-defaults"])
     else:
         sys.exit(f"unknown measurement {what!r}; use encode or train")
     print(json.dumps(result))

@@ -8,7 +8,8 @@ lr 2e-5 and the gradient clipped at norm 1:
                            training, then per step: pack the batch's 32 sentences into rows
                            (minisbert.packing), minisbert.train.train_step, one jitted program
                            per row bucket (the row length and buckets ``minisbert train``
-                           plans for one epoch of these batches)
+                           plans for one epoch of these batches), with the allocator settings
+                           of minisbert.host_memory
     sentence-transformers  the loop its ``fit`` runs: tokenize both sides (each padded to its
                            longest sentence), loss(features, labels), backward, clip, step
 
@@ -62,13 +63,18 @@ def stsb_training_data(tokenizer, batch_size: int) -> tuple:
     return data, order
 
 
-def minisbert_pairs_per_second(model_dir: Path, batches: list, batch_size: int) -> float:
+def minisbert_pairs_per_second(
+    model_dir: Path, batches: list, batch_size: int, keep_memory: bool = True
+) -> float:
     from flax import nnx
 
+    from minisbert.host_memory import keep_freed_memory
     from minisbert.losses import cosine_similarity_loss
     from minisbert.sentence_encoder import SentenceEncoder
     from minisbert.train import Trainable, make_optimizer, train_step
 
+    if keep_memory:
+        keep_freed_memory()  # as ``minisbert train`` does, before JAX first computes
     encoder = SentenceEncoder.from_pretrained(model_dir)
     trainable = Trainable(encoder.model)
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)

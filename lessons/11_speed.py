@@ -435,6 +435,29 @@ print(f"packed vs encode: max difference {packing_gap:.1e}")
 # padding to win back.
 
 # %% [markdown]
+# ## Training: two lines that are about memory, not arithmetic
+#
+# A training step reads the parameters and Adam's two moments (three copies of the model's
+# 22.7 M numbers) and writes new ones. Two settings keep it from paying for memory it
+# does not need, and neither changes a single number it computes:
+#
+# - `train_step` is `nnx.jit(..., donate_argnames=("trainable", "optimizer"))`. *Donating*
+#   an argument tells XLA that the caller is done with those arrays, so it writes the new
+#   parameters and moments over the old ones instead of into fresh buffers. The old arrays
+#   are deleted: code that kept one (say, to compare weights before and after a step) must
+#   copy it first, with `np.array(...)`.
+# - `minisbert.host_memory.keep_freed_memory()`, which `minisbert train` calls first
+#   thing, changes three settings of the C library's allocator. Each step needs scratch
+#   memory, some of it large: the gradient of the word-embedding table alone is
+#   30,522 x 384 floats, 47 MB, zero-filled every step. By default a block that large goes
+#   back to the operating system when it is freed, and the next step pays for fresh
+#   pages. The settings keep it in the process. The price is that the process stays
+#   at its peak memory.
+#
+# The clear version of the step is the same code without either line; `make bench` times
+# the step with and without the allocator settings, in the same run.
+
+# %% [markdown]
 # `encoder.compiled_shapes` records the shapes `encode` has asked for. Let us feed it
 # sentences of every length from a few tokens to the maximum, then a second and a third,
 # different set of the same kind.

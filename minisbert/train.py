@@ -74,7 +74,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minisbert import checkpoint, sharding
+from minisbert import checkpoint, host_memory, sharding
 from minisbert.batching import ENCODE_BUCKETS, bucket_length, choose_buckets
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
 from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
@@ -394,7 +394,9 @@ def compute_packed_loss(
     return loss_fn(*head, *embeddings, *tail)  # each side (B, D)
 
 
-@nnx.jit(static_argnames=("loss_fn",))
+# Donating the model and the optimiser lets XLA write the new parameters and Adam's moments
+# over the old ones instead of into new buffers (the arrays passed in are deleted).
+@nnx.jit(static_argnames=("loss_fn",), donate_argnames=("trainable", "optimizer"))
 def train_step(
     trainable: Trainable,
     optimizer: nnx.Optimizer,
@@ -515,6 +517,7 @@ def train(
     loss)`` is called after every step; raising in it stops the run as a crash would.
     """
     output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
+    host_memory.keep_freed_memory()  # before JAX computes: see minisbert.host_memory
     folder = output / checkpoint.CHECKPOINTS
     saved = checkpoint.latest_checkpoint(folder)
     if saved is not None and not config.resume:

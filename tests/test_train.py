@@ -305,3 +305,22 @@ def test_a_loss_on_the_wrong_data_says_what_it_needs(files, tmp_path, loss, data
 def test_an_option_the_loss_does_not_take_is_refused(files, tmp_path):
     with pytest.raises(ValueError, match="--margin does not apply to --loss cosine"):
         train(config_for(files, tmp_path / "run", margin=0.5))
+
+
+def test_train_step_updates_in_place():
+    """train_step donates the model and optimiser: their old arrays are consumed, the new
+    ones are live, and the step still changes the weights."""
+    data = TrainingData(
+        sides=[[[5, 6, 7], [8, 9]], [[10, 11, 12, 13], [14]]], labels=np.array([0.2, 0.9]),
+        max_length=8, pad_token_id=0, row_length=8, row_buckets=(2,),
+    )  # fmt: skip
+    batch, labels = data.batch(np.arange(2), 0, 2)
+    trainable = build(SMOKE_CONFIG)
+    optimizer = nnx.Optimizer(trainable, make_optimizer(1e-2, 100, warmup_ratio=0.0), wrt=nnx.Param)
+    kernel = trainable.model.bert.layers[0].intermediate.kernel
+    old, copy = kernel.get_value(), np.array(kernel.get_value())
+    train_step(trainable, optimizer, batch, labels, cosine_similarity_loss)
+    assert old.is_deleted()  # donated: XLA wrote the update over it
+    new = kernel.get_value()
+    assert not new.is_deleted()
+    assert np.abs(np.asarray(new) - copy).max() > 0
