@@ -475,24 +475,27 @@ print(f"packed vs encode: max difference {packing_gap:.1e}")
 # exactly 1 / (1 - that rate). The clear version is `nnx.Dropout` itself. Below, both
 # drop the values of one training step (5 rows of 96 tokens), and we count what they drop.
 # Only the hashing halves: reading the inputs and writing the outputs cost the same, so
-# the whole layer saves less, and inside a training step XLA fuses the masks into the
-# operations around them. On a 2-core CPU the step's median CPU time went from 588 to
-# 575 ms (6 alternating passes over 60 batches): a small gain, for one short module.
+# the whole layer saves less, and in a training step the masks are a small part of the
+# work. On a 2-core CPU the step's median CPU time went from 588 to 575 ms (6 alternating
+# passes over 60 batches): a small gain, for one short module.
 
 # %%
-R, L, D, N = 5, 96, config.hidden_size, config.num_attention_heads
-shapes = [(R, L, D)] + config.num_hidden_layers * [(R, N, L, L), (R, L, D), (R, L, D)]
-inputs = [jnp.ones(shape) for shape in shapes]  # what the 13 dropout layers see in a step
-print(f"{sum(x.size for x in inputs) / 1e6:.1f} M values to keep or drop per step")
+rows, row_length, heads = 5, 96, config.num_attention_heads
+hidden = (rows, row_length, config.hidden_size)  # (R, L, D): after embeddings, W_o, W_2
+probs = (rows, heads, row_length, row_length)  # (R, N, L, L): attention probabilities
+mask_shapes = [hidden] + config.num_hidden_layers * [probs, hidden, hidden]
+step_values = [jnp.ones(shape) for shape in mask_shapes]  # what the 13 layers see in a step
+n_values = sum(x.size for x in step_values)
+print(f"{n_values / 1e6:.1f} M values to keep or drop per step")
 dropped = {}
 for name, kind in [("nnx.Dropout, 32 bits a value", nnx.Dropout),
                    ("minisbert Dropout, 16 bits", Dropout)]:
-    layers = [kind(0.1, rngs=nnx.Rngs(i)) for i in range(len(shapes))]
-    drop_all = nnx.jit(lambda layers, xs: [layer(x) for layer, x in zip(layers, xs, strict=True)])
-    drop_all(layers, inputs)  # compile
-    took = seconds(drop_all, layers, inputs, repeat=5)
-    outputs = drop_all(layers, inputs)
-    dropped[name] = sum(float(jnp.sum(y == 0)) for y in outputs) / sum(x.size for x in inputs)
+    dropouts = [kind(0.1, rngs=nnx.Rngs(i)) for i in range(len(mask_shapes))]
+    drop_all = nnx.jit(lambda ds, xs: [d(x) for d, x in zip(ds, xs, strict=True)])
+    drop_all(dropouts, step_values)  # compile
+    took = seconds(drop_all, dropouts, step_values, repeat=5)
+    outputs = drop_all(dropouts, step_values)
+    dropped[name] = sum(float(jnp.sum(y == 0)) for y in outputs) / n_values
     print(f"{name:30s} {1000 * took:5.1f} ms, dropped {dropped[name]:.4f}")
 
 # %% [markdown]
