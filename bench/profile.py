@@ -6,13 +6,14 @@
 ``make bench`` adds these rows to its table. They answer "how close to this machine's
 limit is encode, and what stands between it and the limit?" in four steps:
 
-1. **host vs device**: encode's wall time split into tokenizing, sorting and padding (NumPy,
-   on the host) and the compiled forward pass (XLA), each batch timed to completion;
+1. **host vs device**: encode's wall time split into tokenizing, packing (or sorting and
+   padding) on the host, and the compiled forward pass (XLA), each call timed to completion;
 2. **dense products vs the rest**: the six matrix products of every layer (Q, K, V, output,
    feed-forward in and out, 96% of the FLOPs of a 14-token sentence) timed alone at the same
    shapes, against the whole forward pass; the difference is attention's scores, softmax
    and mix, GELU, LayerNorm, embeddings and pooling;
-3. **padding**: FLOPs of the real tokens over FLOPs of the padded batches;
+3. **padding**: FLOPs of the real tokens over FLOPs computed, empty slots and a packed
+   row's attention between its sentences included;
 4. **the ceiling**: useful GFLOP/s against a large matrix product's GFLOP/s (the measured
    peak), and what a given multiple of another library's sentences/s would need.
 
@@ -31,7 +32,8 @@ from flax import nnx
 
 from bench import speed
 from minisbert.batching import encode_buckets, smart_batches
-from minisbert.sentence_encoder import _sentence_embeddings
+from minisbert.packing import encode_row_length, packed_calls
+from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
 
 def _dense_products(kernels: list[jax.Array], x: jax.Array) -> jax.Array:
@@ -67,30 +69,33 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
             kernels.append(linear.kernel.get_value())
     dense = jax.jit(_dense_products)
 
-    def host() -> list:
+    def host() -> list:  # encode's forward passes: packed calls, or padded batches
         token_ids = encoder._tokenize(sentences)
         counts = [len(ids) for ids in token_ids]
+        pad = encoder.tokenizer.pad_token_id
+        if encoder.pack_sentences:
+            L_row = encode_row_length(counts, encoder.max_seq_length)
+            calls = packed_calls(token_ids, batch_size, L_row, float(np.mean(counts)), pad)
+            return [batch for _, batch in calls]
         buckets = encode_buckets(counts, batch_size, encoder.max_seq_length)
-        return list(
-            smart_batches(
-                token_ids,
-                batch_size,
-                encoder.max_seq_length,
-                encoder.tokenizer.pad_token_id,
-                buckets=buckets,
-            )
-        )
+        return list(smart_batches(token_ids, batch_size, encoder.max_seq_length, pad,
+                                  buckets=buckets))  # fmt: skip
+
+    def run(b) -> jax.Array:  # (B, D) or (n, D)
+        if encoder.pack_sentences:
+            return _packed_embeddings(graphdef, state, b)
+        return _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask)
 
     batches = host()
     for b in batches:  # compile every shape first: the profile is of running, not compiling
-        _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask).block_until_ready()
+        run(b).block_until_ready()
         dense(kernels, jnp.zeros((b.input_ids.size, D), jnp.float32)).block_until_ready()
 
     host_s = speed.best_time(host, repeats)
 
     def forward() -> None:
         for b in batches:
-            _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask).block_until_ready()
+            run(b).block_until_ready()
 
     inputs = [jnp.ones((b.input_ids.size, D), jnp.float32) for b in batches]
 
@@ -104,6 +109,7 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
 
     real = np.array([len(ids) for ids in encoder._tokenize(sentences)])
     useful = speed.sentence_flops(real, D, F, L)
+    # Computed: every row in full, a packed row's attention over all its L x L pairs.
     padded = sum(
         speed.sentence_flops(np.full(b.input_ids.shape[0], b.input_ids.shape[1]), D, F, L)
         for b in batches
@@ -125,7 +131,7 @@ def rows(p: dict, peak_gflops: float, n: int) -> list[tuple[str, float, str]]:
     """The profile as (measure, figure, unit) rows for the bench table."""
     return [
         ("profile: encode wall time, all sentences", p["encode_s"], "s"),
-        ("profile:   tokenize, sort, pad (host)", p["host_s"], "s"),
+        ("profile:   tokenize, pack (host)", p["host_s"], "s"),
         ("profile:   forward passes, each run to completion", p["forward_s"], "s"),
         ("profile:     of which the 6 dense products per layer", p["dense_s"], "s"),
         (

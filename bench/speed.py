@@ -22,8 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minisbert.batching import bucket_length
-
 
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
     times = []
@@ -60,34 +58,44 @@ def encode_throughput(
     return len(sentences) / best_time(lambda: encode(sentences, batch_size), repeats)
 
 
-def compile_seconds(encoder, shape: tuple[int, int]) -> float:
-    """Seconds to trace, lower and compile the sentence-embedding program for one (B, T) shape.
+def compile_seconds(encoder, shape: tuple[str, tuple[int, ...]]) -> float:
+    """Seconds to trace, lower and compile the sentence-embedding program for one shape of
+    ``encoder.compiled_shapes``: ("packed", (R, L, n)) or ("sentence_embedding", (B, T)).
 
     Timed through jax's ahead-of-time API (``.lower(...).compile()``), so the figure is the
     compiler's alone, not a difference of two noisy wall times.
     """
     from flax import nnx
 
-    from minisbert.sentence_encoder import _sentence_embeddings
+    from minisbert.packing import PackedBatch
+    from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
     graphdef, state = nnx.split(encoder.model)
-    ids = np.zeros(shape, np.int32)
+    what, dims = shape
     jax.clear_caches()
     start = time.perf_counter()
-    _sentence_embeddings.lower(graphdef, state, ids, ids).compile()
+    if what == "packed":
+        R, L, n = dims
+        rows, sentences = np.zeros((R, L), np.int32), np.zeros((n, L), np.int32)
+        batch = PackedBatch(rows, rows, rows, sentences, sentences)
+        _packed_embeddings.lower(graphdef, state, batch).compile()
+    else:
+        ids = np.zeros(dims, np.int32)
+        _sentence_embeddings.lower(graphdef, state, ids, ids).compile()
     return time.perf_counter() - start
 
 
 def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, float, int]:
-    """Compile seconds of a user's first batch (32 sentences), of every shape encoding all of
-    ``sentences`` needs, and how many shapes that is."""
+    """Compile seconds of a user's first call (32 sentences), of every shape encoding all of
+    ``sentences`` at batch 32 needs, and how many shapes that is."""
+    encoder.compiled_shapes.clear()
+    encoder.encode(sentences[:32], batch_size=32)
+    first = sorted(encoder.compiled_shapes)
     encoder.compiled_shapes.clear()
     encoder.encode(sentences, batch_size=32)
-    shapes = sorted({shape for _, shape in encoder.compiled_shapes})
-    first_batch = encoder.tokenizer.tokenize(sentences[:32])
-    first = (32, bucket_length(max(len(t) for t in first_batch), encoder.max_seq_length))
+    shapes = sorted(encoder.compiled_shapes)
     return (
-        compile_seconds(encoder, first),
+        sum(compile_seconds(encoder, s) for s in first),
         sum(compile_seconds(encoder, s) for s in shapes),
         len(shapes),
     )

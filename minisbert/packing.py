@@ -30,17 +30,29 @@ products (about 1e-7; ``tests/test_packing.py`` checks values and gradients).
 
 The price: the attention scores of a packed row are (L, L) where a padded batch has one
 (T, T) per sentence, and jit compiles one program per number of rows R, so R is rounded
-up to a few buckets, as padded lengths are (``minisbert.batching``). ``encode`` does not
-pack: it sorts sentences by length first, which leaves little padding to win back.
+up to a few buckets, as padded lengths are (``minisbert.batching``).
+
+``encode`` packs too (``packed_calls``). Sorted by length, its batches waste little within a
+batch, but each is padded up to one of at most 8 bucket lengths: on STS-b test 13% of the
+slots stay empty at batch 32. Packing a whole call's sentences into rows of one length L
+fills about 98% of them, for one compiled shape. Encode packs up to 16,384 sentences at a
+time, so it places them by *best fit* (each, longest first, into the row it leaves the
+least room in), which finds a row by its free slots in at most L steps instead of scanning
+every row as first fit does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import jax
 import numpy as np
+
+from minisbert.batching import ENCODE_BUCKETS, bucket_length
+
+MIN_ROW_LENGTH = 32  # encode's rows: long enough that two or more short sentences share one
 
 
 class PackedBatch(NamedTuple):
@@ -76,6 +88,29 @@ def rows_needed(lengths: Sequence[int], row_length: int) -> int:
     return len(first_fit_rows(lengths, row_length))
 
 
+def best_fit_rows(lengths: Sequence[int], row_length: int) -> list[list[int]]:
+    """Sentence indices per row: longest first, each into the row it fills most tightly.
+
+    ``rows_with[f]`` lists the rows with exactly f slots free, so finding the tightest row
+    for a sentence of n tokens looks at f = n, n+1, ..., L: O(L) per sentence.
+    """
+    if lengths and max(lengths) > row_length:
+        raise ValueError(f"a sentence of {max(lengths)} tokens does not fit rows of {row_length}")
+    rows: list[list[int]] = []
+    rows_with: list[list[int]] = [[] for _ in range(row_length + 1)]
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # stable: ties keep order
+        n = lengths[i]
+        free = next((f for f in range(n, row_length + 1) if rows_with[f]), None)
+        if free is None:  # no row has room: open one
+            free = row_length
+            rows_with[free].append(len(rows))
+            rows.append([])
+        r = rows_with[free].pop()
+        rows[r].append(i)
+        rows_with[free - n].append(r)
+    return rows
+
+
 def pack(
     sentences: Sequence[Sequence[int]],
     row_length: int,
@@ -87,14 +122,32 @@ def pack(
     Rows past the ones the sentences need are all padding (segment 0): they keep the
     number of rows on a bucket, so jit sees few shapes.
     """
-    n, L = len(sentences), row_length
-    placement = first_fit_rows([len(ids) for ids in sentences], L)
+    placement = first_fit_rows([len(ids) for ids in sentences], row_length)
     R = len(placement) if rows is None else rows
     if R < len(placement):
-        raise ValueError(f"{n} sentences need {len(placement)} rows of {L}, not {R}")
-    input_ids = np.full((R, L), pad_token_id, np.int32)
-    segment_ids = np.zeros((R, L), np.int32)
-    position_ids = np.zeros((R, L), np.int32)
+        raise ValueError(
+            f"{len(sentences)} sentences need {len(placement)} rows of {row_length}, not {R}"
+        )
+    return lay_out(sentences, placement, row_length, R, len(sentences), pad_token_id)
+
+
+def lay_out(
+    sentences: Sequence[Sequence[int]],
+    placement: Sequence[Sequence[int]],
+    row_length: int,
+    rows: int,
+    n: int,
+    pad_token_id: int = 0,
+) -> PackedBatch:
+    """The arrays of a packed batch: ``placement[r]`` lists the sentences of row r, in order.
+
+    ``n`` >= len(sentences) sets the size of ``token_index``: its rows past the sentences
+    are empty (mask 0), so calls with different sentence counts share one shape.
+    """
+    L = row_length
+    input_ids = np.full((rows, L), pad_token_id, np.int32)
+    segment_ids = np.zeros((rows, L), np.int32)
+    position_ids = np.zeros((rows, L), np.int32)
     token_index = np.zeros((n, L), np.int32)
     token_mask = np.zeros((n, L), np.int32)
     for r, members in enumerate(placement):
@@ -109,6 +162,49 @@ def pack(
             token_mask[i, : len(ids)] = 1
             column += len(ids)
     return PackedBatch(input_ids, segment_ids, position_ids, token_index, token_mask)
+
+
+def encode_row_length(token_counts: Sequence[int], max_length: int) -> int:
+    """encode's row length L: the longest sentence's bucket, and at least ``MIN_ROW_LENGTH``
+    (unless all the sentences fit in fewer slots), so short sentences share rows."""
+    want = max(max(token_counts), min(sum(token_counts), MIN_ROW_LENGTH))
+    return bucket_length(want, max_length, ENCODE_BUCKETS)
+
+
+def packed_calls(
+    token_ids: Sequence[Sequence[int]],
+    batch_size: int,
+    row_length: int,
+    mean_length: float,
+    pad_token_id: int = 0,
+) -> Iterator[tuple[np.ndarray, PackedBatch]]:
+    """Yield ``(indices, batch)``: the sentences of one forward pass of ``encode``, packed.
+
+    Every call has the same shape: R = ceil(batch_size * mean_length / L) rows, so that a
+    call holds about ``batch_size`` sentences (as many token slots as a padded batch of
+    them), and room for n = max(3 * batch_size, L) sentence vectors (a row holds at most L
+    sentences); a call ends when its rows or that room run out. When all the sentences
+    need fewer than R rows, R shrinks to the next power of two that holds them, so
+    encoding one sentence does not cost a whole batch. ``indices[j]`` is the position in
+    ``token_ids`` of the call's j-th sentence, whose vector is row j of the output.
+    """
+    L = row_length
+    placement = best_fit_rows([len(ids) for ids in token_ids], L)
+    R = max(1, math.ceil(batch_size * mean_length / L))
+    R = min(R, 2 ** math.ceil(math.log2(max(1, len(placement)))))
+    n = max(3 * batch_size, L)
+    call: list[list[int]] = []
+    for row in [*placement, None]:  # None: flush the last call
+        full = row is None or len(call) == R or sum(map(len, call)) + len(row) > n
+        if call and full:
+            indices = np.array([i for members in call for i in members])  # (n_call,)
+            local = {int(i): j for j, i in enumerate(indices)}
+            sentences = [token_ids[i] for i in indices]
+            rows = [[local[i] for i in members] for members in call]
+            yield indices, lay_out(sentences, rows, L, R, n, pad_token_id)
+            call = []
+        if row is not None:
+            call.append(row)
 
 
 def segment_attention_mask(segment_ids: jax.Array) -> jax.Array:  # (R, L) -> (R, L, L) bool

@@ -32,7 +32,7 @@ from flax import nnx
 from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
-from minisbert.packing import PackedBatch, segment_attention_mask
+from minisbert.packing import PackedBatch, encode_row_length, packed_calls, segment_attention_mask
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 from minisbert.weights import load_params
@@ -74,6 +74,11 @@ class SentenceModel(nnx.Module):
 @functools.partial(jax.jit, static_argnums=0)
 def _sentence_embeddings(graphdef: Any, state: Any, input_ids: jax.Array, mask: jax.Array):
     return nnx.merge(graphdef, state)(input_ids, mask)  # (B, D)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _packed_embeddings(graphdef: Any, state: Any, batch: PackedBatch):
+    return nnx.merge(graphdef, state).embed_packed(batch)  # (n, D)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -148,8 +153,11 @@ class SentenceEncoder:
     def __init__(self, model: SentenceModel, tokenizer: Tokenizer):
         self.model = model
         self.tokenizer = tokenizer
-        self.compiled_shapes: set[tuple[str, tuple[int, int]]] = set()
+        # (what, shape): ("sentence_embedding" or "token_embeddings", (B, T)) for padded
+        # batches, ("packed", (R, L, n)) for packed ones.
+        self.compiled_shapes: set[tuple[str, tuple[int, ...]]] = set()
         self.sort_by_length = True  # smart batching; off only to measure what it buys
+        self.pack_sentences = True  # sentence vectors from packed rows; off: padded batches
         self._warned_truncation = False
 
     @property
@@ -220,6 +228,12 @@ class SentenceEncoder:
         one per sentence, without padding. ``normalize_embeddings=True`` L2-normalises
         the result (the model's own pipeline may already do so, as all-MiniLM-L6-v2's does).
         Sentences longer than ``max_seq_length`` tokens are truncated (with a warning).
+
+        Sentence vectors come from *packed* rows: the call's sentences laid several to a
+        row, each attending only to itself (``minisbert.packing``), about ``batch_size``
+        sentences per forward pass. ``encoder.pack_sentences = False`` pads batches of
+        exactly ``batch_size`` sentences, sorted by length, instead; both give the same
+        vectors up to float rounding (about 1e-7). Token embeddings always use padded batches.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
@@ -241,39 +255,54 @@ class SentenceEncoder:
             show_progress_bar = len(items) >= 2048 and sys.stderr.isatty()
         progress = _progress(len(items), show_progress_bar)
         token_ids = self._tokenize(items[:CHUNK_SIZE])
-        # The padded lengths of this call (at most 8 shapes), chosen from everyone's token
-        # counts; a call of several chunks counts the later ones in a first, cheap pass.
+        # Shapes are chosen once from everyone's token counts (at most 8 padded lengths, or
+        # one packed row length); a call of several chunks counts the later ones in a
+        # first, cheap pass.
         counts = [len(ids) for ids in token_ids] + [
             n
             for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
             for n in self._token_counts(items[start : start + CHUNK_SIZE])
         ]
-        buckets = encode_buckets(counts, batch_size, self.max_seq_length, self.sort_by_length)
+        packing = self.pack_sentences and self.sort_by_length and not tokens and counts
+        if packing:
+            row_length = encode_row_length(counts, self.max_seq_length)
+            mean_length = float(np.mean(counts))
+        else:
+            buckets = encode_buckets(counts, batch_size, self.max_seq_length, self.sort_by_length)
         for start in range(0, len(items), CHUNK_SIZE):
             if start > 0:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
-            pending = []  # device arrays: JAX runs batch k while Python pads batch k+1
-            for batch in smart_batches(
-                token_ids,
-                batch_size,
-                self.max_seq_length,
-                self.tokenizer.pad_token_id,
-                sort=self.sort_by_length,
-                buckets=buckets,
-            ):
-                shape = batch.input_ids.shape
-                fn = _token_embeddings if tokens else _sentence_embeddings
-                self.compiled_shapes.add((output_value, shape))
-                out = fn(graphdef, state, batch.input_ids, batch.attention_mask)
-                pending.append((batch, out))
-            for batch, out in pending:
+            pending = []  # device arrays: JAX runs batch k while Python lays out batch k+1
+            if packing:
+                pad = self.tokenizer.pad_token_id
+                for indices, packed in packed_calls(
+                    token_ids, batch_size, row_length, mean_length, pad
+                ):
+                    R, L = packed.input_ids.shape
+                    self.compiled_shapes.add(("packed", (R, L, len(packed.token_index))))
+                    pending.append((indices, _packed_embeddings(graphdef, state, packed)))
+            else:
+                for batch in smart_batches(
+                    token_ids,
+                    batch_size,
+                    self.max_seq_length,
+                    self.tokenizer.pad_token_id,
+                    sort=self.sort_by_length,
+                    buckets=buckets,
+                ):
+                    fn = _token_embeddings if tokens else _sentence_embeddings
+                    self.compiled_shapes.add((output_value, batch.input_ids.shape))
+                    pending.append(
+                        (batch.indices, fn(graphdef, state, batch.input_ids, batch.attention_mask))
+                    )
+            for indices, out in pending:
                 out = np.asarray(out, dtype=np.float32)
-                for row, index in enumerate(batch.indices):
+                for row, index in enumerate(indices):
                     if tokens:
                         results[start + index] = out[row, : len(token_ids[index])]
                     else:
                         results[start + index] = out[row]
-                progress.update(len(batch.indices))
+                progress.update(len(indices))
         progress.close()
 
         if tokens:

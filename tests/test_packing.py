@@ -12,11 +12,20 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG
+from tiny import TINY_CONFIG, make_tiny_model_dir
 
+from minisbert import SentenceEncoder
 from minisbert.config import SentenceConfig
 from minisbert.losses import cosine_similarity_loss, multiple_negatives_ranking_loss
-from minisbert.packing import first_fit_rows, pack, rows_needed, segment_attention_mask
+from minisbert.packing import (
+    best_fit_rows,
+    encode_row_length,
+    first_fit_rows,
+    pack,
+    packed_calls,
+    rows_needed,
+    segment_attention_mask,
+)
 from minisbert.pooling import POOLINGS
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.tokenizer import pad_batch
@@ -86,14 +95,106 @@ def test_packed_rows_give_the_padded_sentence_vectors(tiny_models, mode):
     np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
 
 
-def test_the_pretrained_model_packed_matches_encode(encoder):
+def test_the_pretrained_model_packed_matches_padded(encoder):
     texts = ["A man is playing a guitar.", "A woman slices a tomato on a board.", "Dogs run.",
              "The stock market fell sharply on Monday after the announcement."] * 3  # fmt: skip
-    packed = pack(encoder.tokenizer.tokenize(texts), 64)
+    ids = encoder.tokenizer.tokenize(texts)
+    packed = pack(ids, 64)
     assert packed.input_ids.shape[0] < len(texts)  # several sentences share a row
     encoder.model.eval()
     ours = np.asarray(encoder.model.embed_packed(packed))
-    np.testing.assert_allclose(ours, encoder.encode(texts), atol=1e-5, rtol=0)
+    padded = np.asarray(encoder.model(*pad_batch(ids, 16, encoder.tokenizer.pad_token_id)))
+    np.testing.assert_allclose(ours, padded, atol=1e-5, rtol=0)
+
+
+# encode's packing: best fit over a whole call, calls of one shape.
+
+
+def test_best_fit_places_every_sentence_once_in_the_tightest_row():
+    lengths = [7, 3, 5, 8, 2, 2, 6, 4]
+    rows = best_fit_rows(lengths, 10)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 10 for row in rows)
+    # 8 | 7 | 6 then 5: the 5 opens a row (no room of 5 left), the 4 goes with the 6 (free 4,
+    # tightest), the 3 with the 7, the two 2s with the 8 and the 5.
+    assert [[lengths[i] for i in row] for row in rows] == [[8, 2], [7, 3], [6, 4], [5, 2]]
+    with pytest.raises(ValueError, match="12 tokens does not fit rows of 10"):
+        best_fit_rows([3, 12], 10)
+
+
+def test_best_fit_packs_many_sentences_nearly_full():
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(5, 40, 5000))
+    rows = best_fit_rows(lengths, 48)
+    assert sorted(i for row in rows for i in row) == list(range(5000))
+    assert all(sum(lengths[i] for i in row) <= 48 for row in rows)
+    assert sum(lengths) / (48 * len(rows)) > 0.95  # the fill; first fit: the same within 1%
+    assert abs(len(rows) - rows_needed(lengths, 48)) <= 0.01 * len(rows)
+
+
+def test_encode_row_length_holds_the_longest_and_lets_short_ones_share():
+    assert encode_row_length([10, 47, 12], 256) == 48  # the longest sentence's bucket
+    assert encode_row_length([10, 14, 12], 256) == 32  # at least 32: two or three to a row
+    assert encode_row_length([9], 256) == 12  # one short sentence: one short row
+    assert encode_row_length([300], 256) == 256  # never past max_length
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_packed_calls_cover_every_sentence_once_in_one_shape(batch_size):
+    batch = sentences(200, seed=1, longest=30)
+    L = encode_row_length(list(map(len, batch)), 64)
+    mean = float(np.mean(list(map(len, batch))))
+    calls = list(packed_calls(batch, batch_size, L, mean))
+    seen = np.concatenate([indices for indices, _ in calls])
+    assert sorted(seen) == list(range(200))
+    assert len({(b.input_ids.shape, b.token_index.shape) for _, b in calls}) == 1
+    R, L_ = calls[0][1].input_ids.shape
+    assert L_ == L and R == max(1, int(np.ceil(batch_size * mean / L)))
+    for indices, b in calls:  # each call's j-th vector is sentence indices[j]
+        flat = b.input_ids.ravel()
+        for j, i in enumerate(indices):
+            n = len(batch[i])
+            np.testing.assert_array_equal(flat[b.token_index[j, :n]], batch[i])
+        assert not b.token_mask[len(indices) :].any()  # the room past them: empty
+    # about batch_size sentences per call, on average (fewer in the first calls, which
+    # hold the longest sentences)
+    assert 0.5 * batch_size <= 200 / len(calls) <= 1.5 * batch_size + 1
+
+
+def test_one_sentence_is_one_row_not_a_batch():
+    (indices, b), *rest = packed_calls([[2, 7, 8, 3]], 32, 8, 4.0)
+    assert not rest and indices.tolist() == [0] and b.input_ids.shape == (1, 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoders(tmp_path_factory) -> dict[str, SentenceEncoder]:
+    folder = tmp_path_factory.mktemp("tiny")
+    return {
+        mode: SentenceEncoder.from_pretrained(
+            make_tiny_model_dir(folder / mode, pooling=mode, max_seq_length=48)
+        )
+        for mode in POOLINGS
+    }
+
+
+@pytest.mark.parametrize("mode", sorted(POOLINGS))
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_encode_packed_equals_encode_padded(tiny_encoders, mode, batch_size):
+    rng = np.random.default_rng(2)
+    words = "the cat dog sat on a mat is running 3 ! ?".split()
+    texts = [" ".join(rng.choice(words, rng.integers(0, 30))) for _ in range(70)]
+    texts += ["the cat", "the cat", ""]  # duplicates and an empty sentence
+    encoder = tiny_encoders[mode]
+    encoder.compiled_shapes.clear()
+    encoder.pack_sentences = True
+    packed = encoder.encode(texts, batch_size=batch_size)
+    assert {what for what, _ in encoder.compiled_shapes} == {"packed"}
+    assert len(encoder.compiled_shapes) == 1  # one program for the whole call
+    encoder.pack_sentences = False
+    padded = encoder.encode(texts, batch_size=batch_size)
+    encoder.pack_sentences = True
+    np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
+    assert np.abs(packed).max() > 0  # a real comparison, not of zeros
 
 
 @pytest.mark.parametrize("loss_name", ["cosine", "mnrl"])
