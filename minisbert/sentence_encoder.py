@@ -263,7 +263,9 @@ class SentenceEncoder:
             for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
             for n in self._token_counts(items[start : start + CHUNK_SIZE])
         ]
-        packing = self.pack_sentences and self.sort_by_length and not tokens and counts
+        # Packing places sentences by length itself, so turning sorting off (to measure
+        # what smart batching buys) pads too.
+        packing = self.pack_sentences and self.sort_by_length and not tokens and len(counts) > 0
         if packing:
             row_length = encode_row_length(counts, self.max_seq_length)
             mean_length = float(np.mean(counts))
