@@ -373,8 +373,8 @@ print({n: bucket_length(n, MAX_LENGTH) for n in (5, 9, 17, 33, 65, 129, 300)})
 # programs, whatever the input. Compiling the forward pass for one more bucket takes
 # about a second; compiling a train step (forward and backward), 10-30 s.
 #
-# `encode` can afford more: compiling the forward pass alone takes about a second. It
-# picks from finer candidates, `ENCODE_BUCKETS`, but never more than `MAX_SHAPES` (8) of
+# When `encode` pads, it can afford more: compiling the forward pass alone takes about a
+# second. It picks from finer candidates, `ENCODE_BUCKETS`, but never more than `MAX_SHAPES` (8) of
 # them in one call: `choose_buckets` looks at the longest sentence of every batch the call
 # will form and, when they need more than 8 lengths, merges neighbours where that wastes
 # the fewest slots (a small dynamic programme, its formula in the docstring). Compare the
@@ -470,10 +470,12 @@ print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
       f"{1000 * min(encode_times[False]):.0f} ms (best of 3 each)")
 
 # %% [markdown]
-# Packing fills about 98% of the slots on STS-b where the buckets fill 87%; the forward
-# pass runs about as fast per slot either way, so encode gains a few per cent (on a 2-core
-# CPU, 3-10% in our measurements: packed rows attend over all `L x L` pairs of a row, most
-# of them masked, and every call is as wide as `L`). The vectors are the same to about 1e-7.
+# Packing fills about 97% of the slots of all STS-b test where the buckets fill 87% (in
+# fast mode, with fewer sentences, the buckets do worse); the forward pass runs about as
+# fast per slot either way, so encode gains a few per cent (1-10% across our runs on a
+# 2-core CPU: packed rows attend over all `L x L` pairs of a row, most of them masked, and
+# every row is as long as the longest sentence needs). The vectors are the same to about
+# 1e-7.
 
 # %% [markdown]
 # ## Training: two lines that are about memory, not arithmetic

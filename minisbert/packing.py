@@ -35,7 +35,7 @@ up to a few buckets, as padded lengths are (``minisbert.batching``).
 ``encode`` packs too (``packed_calls``). Sorted by length, its batches waste little within a
 batch, but each is padded up to one of at most 8 bucket lengths: on STS-b test 13% of the
 slots stay empty at batch 32. Packing a whole call's sentences into rows of one length L
-fills about 98% of them, for one compiled shape. Encode packs up to 16,384 sentences at a
+fills about 97% of them, for one compiled shape. Encode packs up to 16,384 sentences at a
 time, so it places them by *best fit* (each, longest first, into the row it leaves the
 least room in), which finds a row by its free slots in at most L steps instead of scanning
 every row as first fit does.
