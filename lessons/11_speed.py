@@ -474,8 +474,9 @@ print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
 # fast mode, with fewer sentences, the buckets do worse); the forward pass runs about as
 # fast per slot either way, so encode gains a few per cent (1-10% across our runs on a
 # 2-core CPU: packed rows attend over all `L x L` pairs of a row, most of them masked, and
-# every row is as long as the longest sentence needs). The vectors are the same to about
-# 1e-7.
+# every row is as long as the longest sentence needs). That cost grows with `L`, so a call
+# whose longest sentence needs rows of more than `MAX_PACKED_ROW_LENGTH` (96) slots pads
+# instead. The vectors are the same to about 1e-7.
 
 # %% [markdown]
 # ## Training: two lines that are about memory, not arithmetic

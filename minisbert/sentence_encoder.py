@@ -32,7 +32,13 @@ from flax import nnx
 from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
-from minisbert.packing import PackedBatch, encode_row_length, packed_calls, segment_attention_mask
+from minisbert.packing import (
+    MAX_PACKED_ROW_LENGTH,
+    PackedBatch,
+    encode_row_length,
+    packed_calls,
+    segment_attention_mask,
+)
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 from minisbert.weights import load_params
@@ -233,7 +239,8 @@ class SentenceEncoder:
         row, each attending only to itself (``minisbert.packing``), about ``batch_size``
         sentences per forward pass. ``encoder.pack_sentences = False`` pads batches of
         exactly ``batch_size`` sentences, sorted by length, instead; both give the same
-        vectors up to float rounding (about 1e-7). Token embeddings always use padded batches.
+        vectors up to float rounding (about 1e-7). Token embeddings, and calls whose longest
+        sentence needs rows of more than 96 tokens, always use padded batches.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
@@ -264,10 +271,15 @@ class SentenceEncoder:
             for n in self._token_counts(items[start : start + CHUNK_SIZE])
         ]
         # Packing places sentences by length itself, so turning sorting off (to measure
-        # what smart batching buys) pads too.
-        packing = self.pack_sentences and self.sort_by_length and not tokens and len(counts) > 0
+        # what smart batching buys) pads too; so do rows that would be too long to pay.
+        row_length = encode_row_length(counts, self.max_seq_length) if counts else 0
+        packing = (
+            self.pack_sentences
+            and self.sort_by_length
+            and not tokens
+            and 0 < row_length <= MAX_PACKED_ROW_LENGTH
+        )
         if packing:
-            row_length = encode_row_length(counts, self.max_seq_length)
             mean_length = float(np.mean(counts))
         else:
             buckets = encode_buckets(counts, batch_size, self.max_seq_length, self.sort_by_length)

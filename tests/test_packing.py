@@ -224,3 +224,12 @@ def test_the_packed_loss_and_gradients_are_the_padded_ones(loss_name):
     largest = max(float(np.abs(g).max()) for g in g_padded)
     for a, b in zip(g_padded, g_packed, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * max(1.0, largest))
+
+
+def test_encode_pads_when_rows_would_be_long(encoder):
+    encoder.compiled_shapes.clear()
+    encoder.encode(["a short one", "word " * 40])  # 42 tokens: rows of 48, packed
+    assert {what for what, _ in encoder.compiled_shapes} == {"packed"}
+    encoder.compiled_shapes.clear()
+    encoder.encode(["a short one", "word " * 140])  # 142 tokens: rows of 192 would be too long
+    assert {what for what, _ in encoder.compiled_shapes} == {"sentence_embedding"}
