@@ -4,7 +4,7 @@
     python -m bench.profile --train               # one training step instead
 
 ``make bench`` adds these rows to its table. They answer "how close to this machine's
-limit is encode, and what stands between it and the limit?" in four steps:
+limit is encode, and what stands between it and the limit?" in five steps:
 
 1. **host vs device**: encode's wall time split into tokenizing, packing (or sorting and
    padding) on the host, and the compiled forward pass (XLA), each call timed to completion;
@@ -12,9 +12,13 @@ limit is encode, and what stands between it and the limit?" in four steps:
    feed-forward in and out, 96% of the FLOPs of a 14-token sentence) timed alone at the same
    shapes, against the whole forward pass; the difference is attention's scores, softmax
    and mix, GELU, LayerNorm, embeddings and pooling;
-3. **padding**: FLOPs of the real tokens over FLOPs computed, empty slots and a packed
+3. **the rest, piece by piece**: the forward pass compiled again with one piece taken
+   out (GELU, LayerNorm, softmax, or attention's scores and mix altogether), each timed at
+   the same shapes; what the pass gets faster by is what that piece costs in context, where
+   XLA fuses it with its neighbours (the vectors such a pass returns are meaningless);
+4. **padding**: FLOPs of the real tokens over FLOPs computed, empty slots and a packed
    row's attention between its sentences included;
-4. **the ceiling**: useful GFLOP/s against a large matrix product's GFLOP/s (the measured
+5. **the ceiling**: useful GFLOP/s against a large matrix product's GFLOP/s (the measured
    peak), and what a given multiple of another library's sentences/s would need.
 
 FLOPs of one sentence of T tokens through L layers (multiply-add = 2 FLOPs), as in
@@ -24,6 +28,7 @@ FLOPs of one sentence of T tokens through L layers (multiply-add = 2 FLOPs), as 
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +36,9 @@ import numpy as np
 from flax import nnx
 
 from bench import speed
+from minisbert import bert
 from minisbert.batching import encode_buckets, smart_batches
+from minisbert.bert import BertAttention
 from minisbert.packing import encode_row_length, packed_calls
 from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
@@ -48,6 +55,25 @@ def _dense_products(kernels: list[jax.Array], x: jax.Array) -> jax.Array:
         o = ((x @ w_q) * (x @ w_k) + x @ w_v) @ w_o  # (B*T, D)
         x = (o @ w_1) @ w_2  # (B*T, F) -> (B*T, D)
     return x
+
+
+def _attention_without_scores(self: BertAttention, x: jax.Array, attention_mask: jax.Array):
+    """BertAttention with its scores, mask, softmax and mix taken out; the four dense
+    products stay (context = q * k + v instead of softmax(q k^T) v)."""
+    context = self.query(x) * self.key(x) + self.value(x)  # (B, T, D)
+    return self.layer_norm(x + self.output_dropout(self.output(context)))
+
+
+# What the forward pass is compiled without, in step 3: each patch is in force while jit
+# traces the model, so the compiled program lacks that piece.
+WITHOUT = {
+    "GELU": lambda: mock.patch.object(bert, "gelu", lambda x: x),
+    "LayerNorm": lambda: mock.patch.object(nnx.LayerNorm, "__call__", lambda self, x, **kw: x),
+    "softmax": lambda: mock.patch.object(jax.nn, "softmax", lambda x, axis=-1: x),
+    "attention scores, mask, softmax and mix": lambda: mock.patch.object(
+        BertAttention, "__call__", _attention_without_scores
+    ),
+}
 
 
 def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 3) -> dict:
@@ -81,10 +107,12 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
         return list(smart_batches(token_ids, batch_size, encoder.max_seq_length, pad,
                                   buckets=buckets))  # fmt: skip
 
-    def run(b) -> jax.Array:  # (B, D) or (n, D)
-        if encoder.pack_sentences:
-            return _packed_embeddings(graphdef, state, b)
-        return _sentence_embeddings(graphdef, state, b.input_ids, b.attention_mask)
+    packed = encoder.pack_sentences
+
+    def run(b, jitted=None) -> jax.Array:  # (B, D) or (n, D)
+        if packed:
+            return (jitted or _packed_embeddings)(graphdef, state, b)
+        return (jitted or _sentence_embeddings)(graphdef, state, b.input_ids, b.attention_mask)
 
     batches = host()
     for b in batches:  # compile every shape first: the profile is of running, not compiling
@@ -93,9 +121,9 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
 
     host_s = speed.best_time(host, repeats)
 
-    def forward() -> None:
-        for b in batches:
-            run(b).block_until_ready()
+    def forward(jitted=None, which=None) -> None:
+        for b in batches if which is None else which:
+            run(b, jitted).block_until_ready()
 
     inputs = [jnp.ones((b.input_ids.size, D), jnp.float32) for b in batches]
 
@@ -105,6 +133,19 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
 
     forward_s = speed.best_time(forward, repeats)
     dense_s = speed.best_time(products, repeats)
+    # piece -> (seconds with it, seconds without it), timed one after the other so that
+    # the machine's drift from minute to minute stays out of the difference.
+    # A third of the batches is enough for a difference; each jit wraps a new function,
+    # since JAX reuses the trace of a function it has traced before.
+    some = batches[: max(1, len(batches) // 3)]
+    original = (_packed_embeddings if packed else _sentence_embeddings).__wrapped__
+    without_s = {}
+    for piece, patch in WITHOUT.items():
+        jitted = jax.jit(lambda *args: original(*args), static_argnums=0)
+        with patch():
+            forward(jitted, some)  # traced and compiled under the patch
+        with_it = speed.best_time(lambda: forward(None, some), repeats)
+        without_s[piece] = (with_it, speed.best_time(lambda j=jitted: forward(j, some), repeats))
     encode_s = speed.best_time(lambda: encoder.encode(sentences, batch_size=batch_size), repeats)
 
     real = np.array([len(ids) for ids in encoder._tokenize(sentences)])
@@ -120,6 +161,7 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
         "host_s": host_s,
         "forward_s": forward_s,
         "dense_s": dense_s,
+        "without_s": without_s,
         "useful_flops": useful,
         "padded_flops": padded,
         "dense_flops": dense_flops,
@@ -134,6 +176,14 @@ def rows(p: dict, peak_gflops: float, n: int) -> list[tuple[str, float, str]]:
         ("profile:   tokenize, pack (host)", p["host_s"], "s"),
         ("profile:   forward passes, each run to completion", p["forward_s"], "s"),
         ("profile:     of which the 6 dense products per layer", p["dense_s"], "s"),
+        *[
+            (
+                f"profile:     {piece}, as the pass gets faster without it",
+                100 * (with_it - without) / with_it,
+                "% of forward",
+            )
+            for piece, (with_it, without) in p["without_s"].items()
+        ],
         (
             "profile: dense products alone, GFLOP/s / peak",
             100 * p["dense_flops"] / p["dense_s"] / 1e9 / peak_gflops,

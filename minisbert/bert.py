@@ -36,6 +36,20 @@ def _layer_norm(config: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
     )
 
 
+def gelu(x: jax.Array) -> jax.Array:
+    """BERT's GELU, the exact one (not the tanh fit): x * Phi(x), Phi the normal CDF,
+
+        gelu(x) = x / 2 * (1 + erf(x / sqrt(2)))
+
+    ``jax.nn.gelu(x, approximate=False)`` is the same function written with erfc(-x / sqrt(2)),
+    which XLA computes on a CPU about 2.7x slower than erf (a 1600 x 1536 array: 1.93 against
+    0.71 ms, `python -m bench.profile` shows what GELU costs a forward pass). The two differ
+    by under 1e-6 in float32 (tests compare the embeddings with the reference to 1e-5).
+    """
+    y = x.astype(jnp.float32)  # in bfloat16, 1 + erf(x) would lose the small values at x < 0
+    return (0.5 * y * (1.0 + jax.lax.erf(y * (1.0 / math.sqrt(2.0))))).astype(x.dtype)
+
+
 class BertEmbeddings(nnx.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
@@ -135,8 +149,7 @@ class BertLayer(nnx.Module):
         attention_mask: jax.Array,  # (B, T) or (B, T, S) bool
     ) -> jax.Array:  # (B, T, D)
         a = self.attention(x, attention_mask)  # (B, T, D)
-        # BERT's GELU is the exact one, x * Phi(x) with the normal CDF, not the tanh fit.
-        h = jax.nn.gelu(self.intermediate(a), approximate=False)  # (B, T, F)
+        h = gelu(self.intermediate(a))  # (B, T, F)
         return self.output_layer_norm(a + self.output_dropout(self.output(h)))
 
 

@@ -53,3 +53,27 @@ def test_tiny_folder_loads_and_encodes(tmp_path):
     E = enc.encode(["the cat sat on the mat", "a dog runs", ""])
     assert E.shape == (3, 36)
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+
+
+def test_gelu_is_the_exact_gelu():
+    """minisbert's erf GELU against the normal CDF in float64 (scipy), value and gradient.
+
+    Tolerances: 1e-6 in float32 (a few float32 roundings of values up to 10); in bfloat16
+    1e-3, two bfloat16 steps at |gelu| < 0.2, where BERT's small negative activations lie.
+    """
+    import jax
+    from scipy.special import ndtr  # the normal CDF, Phi
+
+    from minisbert.bert import gelu
+
+    x = np.linspace(-10, 10, 20_001)  # (P,)
+    exact = x * ndtr(x)  # (P,) float64
+    assert np.abs(np.asarray(gelu(jnp.asarray(x, jnp.float32))) - exact).max() < 1e-6
+    # d/dx x Phi(x) = Phi(x) + x phi(x)
+    slope = ndtr(x) + x * np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi)
+    grad = jax.vmap(jax.grad(gelu))(jnp.asarray(x, jnp.float32))
+    assert np.abs(np.asarray(grad) - slope).max() < 1e-5
+    small = np.linspace(-4, 0, 401)
+    half = gelu(jnp.asarray(small, jnp.bfloat16))
+    assert half.dtype == jnp.bfloat16
+    assert np.abs(np.asarray(half, np.float32) - small * ndtr(small)).max() < 1e-3
