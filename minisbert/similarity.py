@@ -87,26 +87,32 @@ def paraphrase_mining_embeddings(
     those pairs is sorted by score. A pair is found if either sentence ranks the other
     in its top_k, so with top_k >= N - 1 the result is exact.
     """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (neighbours kept per sentence), not {top_k}")
     E = _as_2d(embeddings)
     N = E.shape[0]
-    k = min(top_k + 1, N)  # +1: a sentence is always its own best match
-    best_pairs: dict[tuple[int, int], float] = {}
+    k = min(top_k, N - 1)  # neighbours per sentence: all the others, at most
+    if k < 1:
+        return []
+    found_scores, found_i, found_j = [], [], []  # every (score, i, j) a top_k found, row by row
     for start in range(0, N, chunk_size):
         scores = score_function(E[start : start + chunk_size], E)  # (n, N)
         rows = jnp.arange(scores.shape[0])
         scores = scores.at[rows, rows + start].set(-jnp.inf)  # never pair i with itself
         best, ids = jax.lax.top_k(scores, k)  # (n, k)
-        best_np, ids_np = np.asarray(best), np.asarray(ids)
-        for row in range(best_np.shape[0]):
-            i = start + row
-            for score, j in zip(best_np[row], ids_np[row], strict=True):
-                if not np.isfinite(score):
-                    continue
-                pair = (min(i, int(j)), max(i, int(j)))
-                if pair not in best_pairs:
-                    best_pairs[pair] = float(score)
-    ranked = sorted(((s, i, j) for (i, j), s in best_pairs.items()), key=lambda t: -t[0])
-    return ranked[:max_pairs]
+        found_scores.append(np.asarray(best).ravel())  # (n * k,)
+        found_i.append(np.repeat(np.arange(start, start + best.shape[0]), k))
+        found_j.append(np.asarray(ids, np.int64).ravel())
+    score = np.concatenate(found_scores)
+    i, j = np.concatenate(found_i), np.concatenate(found_j)
+    real = np.isfinite(score)  # -inf scores no pair (a score function may give them)
+    score, i, j = score[real], i[real], j[real]
+    first, second = np.minimum(i, j), np.maximum(i, j)  # each pair as (i, j) with i < j
+    # A pair found from both of its sentences counts once, where it was found first.
+    _, once = np.unique(first * N + second, return_index=True)
+    once.sort()  # back in the order found, so that equal scores keep it
+    ranked = once[np.argsort(-score[once], kind="stable")][:max_pairs]  # best first
+    return [(float(score[t]), int(first[t]), int(second[t])) for t in ranked]
 
 
 def paraphrase_mining(

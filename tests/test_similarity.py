@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from minisbert.similarity import (
     cos_sim,
@@ -47,3 +48,28 @@ def test_paraphrase_mining_is_exact_with_large_top_k():
     assert len(pairs) == len(expected) == 435
     assert [(i, j) for _, i, j in pairs[:20]] == [(i, j) for _, i, j in expected[:20]]
     np.testing.assert_allclose([s for s, _, _ in pairs], [s for s, _, _ in expected], atol=1e-5)
+
+
+def test_paraphrase_mining_with_small_top_k_is_the_union_of_neighbours():
+    """With top_k=2, the pairs are those where either sentence ranks the other among its 2
+    nearest, each once, best first; max_pairs keeps the best."""
+    rng = np.random.default_rng(3)
+    E = rng.normal(size=(25, 6))
+    scores = _unit(E) @ _unit(E).T
+    np.fill_diagonal(scores, -np.inf)
+    expected = {
+        (min(i, int(j)), max(i, int(j))) for i in range(25) for j in np.argsort(-scores[i])[:2]
+    }
+    pairs = paraphrase_mining_embeddings(E, top_k=2, chunk_size=4)
+    assert {(i, j) for _, i, j in pairs} == expected
+    assert len(pairs) == len(expected)
+    found = [s for s, _, _ in pairs]
+    assert found == sorted(found, reverse=True)
+    np.testing.assert_allclose(found, [scores[i, j] for _, i, j in pairs], atol=1e-5)
+    assert paraphrase_mining_embeddings(E, top_k=2, chunk_size=4, max_pairs=5) == pairs[:5]
+
+
+def test_paraphrase_mining_edge_cases():
+    assert paraphrase_mining_embeddings(np.ones((1, 4)), top_k=5) == []  # no pair to find
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        paraphrase_mining_embeddings(np.ones((3, 4)), top_k=0)
