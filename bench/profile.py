@@ -133,10 +133,9 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
 
     forward_s = speed.best_time(forward, repeats)
     dense_s = speed.best_time(products, repeats)
-    # piece -> (seconds with it, seconds without it), timed one after the other so that
-    # the machine's drift from minute to minute stays out of the difference.
-    # A third of the batches is enough for a difference; each jit wraps a new function,
-    # since JAX reuses the trace of a function it has traced before.
+    # Step 3. piece -> (seconds with it, seconds without it), on a third of the batches,
+    # timed one right after the other so that the machine's drift stays out of the
+    # difference. Each jit wraps a new function: JAX reuses the trace of one it has seen.
     some = batches[: max(1, len(batches) // 3)]
     original = (_packed_embeddings if packed else _sentence_embeddings).__wrapped__
     without_s = {}

@@ -170,7 +170,7 @@ assert np.allclose(jit_out[: len(batch.indices)],
 # into the matrix products around them and plans the memory once.
 
 # %%
-with jax.disable_jit():  # inline the small jitted helpers (gelu, softmax) into one list
+with jax.disable_jit():  # inline small jitted helpers (softmax) into one list
     jaxpr = jax.make_jaxpr(lambda s, i, m: nnx.merge(graphdef, s)(i, m))(state, ids, mask)
 names = [eqn.primitive.name for eqn in jaxpr.jaxpr.eqns]
 print(f"{len(names)} primitive operations in one forward pass; the most common:")
