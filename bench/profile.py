@@ -39,7 +39,12 @@ from bench import speed
 from minisbert import bert
 from minisbert.batching import encode_buckets, smart_batches
 from minisbert.bert import BertAttention
-from minisbert.packing import encode_row_length, packed_calls
+from minisbert.packing import (
+    MAX_PACKED_ROW_LENGTH,
+    PackedBatch,
+    encode_row_length,
+    packed_calls,
+)
 from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
 
@@ -76,6 +81,10 @@ WITHOUT = {
 }
 
 
+# encode's two programs: for packed rows, and for padded batches (the few long sentences)
+JITTED = {"packed": _packed_embeddings, "padded": _sentence_embeddings}
+
+
 def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 3) -> dict:
     """Seconds and FLOPs of encoding ``sentences``, split as the module docstring says."""
     config = encoder.model.config
@@ -95,24 +104,30 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
             kernels.append(linear.kernel.get_value())
     dense = jax.jit(_dense_products)
 
-    def host() -> list:  # encode's forward passes: packed calls, or padded batches
+    def host() -> list:  # encode's forward passes: packed calls, and padded batches
         token_ids = encoder._tokenize(sentences)
         counts = [len(ids) for ids in token_ids]
         pad = encoder.tokenizer.pad_token_id
-        if encoder.pack_sentences:
-            L_row = encode_row_length(counts, encoder.max_seq_length)
-            calls = packed_calls(token_ids, batch_size, L_row, float(np.mean(counts)), pad)
-            return [batch for _, batch in calls]
-        buckets = encode_buckets(counts, batch_size, encoder.max_seq_length)
-        return list(smart_batches(token_ids, batch_size, encoder.max_seq_length, pad,
-                                  buckets=buckets))  # fmt: skip
+        L_row = encode_row_length(counts, encoder.max_seq_length)
+        if not encoder.pack_sentences or L_row > MAX_PACKED_ROW_LENGTH:
+            L_row = 0  # pad every sentence
+        fit = [ids for ids in token_ids if len(ids) <= L_row]  # as encode: 99% or more
+        rest = [ids for ids in token_ids if len(ids) > L_row]
+        batches = []
+        if fit:
+            mean = float(np.mean([len(ids) for ids in fit]))
+            batches += [batch for _, batch in packed_calls(fit, batch_size, L_row, mean, pad)]
+        if rest:
+            buckets = encode_buckets([len(ids) for ids in rest], batch_size,
+                                     encoder.max_seq_length)  # fmt: skip
+            batches += smart_batches(rest, batch_size, encoder.max_seq_length, pad,
+                                     buckets=buckets)  # fmt: skip
+        return batches
 
-    packed = encoder.pack_sentences
-
-    def run(b, jitted=None) -> jax.Array:  # (B, D) or (n, D)
-        if packed:
-            return (jitted or _packed_embeddings)(graphdef, state, b)
-        return (jitted or _sentence_embeddings)(graphdef, state, b.input_ids, b.attention_mask)
+    def run(b, jitted=None) -> jax.Array:  # (B, D) or (n, D); jitted: its own programs
+        if isinstance(b, PackedBatch):
+            return (jitted or JITTED)["packed"](graphdef, state, b)
+        return (jitted or JITTED)["padded"](graphdef, state, b.input_ids, b.attention_mask)
 
     batches = host()
     for b in batches:  # compile every shape first: the profile is of running, not compiling
@@ -137,10 +152,12 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
     # timed one right after the other so that the machine's drift stays out of the
     # difference. Each jit wraps a new function: JAX reuses the trace of one it has seen.
     some = batches[: max(1, len(batches) // 3)]
-    original = (_packed_embeddings if packed else _sentence_embeddings).__wrapped__
     without_s = {}
     for piece, patch in WITHOUT.items():
-        jitted = jax.jit(lambda *args: original(*args), static_argnums=0)
+        jitted = {
+            kind: jax.jit(lambda *args, f=f.__wrapped__: f(*args), static_argnums=0)
+            for kind, f in JITTED.items()
+        }
         with patch():
             forward(jitted, some)  # traced and compiled under the patch
         with_it = speed.best_time(lambda: forward(None, some), repeats)

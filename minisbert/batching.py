@@ -92,14 +92,18 @@ def choose_buckets(
 
 
 def encode_buckets(
-    token_counts: Sequence[int], batch_size: int, max_length: int, sort: bool = True
+    token_counts: Sequence[int],
+    batch_size: int,
+    max_length: int,
+    sort: bool = True,
+    max_shapes: int = MAX_SHAPES,
 ) -> tuple[int, ...]:
     """The buckets for encoding sentences of these token counts in batches of ``batch_size``,
     longest first (or in the given order), as ``smart_batches`` will form them."""
     counts = np.asarray(token_counts, dtype=np.int64)
     ordered = np.sort(counts)[::-1] if sort else counts
     longest = [int(ordered[i : i + batch_size].max()) for i in range(0, len(ordered), batch_size)]
-    return choose_buckets(longest, max_length)
+    return choose_buckets(longest, max_length, max_shapes=max_shapes)
 
 
 def batch_rows(n: int, batch_size: int) -> int:
@@ -125,13 +129,16 @@ def smart_batches(
     pad_token_id: int = 0,
     sort: bool = True,
     buckets: Sequence[int] = BUCKETS,
+    rows: int | None = None,
 ) -> Iterator[Batch]:
-    """Yield padded batches, longest sentences first, each batch padded to its bucket."""
+    """Yield padded batches, longest sentences first, each batch padded to its bucket and
+    to ``rows`` rows (default ``batch_rows(len(token_ids), batch_size)``)."""
     if sort:
         order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
     else:
         order = np.arange(len(token_ids))
-    rows = batch_rows(len(token_ids), batch_size)
+    if rows is None:
+        rows = batch_rows(len(token_ids), batch_size)
     for start in range(0, len(order), batch_size):
         indices = order[start : start + batch_size]
         longest = max(len(token_ids[i]) for i in indices)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.batching import encode_buckets, smart_batches
+from minisbert.batching import MAX_SHAPES, batch_rows, encode_buckets, smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
 from minisbert.packing import (
@@ -239,8 +239,10 @@ class SentenceEncoder:
         row, each attending only to itself (``minisbert.packing``), about ``batch_size``
         sentences per forward pass. ``encoder.pack_sentences = False`` pads batches of
         exactly ``batch_size`` sentences, sorted by length, instead; both give the same
-        vectors up to float rounding (about 1e-7). Token embeddings, and calls whose longest
-        sentence needs rows of more than 96 tokens, always use padded batches.
+        vectors up to float rounding (about 1e-7). The rows are as long as 99% of the
+        call's sentences need; the longest 1%, if longer, are padded in batches of their
+        own. Token embeddings, and calls whose rows would need more than 96 tokens, always
+        use padded batches.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
@@ -262,9 +264,9 @@ class SentenceEncoder:
             show_progress_bar = len(items) >= 2048 and sys.stderr.isatty()
         progress = _progress(len(items), show_progress_bar)
         token_ids = self._tokenize(items[:CHUNK_SIZE])
-        # Shapes are chosen once from everyone's token counts (at most 8 padded lengths, or
-        # one packed row length); a call of several chunks counts the later ones in a
-        # first, cheap pass.
+        # Shapes are chosen once from everyone's token counts (one packed row length and at
+        # most 7 padded lengths for the sentences too long for its rows, or at most 8 padded
+        # lengths); a call of several chunks counts the later ones in a first, cheap pass.
         counts = [len(ids) for ids in token_ids] + [
             n
             for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
@@ -279,36 +281,46 @@ class SentenceEncoder:
             and not tokens
             and 0 < row_length <= MAX_PACKED_ROW_LENGTH
         )
-        if packing:
-            mean_length = float(np.mean(counts))
-        else:
-            buckets = encode_buckets(counts, batch_size, self.max_seq_length, self.sort_by_length)
+        # Packed: the sentences that fit a row (99% or more of them). Padded: the rest.
+        packed_counts = [n for n in counts if n <= row_length] if packing else []
+        padded_counts = [n for n in counts if n > row_length] if packing else counts
+        if packed_counts:
+            mean_length = float(np.mean(packed_counts))
+        if padded_counts:  # one shape is the packed rows': the padded batches get the rest
+            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES
+            buckets = encode_buckets(
+                padded_counts, batch_size, self.max_seq_length, self.sort_by_length, max_shapes
+            )
+            rows = batch_rows(len(padded_counts), batch_size)  # the same in every chunk
         for start in range(0, len(items), CHUNK_SIZE):
             if start > 0:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
+            fits = np.array([packing and len(ids) <= row_length for ids in token_ids], bool)
+            packed_part, padded_part = np.flatnonzero(fits), np.flatnonzero(~fits)  # (n_p,), (n_q,)
             pending = []  # device arrays: JAX runs batch k while Python lays out batch k+1
-            if packing:
+            if len(packed_part):
                 pad = self.tokenizer.pad_token_id
                 for indices, packed in packed_calls(
-                    token_ids, batch_size, row_length, mean_length, pad
+                    [token_ids[i] for i in packed_part], batch_size, row_length, mean_length, pad
                 ):
                     R, L = packed.input_ids.shape
                     self.compiled_shapes.add(("packed", (R, L, len(packed.token_index))))
-                    pending.append((indices, _packed_embeddings(graphdef, state, packed)))
-            else:
+                    out = _packed_embeddings(graphdef, state, packed)  # (n, D)
+                    pending.append((packed_part[indices], out))
+            if len(padded_part):
                 for batch in smart_batches(
-                    token_ids,
+                    [token_ids[i] for i in padded_part],
                     batch_size,
                     self.max_seq_length,
                     self.tokenizer.pad_token_id,
                     sort=self.sort_by_length,
                     buckets=buckets,
+                    rows=rows,
                 ):
                     fn = _token_embeddings if tokens else _sentence_embeddings
                     self.compiled_shapes.add((output_value, batch.input_ids.shape))
-                    pending.append(
-                        (batch.indices, fn(graphdef, state, batch.input_ids, batch.attention_mask))
-                    )
+                    out = fn(graphdef, state, batch.input_ids, batch.attention_mask)
+                    pending.append((padded_part[batch.indices], out))
             for indices, out in pending:
                 out = np.asarray(out, dtype=np.float32)
                 for row, index in enumerate(indices):

@@ -112,6 +112,20 @@ def test_encode_buckets_fit_every_batch_smart_batches_forms():
             assert batch.input_ids.shape[1] >= longest
 
 
+def test_encode_buckets_keep_to_the_shapes_they_are_given():
+    rng = np.random.default_rng(1)
+    counts = [int(n) for n in rng.integers(3, 500, 2000)]  # needs all 17 lengths
+    assert len(encode_buckets(counts, 8, 512)) == MAX_SHAPES
+    assert len(encode_buckets(counts, 8, 512, max_shapes=MAX_SHAPES - 1)) == MAX_SHAPES - 1
+
+
+def test_smart_batches_pad_to_the_rows_they_are_given():
+    token_ids = [[1] * n for n in (5, 9, 3)]  # 3 sentences: 4 rows by default
+    assert [b.input_ids.shape for b in smart_batches(token_ids, 32, 64)] == [(4, 16)]
+    (batch,) = smart_batches(token_ids, 32, 64, rows=16)  # as a larger call's batches
+    assert batch.input_ids.shape == (16, 16) and batch.attention_mask[3:].sum() == 0
+
+
 def test_finer_buckets_waste_less_on_short_sentences():
     # Sentences of 9-11 tokens: the training buckets pad them to 16, encode's to 12.
     longest = [9, 10, 11] * 10

@@ -133,10 +133,18 @@ def test_best_fit_packs_many_sentences_nearly_full():
 
 
 def test_encode_row_length_holds_the_longest_and_lets_short_ones_share():
-    assert encode_row_length([10, 47, 12], 256) == 48  # the longest sentence's bucket
+    assert encode_row_length([10, 47, 12], 256) == 48  # the longest sentence's row length
     assert encode_row_length([10, 14, 12], 256) == 32  # at least 32: two or three to a row
-    assert encode_row_length([9], 256) == 12  # one short sentence: one short row
-    assert encode_row_length([300], 256) == 256  # never past max_length
+    assert encode_row_length([9], 256) == 16  # one short sentence: one short row
+    assert encode_row_length([300], 256) == 256  # never past max_length: encode pads
+    assert encode_row_length([20, 30], 24) == 24
+
+
+def test_encode_row_length_leaves_the_longest_one_percent_out():
+    assert encode_row_length([12] * 99 + [70], 256) == 32  # the one 70 is padded apart
+    assert encode_row_length([12] * 99 + [300], 256) == 32
+    assert encode_row_length([12] * 98 + [70] * 2, 256) == 96  # 2%: the rows hold them
+    assert encode_row_length([12] * 50 + [120] * 50, 256) == 256  # half too long: pad all
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32])
@@ -224,6 +232,41 @@ def test_the_packed_loss_and_gradients_are_the_padded_ones(loss_name):
     largest = max(float(np.abs(g).max()) for g in g_padded)
     for a, b in zip(g_padded, g_packed, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * max(1.0, largest))
+
+
+def test_encode_packs_the_short_and_pads_the_few_long(encoder):
+    rng = np.random.default_rng(3)
+    words = "a man plays the guitar while dog runs across green field".split()
+    texts = [" ".join(rng.choice(words, rng.integers(2, 12))) for _ in range(150)]
+    texts.insert(70, "word " * 60)  # 62 tokens: one sentence in 151, padded apart
+    encoder.compiled_shapes.clear()
+    packed = encoder.encode(texts, batch_size=32)
+    assert {(what, shape[1]) for what, shape in encoder.compiled_shapes} == {
+        ("packed", 32),  # rows of 32 for the 150 short ones, not of 64 for all
+        ("sentence_embedding", 64),  # one padded batch for the long one
+    }
+    encoder.pack_sentences = False
+    padded = encoder.encode(texts, batch_size=32)
+    encoder.pack_sentences = True
+    np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)  # each vector in its place
+    assert np.abs(packed[70] - packed[69]).max() > 0.1  # the long one is not a short one's
+
+
+def test_the_few_long_keep_one_shape_across_chunks(encoder, monkeypatch):
+    import minisbert.sentence_encoder as sentence_encoder
+
+    monkeypatch.setattr(sentence_encoder, "CHUNK_SIZE", 100)  # 3 chunks of 100
+    texts = [f"sentence number {i} is short" for i in range(300)]
+    for i in (10, 20, 250):  # 1% of 300: two long ones in the first chunk, one in the last
+        texts[i] = f"{i} " + "word " * 50
+    encoder.compiled_shapes.clear()
+    packed = encoder.encode(texts, batch_size=32)
+    padded_shapes = {shape for what, shape in encoder.compiled_shapes if what != "packed"}
+    assert padded_shapes == {(4, 56)}  # 4 rows (all 3 long ones) in both chunks
+    encoder.pack_sentences = False
+    padded = encoder.encode(texts, batch_size=32)
+    encoder.pack_sentences = True
+    np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
 
 
 def test_encode_pads_when_rows_would_be_long(encoder):
