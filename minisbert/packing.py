@@ -37,9 +37,10 @@ batch, but each is padded up to one of at most 8 bucket lengths: on STS-b test 1
 slots stay empty at batch 32. Packing a whole call's sentences into rows of one length L
 fills about 97% of them, for one compiled shape. Every packed row attends over all its
 L x L pairs, so L holds 99% of the call's sentences, not necessarily the longest: the few
-longer ones are padded in batches of their own (``encode_row_length``). A call whose rows
-would need more than ``MAX_PACKED_ROW_LENGTH`` (96) slots is padded altogether: at such
-lengths the attention over L x L costs what packing saves. Encode packs up
+longer ones are padded in batches of their own (``encode_row_length``), each with about
+as many token slots as a packed call, since a forward pass's memory grows with its slots.
+A call whose rows would need more than ``MAX_PACKED_ROW_LENGTH`` (96) slots is padded
+altogether: at such lengths the attention over L x L costs what packing saves. Encode packs up
 to 16,384 sentences at a time, so it places them by *best fit* (each, longest first, into
 the row it leaves the least room in), which finds a row by its free slots in at most L
 steps instead of scanning every row as first fit does.

@@ -29,7 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.batching import MAX_SHAPES, batch_rows, encode_buckets, smart_batches
+from minisbert.batching import (
+    ENCODE_BUCKETS,
+    MAX_SHAPES,
+    batch_rows,
+    bucket_length,
+    encode_buckets,
+    smart_batches,
+)
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
 from minisbert.packing import (
@@ -241,8 +248,9 @@ class SentenceEncoder:
         exactly ``batch_size`` sentences, sorted by length, instead; both give the same
         vectors up to float rounding (about 1e-7). The rows are as long as 99% of the
         call's sentences need; the longest 1%, if longer, are padded in batches of their
-        own. Token embeddings, and calls whose rows would need more than 96 tokens, always
-        use padded batches.
+        own, each pass as many token slots as a packed one. Token embeddings, and calls
+        whose rows would need more than 96 tokens, always use padded batches of
+        ``batch_size`` sentences.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
@@ -286,12 +294,15 @@ class SentenceEncoder:
         padded_counts = [n for n in counts if n > row_length] if packing else counts
         if packed_counts:
             mean_length = float(np.mean(packed_counts))
-        if padded_counts:  # one shape is the packed rows': the padded batches get the rest
-            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES
-            buckets = encode_buckets(
-                padded_counts, batch_size, self.max_seq_length, self.sort_by_length, max_shapes
-            )
+        if padded_counts:
             rows = batch_rows(len(padded_counts), batch_size)  # the same in every chunk
+            if packed_counts:  # a pass of the long ones: as many slots as a packed call's
+                longest = bucket_length(max(padded_counts), self.max_seq_length, ENCODE_BUCKETS)
+                rows = min(rows, max(1, int(batch_size * mean_length) // longest))
+            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES  # one is the rows'
+            buckets = encode_buckets(
+                padded_counts, rows, self.max_seq_length, self.sort_by_length, max_shapes
+            )
         for start in range(0, len(items), CHUNK_SIZE):
             if start > 0:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
@@ -310,7 +321,7 @@ class SentenceEncoder:
             if len(padded_part):
                 for batch in smart_batches(
                     [token_ids[i] for i in padded_part],
-                    batch_size,
+                    rows,
                     self.max_seq_length,
                     self.tokenizer.pad_token_id,
                     sort=self.sort_by_length,

@@ -269,6 +269,17 @@ def test_the_few_long_keep_one_shape_across_chunks(encoder, monkeypatch):
     np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
 
 
+def test_a_pass_of_the_long_ones_has_about_a_packed_passs_slots(encoder):
+    texts = [f"short sentence {i}" for i in range(500)] + ["word " * 50] * 5  # 1% long
+    encoder.compiled_shapes.clear()
+    encoder.encode(texts, batch_size=16)
+    (packed,) = [shape for what, shape in encoder.compiled_shapes if what == "packed"]
+    (padded,) = [shape for what, shape in encoder.compiled_shapes if what != "packed"]
+    R, L, _ = packed
+    B, T = padded
+    assert T == 56 and B * T <= R * L < (B + 1) * T  # not 8 rows (of 5, to a power of two)
+
+
 def test_encode_pads_when_rows_would_be_long(encoder):
     encoder.compiled_shapes.clear()
     encoder.encode(["a short one", "word " * 40])  # 42 tokens: rows of 48, packed
