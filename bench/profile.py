@@ -37,14 +37,9 @@ from flax import nnx
 
 from bench import speed
 from minisbert import bert
-from minisbert.batching import encode_buckets, smart_batches
+from minisbert.batching import smart_batches
 from minisbert.bert import BertAttention
-from minisbert.packing import (
-    MAX_PACKED_ROW_LENGTH,
-    PackedBatch,
-    encode_row_length,
-    packed_calls,
-)
+from minisbert.packing import PackedBatch, packed_calls
 from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
 
@@ -106,22 +101,14 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
 
     def host() -> list:  # encode's forward passes: packed calls, and padded batches
         token_ids = encoder._tokenize(sentences)
-        counts = [len(ids) for ids in token_ids]
+        plan = encoder.plan([len(ids) for ids in token_ids], batch_size)  # as encode's
         pad = encoder.tokenizer.pad_token_id
-        L_row = encode_row_length(counts, encoder.max_seq_length)
-        if not encoder.pack_sentences or L_row > MAX_PACKED_ROW_LENGTH:
-            L_row = 0  # pad every sentence
-        fit = [ids for ids in token_ids if len(ids) <= L_row]  # as encode: 99% or more
-        rest = [ids for ids in token_ids if len(ids) > L_row]
-        batches = []
-        if fit:
-            mean = float(np.mean([len(ids) for ids in fit]))
-            batches += [batch for _, batch in packed_calls(fit, batch_size, L_row, mean, pad)]
-        if rest:
-            buckets = encode_buckets([len(ids) for ids in rest], batch_size,
-                                     encoder.max_seq_length)  # fmt: skip
-            batches += smart_batches(rest, batch_size, encoder.max_seq_length, pad,
-                                     buckets=buckets)  # fmt: skip
+        fit = [ids for ids in token_ids if len(ids) <= plan.row_length]  # 99% or more
+        rest = [ids for ids in token_ids if len(ids) > plan.row_length]
+        calls = packed_calls(fit, batch_size, plan.row_length, plan.mean_length, pad)
+        batches = [batch for _, batch in calls]
+        batches += smart_batches(rest, plan.rows, encoder.max_seq_length, pad,
+                                 buckets=plan.buckets, rows=plan.rows)  # fmt: skip
         return batches
 
     def run(b, jitted=None) -> jax.Array:  # (B, D) or (n, D); jitted: its own programs

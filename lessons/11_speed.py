@@ -448,10 +448,10 @@ print(f"packed vs padded: max difference {packing_gap:.1e}")
 # 32 (the longest 1%, if longer, are padded in batches of their own, so that one long
 # sentence does not lengthen every row), and hands them to the model `R` rows at a time,
 # with `R` chosen so that a forward pass holds about `batch_size` sentences. Placing up
-# to 16,384 sentences by first fit would scan every
-# open row for each sentence; `best_fit_rows` instead keeps the rows listed by their free
-# slots and puts each sentence, longest first, into the row it fills most tightly. One
-# call is one shape, `(R, L)`, instead of up to 8. On our sentences:
+# to 16,384 sentences by first fit would scan every open row for each sentence;
+# `best_fit_rows` instead keeps the rows listed by their free slots and puts each
+# sentence, longest first, into the row it fills most tightly. One call is one shape,
+# `(R, L)`, instead of up to 8. On our sentences:
 
 # %%
 counts = [len(ids) for ids in token_ids]
@@ -480,8 +480,8 @@ print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
 # fast mode, with fewer sentences, the buckets do worse); the forward pass runs about as
 # fast per slot either way, so encode gains a few per cent (1-10% across our runs on a
 # 2-core CPU: packed rows attend over all `L x L` pairs of a row, most of them masked).
-# That cost grows with `L`: a slot of a row of 96 cost about 28% more than one of a row of
-# 48. Hence rows that hold 99% of the sentences rather than all of them, and a call whose
+# That cost grows with `L`: a slot of a row of 96 cost about a quarter more than one of a
+# row of 48. Hence rows that hold 99% of the sentences rather than all of them, and a call whose
 # rows would need more than `MAX_PACKED_ROW_LENGTH` (96) slots pads instead. The vectors
 # are the same to about 1e-7.
 

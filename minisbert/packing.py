@@ -66,11 +66,12 @@ MIN_ROW_LENGTH = 32  # encode's rows: long enough that two or more short sentenc
 MAX_PACKED_ROW_LENGTH = 96
 # encode's rows hold this share of a call's sentences, the shortest; the rest are padded.
 # One 70-token sentence among 10,000 of about 15 tokens would otherwise set rows of 96
-# for all of them: 280-300 sent/s against 360-400 with rows of 48 (2-core AMD EPYC).
+# for all of them: 303 sent/s against 399 with rows of 48 (batch 128, best of 4 alternating
+# passes, 2-core AMD EPYC).
 PACKED_SHARE = 0.99
 # The row lengths encode chooses from: few, so that calls with other sentences reuse the
-# programs compiled for earlier ones. A slot of a row costs about 1 + L/200 (measured:
-# rows of 32, 40 and 48 cost the same per slot, rows of 64 about 8% more, of 96 about 28%).
+# programs compiled for earlier ones. Per slot of a forward pass of about 1,920 slots,
+# rows of 32, 40 and 48 cost the same, rows of 56 and 64 about 8% more, rows of 96 26%.
 ROW_LENGTHS = (8, 16, 32, 48, 64, MAX_PACKED_ROW_LENGTH)
 
 

@@ -22,7 +22,7 @@ import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -160,6 +160,15 @@ def _check_unicode(items: list[str], single: bool) -> None:
             ) from None
 
 
+class EncodePlan(NamedTuple):
+    """The shapes of one ``encode`` call (``SentenceEncoder.plan``)."""
+
+    row_length: int  # L of the packed rows; sentences longer than L are padded (0: all are)
+    mean_length: float  # mean token count of the packed sentences: sets R, rows per call
+    rows: int  # B of every padded batch, in every chunk
+    buckets: tuple[int, ...]  # the padded batches' lengths T, at most 7 (8 if none pack)
+
+
 class SentenceEncoder:
     """Tokenizer + ``SentenceModel``: strings in, sentence embeddings out."""
 
@@ -248,7 +257,7 @@ class SentenceEncoder:
         exactly ``batch_size`` sentences, sorted by length, instead; both give the same
         vectors up to float rounding (about 1e-7). The rows are as long as 99% of the
         call's sentences need; the longest 1%, if longer, are padded in batches of their
-        own, each pass as many token slots as a packed one. Token embeddings, and calls
+        own, each pass about as many token slots as a packed one. Token embeddings, and calls
         whose rows would need more than 96 tokens, always use padded batches of
         ``batch_size`` sentences.
         """
@@ -280,39 +289,21 @@ class SentenceEncoder:
             for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
             for n in self._token_counts(items[start : start + CHUNK_SIZE])
         ]
-        # Packing places sentences by length itself, so turning sorting off (to measure
-        # what smart batching buys) pads too; so do rows that would be too long to pay.
-        row_length = encode_row_length(counts, self.max_seq_length) if counts else 0
-        packing = (
-            self.pack_sentences
-            and self.sort_by_length
-            and not tokens
-            and 0 < row_length <= MAX_PACKED_ROW_LENGTH
-        )
-        # Packed: the sentences that fit a row (99% or more of them). Padded: the rest.
-        packed_counts = [n for n in counts if n <= row_length] if packing else []
-        padded_counts = [n for n in counts if n > row_length] if packing else counts
-        if packed_counts:
-            mean_length = float(np.mean(packed_counts))
-        if padded_counts:
-            rows = batch_rows(len(padded_counts), batch_size)  # the same in every chunk
-            if packed_counts:  # a pass of the long ones: as many slots as a packed call's
-                longest = bucket_length(max(padded_counts), self.max_seq_length, ENCODE_BUCKETS)
-                rows = min(rows, max(1, int(batch_size * mean_length) // longest))
-            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES  # one is the rows'
-            buckets = encode_buckets(
-                padded_counts, rows, self.max_seq_length, self.sort_by_length, max_shapes
-            )
+        plan = self.plan(counts, batch_size, packing=not tokens)
         for start in range(0, len(items), CHUNK_SIZE):
             if start > 0:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
-            fits = np.array([packing and len(ids) <= row_length for ids in token_ids], bool)
+            fits = np.array([len(ids) <= plan.row_length for ids in token_ids], bool)
             packed_part, padded_part = np.flatnonzero(fits), np.flatnonzero(~fits)  # (n_p,), (n_q,)
             pending = []  # device arrays: JAX runs batch k while Python lays out batch k+1
             if len(packed_part):
                 pad = self.tokenizer.pad_token_id
                 for indices, packed in packed_calls(
-                    [token_ids[i] for i in packed_part], batch_size, row_length, mean_length, pad
+                    [token_ids[i] for i in packed_part],
+                    batch_size,
+                    plan.row_length,
+                    plan.mean_length,
+                    pad,
                 ):
                     R, L = packed.input_ids.shape
                     self.compiled_shapes.add(("packed", (R, L, len(packed.token_index))))
@@ -321,12 +312,12 @@ class SentenceEncoder:
             if len(padded_part):
                 for batch in smart_batches(
                     [token_ids[i] for i in padded_part],
-                    rows,
+                    plan.rows,
                     self.max_seq_length,
                     self.tokenizer.pad_token_id,
                     sort=self.sort_by_length,
-                    buckets=buckets,
-                    rows=rows,
+                    buckets=plan.buckets,
+                    rows=plan.rows,
                 ):
                     fn = _token_embeddings if tokens else _sentence_embeddings
                     self.compiled_shapes.add((output_value, batch.input_ids.shape))
@@ -351,6 +342,32 @@ class SentenceEncoder:
         if normalize_embeddings:
             embeddings = np.asarray(normalize(jnp.asarray(embeddings)))
         return embeddings[0] if single else embeddings
+
+    def plan(self, counts: list[int], batch_size: int, packing: bool = True) -> EncodePlan:
+        """How ``encode`` lays out sentences of these token counts, chosen once per call.
+
+        Packing places sentences by length itself, so turning sorting off (to measure what
+        smart batching buys) pads every sentence; so do rows that would be too long to pay.
+        """
+        row_length = encode_row_length(counts, self.max_seq_length) if counts else 0
+        if not (packing and self.pack_sentences and self.sort_by_length):
+            row_length = 0
+        if row_length > MAX_PACKED_ROW_LENGTH:
+            row_length = 0
+        packed_counts = [n for n in counts if n <= row_length]  # 99% or more, or none
+        padded_counts = [n for n in counts if n > row_length]  # the rest
+        mean_length = float(np.mean(packed_counts)) if packed_counts else 0.0
+        rows, buckets = batch_size, ()
+        if padded_counts:
+            rows = batch_rows(len(padded_counts), batch_size)
+            if packed_counts:  # a pass of the long ones: as many slots as a packed call's
+                longest = bucket_length(max(padded_counts), self.max_seq_length, ENCODE_BUCKETS)
+                rows = min(rows, max(1, int(batch_size * mean_length) // longest))
+            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES  # one is the rows'
+            buckets = encode_buckets(
+                padded_counts, rows, self.max_seq_length, self.sort_by_length, max_shapes
+            )
+        return EncodePlan(row_length, mean_length, rows, buckets)
 
     def _token_counts(self, sentences: list[str]) -> list[int]:
         encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
