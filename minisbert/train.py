@@ -90,6 +90,11 @@ class TrainingError(RuntimeError):
     """Training cannot go on: a NaN or infinite loss, or a resume that does not fit the run."""
 
 
+# The learning rate of a loss's own, randomly initialised parameters (the softmax head):
+# chosen by the ablation in bench/results/nli-head-lr.md, see SoftmaxClassifier.
+HEAD_LR = 2e-3
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a run. Defaults: the SBERT paper's STS fine-tuning."""
@@ -101,7 +106,9 @@ class TrainConfig:
     split: str = "train"
     epochs: int = 1
     batch_size: int = 16  # B, global: split across devices
-    lr: float = 2e-5
+    lr: float = 2e-5  # the encoder's
+    head_lr: float | None = HEAD_LR  # a loss's own parameters (softmax head); None: lr
+    probe_steps: int = 0  # the first steps train the head alone (encoder frozen)
     seed: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -120,7 +127,8 @@ class TrainConfig:
 
     # Fields that change the numbers: a resumed run must keep them.
     MATH_FIELDS = (
-        "model", "data", "loss", "split", "epochs", "batch_size", "lr", "seed", "warmup_ratio",
+        "model", "data", "loss", "split", "epochs", "batch_size", "lr", "head_lr", "probe_steps",
+        "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
     )  # fmt: skip
 
@@ -395,6 +403,15 @@ def compute_packed_loss(
 
 
 # Donating the model and the optimiser lets XLA write the new parameters and Adam's moments
+def group_schedule(lr: float, total_steps: int, start: int, warmup_ratio: float) -> optax.Schedule:
+    """0 until step ``start``, then warm-up-linear over the remaining steps."""
+    steps = total_steps - start
+    schedule = warmup_linear(lr, math.ceil(warmup_ratio * steps), steps)
+    if not start:
+        return schedule
+    return optax.join_schedules([optax.constant_schedule(0.0), schedule], [start])
+
+
 # over the old ones instead of into new buffers (the arrays passed in are deleted).
 @nnx.jit(static_argnames=("loss_fn",), donate_argnames=("trainable", "optimizer"))
 def train_step(
@@ -410,17 +427,37 @@ def train_step(
         return compute_packed_loss(t, batch, labels, loss_fn)
 
     loss, grads = nnx.value_and_grad(loss_of)(trainable)  # grads: same tree as the Params
+def is_head(params: Any) -> Any:
+    """Parameter-group labels: "head" for a loss's own parameters (``Trainable.classifier``),
+    "encoder" for the sentence model's."""
+
+    def label(path: tuple, _: Any) -> str:
+        names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+        return "head" if names[0] == "classifier" else "encoder"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
     optimizer.update(trainable, grads)
     return loss
 
 
 # ---------------------------------------------------------------- the optimiser
+    head_lr: float | None = None,
+    probe_steps: int = 0,
 
 
 def warmup_linear(lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
     """lr(t) = lr * max(0, min(t / W, (N - t) / (N - W))); the update at step t uses lr(t)."""
 
     def schedule(count: jax.Array) -> jax.Array:
+    With ``head_lr``, two parameter groups: the encoder learns at ``lr``, a loss's own
+    parameters (the softmax head, which starts random) at ``head_lr``, each with its own
+    AdamW and schedule; the clipping still sees one global norm over both, as in torch.
+    With ``probe_steps`` P the encoder's rate is 0 for the first P steps (the head alone
+    learns: a linear probe, then fine-tuning, as in Kumar et al. 2022), and its warm-up
+    and decay then run over the remaining steps.
+
         t = jnp.asarray(count, jnp.float32)
         warm = t / warmup_steps if warmup_steps > 0 else 1.0
         decay = (total_steps - t) / max(total_steps - warmup_steps, 1)
@@ -459,16 +496,20 @@ def make_optimizer(
     identical one would make ``nnx.jit`` compile the train step again; the same arguments
     now give the same object.
     """
-    warmup_steps = math.ceil(warmup_ratio * total_steps)
-    return optax.chain(
-        optax.clip_by_global_norm(max_grad_norm),
-        optax.adamw(
-            warmup_linear(lr, warmup_steps, total_steps),
+
+    def adamw(peak: float, start: int) -> optax.GradientTransformation:
+        return optax.adamw(
+            group_schedule(peak, total_steps, start, warmup_ratio),
             b1=0.9, b2=0.999, eps=1e-8,  # torch.optim.AdamW's defaults
             weight_decay=weight_decay,
             mask=decays,
-        ),
-    )  # fmt: skip
+        )  # fmt: skip
+
+    clip = optax.clip_by_global_norm(max_grad_norm)
+    if head_lr is None:
+        return optax.chain(clip, adamw(lr, probe_steps))
+    groups = {"encoder": adamw(lr, probe_steps), "head": adamw(head_lr, 0)}
+    return optax.chain(clip, optax.multi_transform(groups, is_head))
 
 
 # Compiling a train step (10-30 s on a CPU) costs about as much as running this many steps.
@@ -521,6 +562,15 @@ def train(
     folder = output / checkpoint.CHECKPOINTS
     saved = checkpoint.latest_checkpoint(folder)
     if saved is not None and not config.resume:
+    # A loss's own parameters (the softmax head) start random: they get their own rate.
+    head_lr = None
+    if classifier is not None and (config.head_lr is not None or config.probe_steps):
+        head_lr = config.head_lr if config.head_lr is not None else config.lr
+    if config.probe_steps and (classifier is None or config.probe_steps >= total):
+        raise ValueError(
+            f"--probe-steps {config.probe_steps} needs a loss with its own parameters "
+            f"(--loss softmax) and fewer steps than the run's {total}"
+        )
         raise TrainingError(
             f"{output} already holds checkpoints of a run ({saved.name}); pass --resume to "
             "continue it, or choose another --output"
@@ -556,8 +606,9 @@ def train(
     trainable = Trainable(encoder.model, classifier)
     seed_dropout(trainable, config.seed)
     tx = make_optimizer(
-        config.lr, total, warmup_ratio=config.warmup_ratio,
-        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        config.lr, total, head_lr=head_lr, probe_steps=config.probe_steps,
+        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
     )  # fmt: skip
     optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
     # At most keep_checkpoints + 1 checkpoints (parameters and Adam's moments) exist at once,
@@ -576,7 +627,7 @@ def train(
     nnx.update(trainable, sharding.replicate(nnx.state(trainable), mesh))
     nnx.update(optimizer, sharding.replicate(nnx.state(optimizer), mesh))
 
-    schedule = warmup_linear(config.lr, math.ceil(config.warmup_ratio * total), total)
+    schedule = group_schedule(config.lr, total, config.probe_steps, config.warmup_ratio)
     progress = _progress(total, start, config.progress)
     losses: list[float] = []
     times: list[float] = []
