@@ -239,7 +239,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         model=args.model, data=args.data, loss=args.loss, output=args.output, split=args.split,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+        probe_steps=args.probe_steps, seed=args.seed,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm, max_steps=args.max_steps, margin=args.margin,
         scale=args.scale, distance=args.distance, concat=tuple(args.concat),
@@ -333,9 +334,18 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(f"export {DATA_ENV}={Path(dest).resolve()}")
 
 
-# minisbert.losses.LOSSES, listed here so that `minisbert --help` need not import JAX.
-LOSS_NAMES = ("cosine", "cosent", "softmax", "contrastive", "online_contrastive", "triplet",
-              "batch_hard_triplet", "mnrl")  # fmt: skip
+# minisbert.train.HEAD_LR, repeated so that `minisbert --help` need not import JAX
+# (tests/test_head_lr.py checks that the two agree).
+HEAD_LR = 2e-3
+
+
+def _head_lr(text: str) -> float | None:
+    if text == "same":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'same'") from None
 
 
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
@@ -347,7 +357,12 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--lr", type=float, default=2e-5, help="the encoder's peak learning rate")
+    p.add_argument("--head-lr", type=_head_lr, default=HEAD_LR,
+                   help=f"the softmax head's peak learning rate (default {HEAD_LR:g}; "
+                   "'same' for --lr): a random head needs its own")
+    p.add_argument("--probe-steps", type=int, default=0,
+                   help="train the softmax head alone (encoder frozen) for the first N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
