@@ -334,6 +334,11 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(f"export {DATA_ENV}={Path(dest).resolve()}")
 
 
+# minisbert.losses.LOSSES, listed here so that `minisbert --help` need not import JAX.
+LOSS_NAMES = ("cosine", "cosent", "softmax", "contrastive", "online_contrastive", "triplet",
+              "batch_hard_triplet", "mnrl")  # fmt: skip
+
+
 # minisbert.train.HEAD_LR, repeated so that `minisbert --help` need not import JAX
 # (tests/test_head_lr.py checks that the two agree).
 HEAD_LR = 2e-3
