@@ -443,8 +443,8 @@ def test_load_dataset_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 def test_load_dataset_errors(tmp_path: Path) -> None:
     make_data_folder(tmp_path)
-    with pytest.raises(DataError, match="unknown dataset 'mnli'"):
-        load_dataset("mnli", root=tmp_path)
+    with pytest.raises(DataError, match="unknown dataset 'xnli'"):
+        load_dataset("xnli", root=tmp_path)
     with pytest.raises(DataError, match="has no split 'validation'"):
         load_dataset("stsb", split="validation", root=tmp_path)
     missing = tmp_path / "stsbenchmark" / "sts-train.csv"
@@ -620,5 +620,5 @@ def test_fetch_corrupt_archive(server: str, tmp_path: Path) -> None:
 
 
 def test_fetch_unknown_name(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="cannot fetch \\['mnli'\\]"):
-        fetch_datasets(tmp_path, names=["mnli"])
+    with pytest.raises(DataError, match="cannot fetch \\['xnli'\\]"):
+        fetch_datasets(tmp_path, names=["xnli"])

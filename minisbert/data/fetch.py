@@ -1,4 +1,4 @@
-"""Downloading the official releases of STS Benchmark, SICK and SNLI.
+"""Downloading the official releases of STS Benchmark, SICK, SNLI and MultiNLI.
 
 ``fetch_datasets(dest)`` fetches each archive over HTTP, keeps only the files the
 readers need (plus readme and licence), and writes them into the layout of
@@ -7,6 +7,11 @@ readers need (plus readme and licence), and writes them into the layout of
     dest/stsbenchmark/sts-{train,dev,test}.csv   from Stsbenchmark.tar.gz (STS wiki, UPV/EHU)
     dest/sick/SICK_{train,trial,test_annotated}.txt  from the SemEval-2014 task 1 zips
     dest/snli/snli_1.0_{train,dev,test}.jsonl    from snli_1.0.zip (Stanford NLP)
+    dest/multinli/multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl
+                                                 from multinli_1.0.zip (NYU, Williams et al.)
+
+SNLI and MultiNLI together are "AllNLI", the data of the paper's NLI training (about
+570,000 + 433,000 pairs; the zips are about 90 and 230 MB).
 
 Only the standard library is used (urllib, tarfile, zipfile). Every file is written to a
 temporary name in its folder and renamed into place, so an interrupted download never
@@ -44,6 +49,7 @@ OFFICIAL_BASE_URLS = {
     "stsb": "http://ixa2.si.ehu.eus/stswiki/images/4/48/",
     "sick": "http://alt.qcri.org/semeval2014/task1/data/uploads/",
     "snli": "https://nlp.stanford.edu/projects/snli/",
+    "mnli": "https://cims.nyu.edu/~sbowman/multinli/",
 }
 
 
@@ -76,7 +82,22 @@ RELEASES = {
         ("snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl"),
         ("README.txt",),
     ),
+    # MultiNLI has no public test labels; its two dev sets (genres seen in training, and
+    # genres not seen) are its held-out splits.
+    "mnli": Release(
+        "multinli",
+        ("multinli_1.0.zip",),
+        (
+            "multinli_1.0_train.jsonl",
+            "multinli_1.0_dev_matched.jsonl",
+            "multinli_1.0_dev_mismatched.jsonl",
+        ),
+        ("README.txt",),
+    ),
 }
+# What a plain fetch downloads: the evaluation data and SNLI. MultiNLI (a 230 MB zip) is
+# needed only for AllNLI training (`make paper`), so it is fetched when named: mnli.
+DEFAULT_NAMES = ("stsb", "sick", "snli")
 
 
 def fetch_datasets(
@@ -87,12 +108,12 @@ def fetch_datasets(
     force: bool = False,
     timeout: float = 60.0,
 ) -> dict[str, list[Path]]:
-    """Download and unpack datasets ``names`` (default all: stsb, sick, snli) into ``dest``.
+    """Download and unpack datasets ``names`` (default ``DEFAULT_NAMES``) into ``dest``.
 
     Returns, per dataset, the data files now in place.
     """
     dest = Path(dest)
-    names = list(RELEASES) if names is None else list(names)
+    names = list(DEFAULT_NAMES) if names is None else list(names)
     unknown = [n for n in names if n not in RELEASES]
     if unknown:
         raise DataError(f"cannot fetch {unknown}; known datasets: {', '.join(RELEASES)}")

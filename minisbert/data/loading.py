@@ -6,6 +6,7 @@ The data folder comes from the environment variable ``MINISBERT_DATA`` and holds
     sick/SICK_{train,trial,test_annotated}.txt
     snli/snli_1.0_{train,dev,test}.jsonl   (official release)
       or snli/s1.dev, s2.dev, labels.dev   (line-aligned copy)
+    multinli/multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl
 
 ``fetch_datasets(folder)`` downloads the official releases into exactly this layout.
 
@@ -19,8 +20,16 @@ sick           PairExample, relatedness 1..5 (0..1)    train, trial (= dev), tes
 sick-nli       PairExample, entailment class 0/1/2     train, trial (= dev), test
 snli           PairExample, entailment class 0/1/2     train, dev, test
 snli-triplets  TripletExample (premise, ent., contr.)  train, dev, test
+mnli           PairExample, entailment class 0/1/2     train, dev_matched (= dev),
+                                                       dev_mismatched
+allnli         PairExample, entailment class 0/1/2     train, dev, test
 a file path    pairs or triplets (``read_examples``)   (ignored)
 ============== ======================================= ==============================
+
+``allnli`` is SNLI and MultiNLI together, the paper's NLI training data: train is SNLI
+train + MultiNLI train (about 942,000 pairs with a gold label); dev is SNLI dev + MultiNLI
+dev_matched; test is SNLI test + MultiNLI dev_mismatched (MultiNLI's test labels are not
+public). SNLI pairs come first, in file order; training shuffles them anyway.
 """
 
 from __future__ import annotations
@@ -35,10 +44,11 @@ from minisbert.data.nli import nli_triplets, read_snli_jsonl, read_snli_lines
 from minisbert.data.sts import read_sick, read_sick_entailment, read_stsb
 
 DATA_ENV = "MINISBERT_DATA"
-DATASETS = ("stsb", "sick", "sick-nli", "snli", "snli-triplets")
+DATASETS = ("stsb", "sick", "sick-nli", "snli", "snli-triplets", "mnli", "allnli")
 MISSING_HINT = (
-    f"set {DATA_ENV} to a folder holding stsbenchmark/, sick/ and snli/, or download them "
-    f"with minisbert.data.fetch_datasets(folder) and point {DATA_ENV} at that folder"
+    f"set {DATA_ENV} to a folder holding stsbenchmark/, sick/, snli/ and multinli/, or "
+    f"download them with `minisbert data fetch --dest DIR` (minisbert.data.fetch_datasets) "
+    f"and point {DATA_ENV} at DIR"
 )
 SICK_FILES = {
     "train": "SICK_train.txt",
@@ -46,6 +56,11 @@ SICK_FILES = {
     "dev": "SICK_trial.txt",
     "test": "SICK_test_annotated.txt",
 }
+MNLI_SPLITS = {"train": "train", "dev": "dev_matched", "dev_matched": "dev_matched",
+               "dev_mismatched": "dev_mismatched"}  # fmt: skip
+# allnli split -> (SNLI split, MultiNLI split)
+ALLNLI_SPLITS = {"train": ("train", "train"), "dev": ("dev", "dev_matched"),
+                 "test": ("test", "dev_mismatched")}  # fmt: skip
 
 
 def data_dir() -> Path:
@@ -86,6 +101,15 @@ def load_dataset(
         if name == "sick":
             return read_sick(path, normalize=normalize, missing_hint=MISSING_HINT)
         return read_sick_entailment(path, missing_hint=MISSING_HINT)
+    if name == "mnli":
+        _check_split(name, split, tuple(MNLI_SPLITS))
+        return _read_mnli(folder / "multinli", MNLI_SPLITS[split])
+    if name == "allnli":
+        _check_split(name, split, tuple(ALLNLI_SPLITS))
+        snli_split, mnli_split = ALLNLI_SPLITS[split]
+        return _read_snli(folder / "snli", snli_split) + _read_mnli(
+            folder / "multinli", mnli_split
+        )
     _check_split(name, split, ("train", "dev", "test"))
     pairs = _read_snli(folder / "snli", split)
     return nli_triplets(pairs) if name == "snli-triplets" else pairs
@@ -103,6 +127,12 @@ def _read_snli(folder: Path, split: str) -> list[PairExample]:
         folder / f"labels.{split}",
         missing_hint=MISSING_HINT,
     )
+
+
+def _read_mnli(folder: Path, split: str) -> list[PairExample]:
+    """MultiNLI's official jsonl file: the same fields as SNLI's (``gold_label``, ...)."""
+    hint = f"fetch it with `minisbert data fetch --names mnli`; {MISSING_HINT}"
+    return read_snli_jsonl(folder / f"multinli_1.0_{split}.jsonl", missing_hint=hint)
 
 
 def _check_split(name: str, split: str, splits: tuple[str, ...]) -> None:

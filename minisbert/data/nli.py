@@ -1,9 +1,11 @@
-"""SNLI: sentence pairs with an entailment label, and the triplets they yield.
+"""SNLI and MultiNLI: sentence pairs with an entailment label, and the triplets they yield.
 
 Two layouts of the same data are read:
 
 - the official release ``snli_1.0_{train,dev,test}.jsonl``: one JSON object per line with
-  ``sentence1`` (premise), ``sentence2`` (hypothesis) and ``gold_label``;
+  ``sentence1`` (premise), ``sentence2`` (hypothesis) and ``gold_label``. MultiNLI's
+  ``multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl`` has the same fields (and a
+  ``genre``, unused) and is read by the same function;
 - a line-aligned copy ``s1.{split}``, ``s2.{split}``, ``labels.{split}``: line i of each
   file is the premise, hypothesis and label of pair i (the shared data's ``snli/``).
 
@@ -37,7 +39,8 @@ NO_GOLD_LABEL = "-"
 
 
 def read_snli_jsonl(path: str | Path, *, missing_hint: str = "") -> list[PairExample]:
-    """Pairs from an official ``snli_1.0_*.jsonl`` file, without the ``"-"`` label rows."""
+    """Pairs from an official ``snli_1.0_*.jsonl`` or ``multinli_1.0_*.jsonl`` file, without
+    the ``"-"`` label rows."""
     examples = []
     for number, line in iter_lines(path, missing_hint=missing_hint):
         if not line.strip():
