@@ -10,7 +10,7 @@
     minisbert train --data stsb --loss cosine --output runs/stsb   fine-tune (see minisbert.train)
     minisbert eval sts --model runs/stsb [--split test]            Spearman x100, last line
     minisbert eval triplets | eval nli   triplet accuracy, NLI accuracy of a softmax run
-    minisbert data fetch [--dest DIR]    download STS Benchmark, SICK and SNLI
+    minisbert data fetch [--dest DIR]    download STS Benchmark, SICK, SNLI (--names mnli: MultiNLI)
 
 Errors a user can fix (a missing model, a bad file) print one clear line, not a traceback.
 """
@@ -356,7 +356,8 @@ def _head_lr(text: str) -> float | None:
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a model on sentence pairs or triplets")
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--data", default="stsb", help="stsb, sick, snli, snli-triplets, a file")
+    p.add_argument("--data", default="stsb",
+                   help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), a file")
     p.add_argument("--loss", default="cosine", help=", ".join(LOSS_NAMES))
     p.add_argument("--output", required=True, help="model; checkpoints in OUTPUT/checkpoints")
     p.add_argument("--split", default="train")
@@ -402,9 +403,10 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("data", help="datasets")
     actions = p.add_subparsers(dest="action", required=True)
-    q = actions.add_parser("fetch", help="download STS Benchmark, SICK and SNLI")
+    q = actions.add_parser("fetch", help="download STS Benchmark, SICK, SNLI and MultiNLI")
     q.add_argument("--dest", default=None, help="default: $MINISBERT_DATA, else ./data")
-    q.add_argument("--names", nargs="+", choices=["stsb", "sick", "snli"], default=None)
+    q.add_argument("--names", nargs="+", choices=["stsb", "sick", "snli", "mnli"], default=None,
+                   help="default: stsb sick snli (mnli, 230 MB, is for --data allnli)")
     q.add_argument("--force", action="store_true")
     q.set_defaults(func=cmd_data_fetch)
 
