@@ -40,10 +40,23 @@
 # Run with `MINISBERT_FAST=1` and the lesson times fewer sentences and pairs, then
 # extrapolates; every extrapolated figure is labelled as such.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import os
-import runpy
 import time
 
 import jax
@@ -289,16 +302,9 @@ def check_most_similar_pair(fn) -> None:
     assert tuple(fn(sample)) == (i, j), f"expected {(i, j)}, got {fn(sample)}"
 
 
-try:
-    check_most_similar_pair(most_similar_pair)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/01_why_sentence_embeddings.py")
-        check_most_similar_pair(solution["most_similar_pair"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in most_similar_pair above and run this cell again.")
+most_similar_pair = lesson.exercise(
+    check_most_similar_pair, most_similar_pair, lesson="01_why_sentence_embeddings"
+)
 
 # %% [markdown]
 # And here is what the bi-encoder finds among the sentences we encoded: the three most

@@ -31,10 +31,23 @@
 # check that we get the same answer. At the end is a gotcha that bites anyone who loads
 # this model's `tokenizer.json` directly.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import os
-import runpy
 import unicodedata
 import warnings
 
@@ -183,16 +196,7 @@ def check_wordpiece(fn) -> None:
         assert got == expected, f"{w!r}: expected {expected}, got {got}"
 
 
-try:
-    check_wordpiece(wordpiece)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/02_tokenization.py")
-        check_wordpiece(solution["wordpiece"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in wordpiece above and run this cell again.")
+wordpiece = lesson.exercise(check_wordpiece, wordpiece, lesson="02_tokenization")
 
 # %% [markdown]
 # ## Step 4 and the whole pipeline
@@ -306,7 +310,7 @@ print("encode warned:", [str(w.message) for w in caught])
 # overrides the file's settings. Load the raw file with `tokenizers` and look:
 
 # %%
-raw = tokenizers.Tokenizer.from_file("weights/all-MiniLM-L6-v2/tokenizer.json")
+raw = tokenizers.Tokenizer.from_file(str(paths.weights / "tokenizer.json"))
 print("raw padding:   ", raw.padding)
 print("raw truncation:", raw.truncation)
 short = raw.encode("A dog runs.")

@@ -27,11 +27,24 @@
 # (30,522). We work on one sentence at a time, so there is no batch axis except where the
 # library needs one.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import math
 import os
-import runpy
 
 import jax
 import jax.numpy as jnp
@@ -321,16 +334,9 @@ def check_masked_attention(fn) -> None:
     assert jnp.allclose(alone[0], context[0, :n], atol=1e-5), "padding changed the short sentence"
 
 
-try:
-    check_masked_attention(masked_attention)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/03_bert_encoder.py")
-        check_masked_attention(solution["masked_attention"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in masked_attention above and run this cell again.")
+masked_attention = lesson.exercise(
+    check_masked_attention, masked_attention, lesson="03_bert_encoder"
+)
 
 # %% [markdown]
 # ## What we showed

@@ -31,11 +31,24 @@
 # `minisbert.pooling`; see what goes wrong when the padding mask is forgotten; and measure
 # how each pooling does on the STS Benchmark with the pretrained all-MiniLM-L6-v2.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import dataclasses
 import os
-import runpy
 
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -285,16 +298,9 @@ def check_masked_max_pooling(fn) -> None:
     assert np.allclose(got, [[-2.0, -1.0]]), f"toy case: expected [[-2, -1]], got {got}"
 
 
-try:
-    check_masked_max_pooling(masked_max_pooling)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/04_pooling.py")
-        check_masked_max_pooling(solution["masked_max_pooling"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in masked_max_pooling above and run this cell again.")
+masked_max_pooling = lesson.exercise(
+    check_masked_max_pooling, masked_max_pooling, lesson="04_pooling"
+)
 
 # %% [markdown]
 # ## What we showed

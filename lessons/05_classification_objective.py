@@ -52,12 +52,25 @@
 # part used only for evaluation. `MINISBERT_FAST=1` trains for a handful of steps on a
 # small sample and evaluates on samples, so that the test suite can run the lesson.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import collections
 import json
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
@@ -281,7 +294,7 @@ config = TrainConfig(
     batch_size=BATCH_SIZE,
     epochs=1,
     eval_data="none",  # we evaluate ourselves, below
-    progress=False,
+    progress=True,
 )
 print(config)
 result = train(config)
@@ -399,16 +412,9 @@ def check_exercise(nli_features, cross_entropy) -> None:
     assert abs(got_loss - 1000.0) < 1e-6, f"expected (0 + 2000) / 2 = 1000, got {got_loss}"
 
 
-try:
-    check_exercise(nli_features, cross_entropy)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/05_classification_objective.py")
-        check_exercise(solution["nli_features"], solution["cross_entropy"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in nli_features and cross_entropy above and run this cell again.")
+nli_features, cross_entropy = lesson.exercise(
+    check_exercise, nli_features, cross_entropy, lesson="05_classification_objective"
+)
 
 # %% [markdown]
 # ## What we showed

@@ -34,11 +34,24 @@
 # STS-b test score before and after, with a picture of what training did to the cosines.
 # `MINISBERT_FAST=1` trains for a handful of steps and evaluates on a sample.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import json
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
@@ -194,7 +207,7 @@ config = TrainConfig(
     batch_size=BATCH_SIZE,
     epochs=1,
     eval_data="none",  # we evaluate ourselves, below
-    progress=False,
+    progress=True,
 )
 result = train(config)
 losses = np.array(result.losses)
@@ -292,16 +305,7 @@ def check_cosent(fn) -> None:
     assert np.isfinite(got) and abs(got - 1000.0) < 1e-3, f"expected log(1 + e^1000), got {got}"
 
 
-try:
-    check_cosent(cosent)
-    print("Correct!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        solution = runpy.run_path("lessons/solutions/06_regression_objective.py")
-        check_cosent(solution["cosent"])
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in cosent above and run this cell again.")
+cosent = lesson.exercise(check_cosent, cosent, lesson="06_regression_objective")
 
 # %% [markdown]
 # ## What we showed

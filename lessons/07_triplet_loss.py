@@ -38,12 +38,25 @@
 #
 # `MINISBERT_FAST=1` trains a few steps on one batch and evaluates on a small sample.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import dataclasses
 import math
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,7 +75,6 @@ from minisbert.sentence_encoder import resolve_model_dir
 from minisbert.train import TrainConfig, epoch_order, train
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
-SOLUTIONS = os.environ.get("MINISBERT_SOLUTIONS") == "1"
 N_HELD_OUT = 100 if FAST else 1000  # held-out triplets we measure on
 BATCH_SIZE = 8 if FAST else 16
 STEPS = 5 if FAST else 40
@@ -273,7 +285,7 @@ def fine_tune(margin: float) -> tuple[list[float], tuple[np.ndarray, ...], tuple
         max_steps=STEPS,
         seed=0,
         eval_data="none",  # we measure on our held-out triplets ourselves
-        progress=False,
+        progress=True,
     )
     result = train(config)
     trained = SentenceEncoder.from_pretrained(result.output)
@@ -422,18 +434,7 @@ def check_batch_hard(fn) -> None:
         assert abs(value - library) < 1e-3, f"margin {margin}: {value} vs minisbert {library}"
 
 
-try:
-    check_batch_hard(batch_hard_by_hand)
-    print("Correct!")
-except NotImplementedError:
-    if SOLUTIONS:
-        batch_hard_by_hand = runpy.run_path("lessons/solutions/07_triplet_loss.py")[
-            "batch_hard_by_hand"
-        ]
-        check_batch_hard(batch_hard_by_hand)
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in batch_hard_by_hand above and run this cell again.")
+batch_hard_by_hand = lesson.exercise(check_batch_hard, batch_hard_by_hand, lesson="07_triplet_loss")
 
 # %% [markdown]
 # Batch-hard asks more of a model than the plain triplet loss: each anchor is measured

@@ -39,11 +39,24 @@
 #
 # `MINISBERT_FAST=1` trains a few steps on one batch and evaluates on a small sample.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import math
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,7 +72,6 @@ from minisbert.losses import contrastive_loss, online_contrastive_loss
 from minisbert.train import TrainConfig, epoch_order, train
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
-SOLUTIONS = os.environ.get("MINISBERT_SOLUTIONS") == "1"
 N_HELD_OUT_PREMISES = 100 if FAST else 1000  # premises whose pairs we measure on
 BATCH_SIZE = 8 if FAST else 16
 STEPS = 5 if FAST else 40
@@ -296,7 +308,7 @@ config = TrainConfig(
     max_steps=STEPS,
     seed=0,
     eval_data="none",  # we measure on our held-out pairs ourselves
-    progress=False,
+    progress=True,
 )
 result = train(config)
 trained = SentenceEncoder.from_pretrained(result.output)
@@ -389,18 +401,9 @@ def check_best_threshold(fn) -> None:
         assert abs(reached - accuracy) < 1e-9, f"threshold {t} gives {reached}, not {accuracy}"
 
 
-try:
-    check_best_threshold(best_threshold_accuracy)
-    print("Correct!")
-except NotImplementedError:
-    if SOLUTIONS:
-        best_threshold_accuracy = runpy.run_path("lessons/solutions/08_contrastive_loss.py")[
-            "best_threshold_accuracy"
-        ]
-        check_best_threshold(best_threshold_accuracy)
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in best_threshold_accuracy above and run this cell again.")
+best_threshold_accuracy = lesson.exercise(
+    check_best_threshold, best_threshold_accuracy, lesson="08_contrastive_loss"
+)
 
 # %% [markdown]
 # Notice that the best threshold is chosen *on the held-out pairs themselves*, so the

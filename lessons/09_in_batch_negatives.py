@@ -37,11 +37,24 @@
 #
 # `MINISBERT_FAST=1` trains a few steps on one batch and evaluates on a small sample.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import math
 import os
-import runpy
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,7 +72,6 @@ from minisbert.losses import multiple_negatives_ranking_loss
 from minisbert.train import TrainConfig, epoch_order, train
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
-SOLUTIONS = os.environ.get("MINISBERT_SOLUTIONS") == "1"
 N_HELD_OUT = 256 if FAST else 1000  # held-out SNLI triplets
 N_STS_PAIRS = 200 if FAST else None  # STS-b dev pairs; None = all 1,500
 BATCH_SIZE = 8 if FAST else 16
@@ -318,7 +330,7 @@ config = TrainConfig(
     max_steps=STEPS,
     seed=0,
     eval_data="none",  # we measure ourselves
-    progress=False,
+    progress=True,
 )
 result = train(config)
 trained = SentenceEncoder.from_pretrained(result.output)
@@ -382,18 +394,9 @@ def check_logit_gradient(fn) -> None:
         assert np.allclose(got, expected, atol=1e-6), "differs from jax.grad"
 
 
-try:
-    check_logit_gradient(logit_gradient)
-    print("Correct!")
-except NotImplementedError:
-    if SOLUTIONS:
-        logit_gradient = runpy.run_path("lessons/solutions/09_in_batch_negatives.py")[
-            "logit_gradient"
-        ]
-        check_logit_gradient(logit_gradient)
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in logit_gradient above and run this cell again.")
+logit_gradient = lesson.exercise(
+    check_logit_gradient, logit_gradient, lesson="09_in_batch_negatives"
+)
 
 # %% [markdown]
 # Read the formula as a rule: a wrong candidate is pushed down in proportion to the

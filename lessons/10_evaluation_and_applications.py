@@ -31,11 +31,23 @@
 # Run from the repository root with `MINISBERT_DATA` pointing at the data folder.
 # `MINISBERT_FAST=1` evaluates on a random sample of pairs instead of all of them.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
-import importlib.util
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -310,23 +322,9 @@ def check_top_k_search(fn) -> None:
         assert np.allclose([s for _, s in got], [h["score"] for h in want], atol=1e-5)
 
 
-def load_solution(name: str):
-    folder = Path("lessons/solutions") if Path("lessons").is_dir() else Path("solutions")
-    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-try:
-    check_top_k_search(top_k_search)
-    print("top_k_search matches semantic_search. Well done!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        check_top_k_search(load_solution("10_evaluation_and_applications").top_k_search)
-        print("(exercise not done; the reference solution passes the check)")
-    else:
-        print("Not done yet: write top_k_search in the cell above, then run this cell again.")
+top_k_search = lesson.exercise(
+    check_top_k_search, top_k_search, lesson="10_evaluation_and_applications"
+)
 
 # %% [markdown]
 # ## 4. Paraphrase mining

@@ -32,9 +32,22 @@
 # Timings depend on the machine and on what else runs on it: read the ratios, not the
 # digits. `MINISBERT_FAST=1` times fewer sentences.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
-import importlib.util
 import os
 import subprocess
 import sys
@@ -319,23 +332,9 @@ def check_padding_efficiency(fn) -> None:
             assert np.isclose(got, want), (sort, size, got, want)
 
 
-def load_solution(name: str):
-    folder = Path("lessons/solutions") if Path("lessons").is_dir() else Path("solutions")
-    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-try:
-    check_padding_efficiency(padding_efficiency)
-    print("padding_efficiency agrees with smart_batches. Well done!")
-except NotImplementedError:
-    if os.environ.get("MINISBERT_SOLUTIONS") == "1":
-        check_padding_efficiency(load_solution("11_speed").padding_efficiency)
-        print("(exercise not done; the reference solution passes the check)")
-    else:
-        print("Not done yet: write padding_efficiency in the cell above, then run this cell again.")
+padding_efficiency = lesson.exercise(
+    check_padding_efficiency, padding_efficiency, lesson="11_speed"
+)
 
 # %% [markdown]
 # ## 4. Bounded shapes: why buckets
@@ -699,7 +698,7 @@ assert e1 > 3 * e and j1 > j, timings
 # less, and less arithmetic is done, when the sentences are sorted.
 assert slots["sorted"] < slots["unsorted"]
 assert work["sorted"] < work["unsorted"]
-assert np.isclose(load_solution("11_speed").padding_efficiency(list(lengths), BATCH_SIZE, True),
+assert np.isclose(padding_efficiency(list(lengths), BATCH_SIZE, True),
                   real_tokens / slots["sorted"])
 
 # Buckets: exact lengths would need more programs than buckets do; the chosen finer

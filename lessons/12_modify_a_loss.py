@@ -33,11 +33,24 @@
 # 3. a **training run**: fine-tune all-MiniLM-L6-v2 on SNLI triplets with your loss and with
 #    the library's, same seed, same steps, and compare the STS Benchmark test scores.
 
+# %% [markdown]
+# ## Set-up
+#
+# This cell finds the model weights, the datasets and the exercise solutions wherever the
+# notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
+# weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
+# On Colab, install minisbert from a clone first (see `lessons/README.md`):
+# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+
+# %%
+from minisbert import lesson
+
+paths = lesson.setup()
+
 # %%
 # %matplotlib inline
 import math
 import os
-import runpy
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -58,8 +71,6 @@ from minisbert.train import TrainConfig, train
 
 LossFn = Callable[..., jax.Array]  # embeddings (and labels) -> scalar
 FAST = os.environ.get("MINISBERT_FAST") == "1"
-SOLUTIONS = os.environ.get("MINISBERT_SOLUTIONS") == "1"
-SOLUTION_FILE = "lessons/solutions/12_modify_a_loss.py"
 print(f"{'fast' if FAST else 'full'} mode")
 
 # %% [markdown]
@@ -147,16 +158,9 @@ def check_cosine_triplet(fn: LossFn) -> None:
     check_loss(fn, a, p, n)  # raises AssertionError if jax.grad disagrees with finite differences
 
 
-try:
-    check_cosine_triplet(cosine_triplet_loss)
-    print("Correct!")
-except NotImplementedError:
-    if SOLUTIONS:
-        cosine_triplet_loss = runpy.run_path(SOLUTION_FILE)["cosine_triplet_loss"]
-        check_cosine_triplet(cosine_triplet_loss)
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in cosine_triplet_loss above and run this cell again.")
+cosine_triplet_loss = lesson.exercise(
+    check_cosine_triplet, cosine_triplet_loss, lesson="12_modify_a_loss"
+)
 
 # %% [markdown]
 # ## Can the gradient check fail? A loss with the right value and the wrong gradient
@@ -325,16 +329,9 @@ def check_symmetric_mnrl(fn: LossFn) -> None:
     check_loss(fn, a, p, n)
 
 
-try:
-    check_symmetric_mnrl(symmetric_mnrl_loss)
-    print("Correct!")
-except NotImplementedError:
-    if SOLUTIONS:
-        symmetric_mnrl_loss = runpy.run_path(SOLUTION_FILE)["symmetric_mnrl_loss"]
-        check_symmetric_mnrl(symmetric_mnrl_loss)
-        print("Checked the reference solution (MINISBERT_SOLUTIONS=1).")
-    else:
-        print("Not done yet: fill in symmetric_mnrl_loss above and run this cell again.")
+symmetric_mnrl_loss = lesson.exercise(
+    check_symmetric_mnrl, symmetric_mnrl_loss, lesson="12_modify_a_loss"
+)
 
 # %% [markdown]
 # The check gives away a one-line solution: the column loss is the library's MNRL with the
@@ -410,7 +407,7 @@ def train_and_score(name: str, loss_fn: LossFn) -> list[float]:
         max_steps=STEPS,
         seed=0,
         eval_data="none",  # we score STS-b test ourselves
-        progress=False,
+        progress=True,
     )
     result = train(config, loss_fn=loss_fn)
     spearman[name] = evaluate_sts(SentenceEncoder.from_pretrained(result.output), test)[

@@ -6,8 +6,10 @@
 
 Each lesson's source of truth is ``lessons/NN_topic.py`` (jupytext percent format);
 ``NN_topic.ipynb`` is the same cells without outputs, for Jupyter and Colab.
-Lessons run with the repository root as working directory and ``MINISBERT_SOLUTIONS=1``,
-so each exercise's check cell verifies the reference solution (``lessons/solutions/``).
+Lessons run as a student runs them: exercises unsolved, so each check cell says so and
+goes on with the reference solution (``lessons/solutions/``); the working directory is
+``lessons/`` unless ``--cwd`` names another (a lesson finds its weights, data and solutions
+through ``minisbert.lesson.setup()``, wherever it runs).
 """
 
 from __future__ import annotations
@@ -60,14 +62,15 @@ def in_sync(source: Path) -> bool:
     return same_cells and no_outputs
 
 
-def execute(source: Path, out_dir: Path | None = None, timeout: int = 900) -> float:
-    """Run a lesson top to bottom; return seconds taken. Raises on the first failing cell."""
+def execute(source: Path, out_dir: Path | None = None, timeout: int = 900,
+            cwd: Path = LESSONS) -> float:
+    """Run a lesson top to bottom in ``cwd``; return seconds taken. Raises on the first
+    failing cell."""
     notebook = as_notebook(source)
-    os.environ.setdefault("MINISBERT_SOLUTIONS", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     start = time.perf_counter()
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+                   resources={"metadata": {"path": str(cwd)}}).execute()
     seconds = time.perf_counter() - start
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +90,7 @@ def main() -> int:
     parser.add_argument("lessons", nargs="*", help="lesson number prefixes, e.g. 01 04")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lessons")
     parser.add_argument("--sync", action="store_true", help="rewrite the .ipynb twins and stop")
+    parser.add_argument("--cwd", type=Path, default=LESSONS, help="working directory of the kernel")
     args = parser.parse_args()
     sources = lesson_sources(args.lessons)
     if args.sync:
@@ -97,7 +101,7 @@ def main() -> int:
         return 0
     mode = "fast" if os.environ.get("MINISBERT_FAST") == "1" else "full"
     for source in sources:
-        seconds = execute(source, args.out)
+        seconds = execute(source, args.out, cwd=args.cwd)
         print(f"{source.name}: {seconds:6.1f} s ({mode} mode) -> {args.out}")
     return 0
 

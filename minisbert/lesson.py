@@ -1,0 +1,220 @@
+"""What the lessons share: finding weights, data and solutions, and running exercise checks.
+
+Every lesson starts with the same set-up cell::
+
+    from minisbert import lesson
+    paths = lesson.setup()   # weights, data and solutions, wherever the notebook runs
+
+so that Run All works from ``lessons/``, from the repository root, or from an empty folder.
+
+Where things are looked for, first match wins:
+
+- **weights** of ``all-MiniLM-L6-v2``: ``$MINISBERT_WEIGHTS``, ``./weights``, the repository's
+  ``weights/`` (next to the ``minisbert`` package), then ``~/.cache/minisbert/weights``
+  (``$MINISBERT_CACHE/weights``), where ``setup`` fetches them when they are nowhere.
+- **data** (STS Benchmark, SICK, SNLI): ``$MINISBERT_DATA``, then ``~/.cache/minisbert/data``
+  (fill it with ``minisbert data fetch --dest ~/.cache/minisbert/data``), then
+  ``../shared/data`` and ``data/`` next to the repository. ``setup`` sets
+  ``MINISBERT_DATA`` to the folder it found, so ``load_dataset`` finds it too.
+- **solutions**: ``lessons/solutions/`` of the repository that holds the ``minisbert``
+  package (an editable install or a clone on ``sys.path``), or ``$MINISBERT_LESSONS/solutions``.
+  Never the working directory: a notebook may run anywhere.
+
+``exercise(check, answer, lesson="01_...")`` runs an exercise's check. An unsolved exercise
+(its function still raises ``NotImplementedError``) says so and hands back the reference
+solution, so the rest of the lesson runs; a wrong answer fails with the check's
+``AssertionError``. ``by_hand(fn, library_fn)`` makes a check fail when the student's
+function is, or calls, the library function that the exercise asks them to write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import runpy
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from minisbert.data.lines import DataError
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout, when minisbert is installed from one
+MODEL = "all-MiniLM-L6-v2"
+DATA_ENV = "MINISBERT_DATA"
+LESSONS_ENV = "MINISBERT_LESSONS"
+DATA_MARKERS = ("stsbenchmark", "sick", "snli")  # a data folder holds at least one of these
+
+
+def cache_dir() -> Path:
+    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert`` (the same folder as ``minisbert fetch``)."""
+    return Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LessonPaths:
+    weights: Path  # the model folder of all-MiniLM-L6-v2
+    data: Path  # holds stsbenchmark/, sick/, snli/
+    solutions: Path | None  # lessons/solutions/, or None when no checkout is found
+
+
+def setup(model: str = MODEL, *, download: bool = True) -> LessonPaths:
+    """Find (or fetch) the weights and the data and the solutions; print where they are."""
+    paths = LessonPaths(weights=find_weights(model, download=download),
+                        data=find_data(download=download), solutions=solutions_dir())
+    os.environ[DATA_ENV] = str(paths.data)  # load_dataset reads it
+    print(f"weights:   {paths.weights}\ndata:      {paths.data}\n"
+          f"solutions: {paths.solutions or 'not found (only needed for unsolved exercises)'}")
+    return paths
+
+
+def find_weights(model: str = MODEL, *, download: bool = True) -> Path:
+    """The converted model folder; fetched into the cache when it is nowhere else."""
+    from minisbert.sentence_encoder import resolve_model_dir
+
+    try:
+        return resolve_model_dir(model)
+    except FileNotFoundError:
+        pass
+    cached = cache_dir() / "weights"
+    # resolve_model_dir reads MINISBERT_WEIGHTS, so from_pretrained(model) finds the cache too.
+    os.environ["MINISBERT_WEIGHTS"] = str(cached)
+    if (cached / model).is_dir():
+        return cached / model
+    if not download:
+        raise FileNotFoundError(f"no weights for {model}: run `minisbert fetch {model}`")
+    from minisbert.fetch import fetch
+
+    print(f"fetching {model} into {cached} (once)")
+    return fetch(model, cached)
+
+
+def _is_data(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).is_dir() for name in DATA_MARKERS)
+
+
+def data_candidates() -> list[Path]:
+    """Where the data is looked for when ``MINISBERT_DATA`` is unset, in order."""
+    return [cache_dir() / "data", REPO.parent / "shared" / "data", REPO / "data"]
+
+
+def find_data(*, download: bool = True) -> Path:
+    """``$MINISBERT_DATA``, else the first of ``data_candidates()`` that holds data."""
+    if os.environ.get(DATA_ENV):
+        folder = Path(os.environ[DATA_ENV]).expanduser()
+        if not _is_data(folder):
+            raise DataError(f"{DATA_ENV}={folder} holds none of {', '.join(DATA_MARKERS)}/: "
+                            "point it at the data folder, or unset it to use the cache")
+        return folder
+    for folder in data_candidates():
+        if _is_data(folder):
+            return folder
+    cache = data_candidates()[0]
+    hint = (f"no data found (looked in {', '.join(map(str, data_candidates()))}): run "
+            f"`minisbert data fetch --dest {cache}`, or set {DATA_ENV} to a folder holding "
+            "stsbenchmark/, sick/ and snli/")
+    if not download:
+        raise DataError(hint)
+    from minisbert.data import fetch_datasets
+
+    print(f"fetching STS Benchmark, SICK and SNLI into {cache} (once)")
+    try:
+        fetch_datasets(cache)
+    except (OSError, DataError) as err:
+        raise DataError(f"{hint} (the download failed: {err})") from None
+    return cache
+
+
+def solutions_dir() -> Path | None:
+    """lessons/solutions/ of the checkout that holds minisbert, or of ``$MINISBERT_LESSONS``."""
+    roots = [Path(os.environ[LESSONS_ENV])] if os.environ.get(LESSONS_ENV) else []
+    for folder in [*(r / "solutions" for r in roots), REPO / "lessons" / "solutions"]:
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def load_solution(lesson: str) -> dict[str, Any]:
+    """The names defined by ``lessons/solutions/<lesson>.py``."""
+    folder = solutions_dir()
+    if folder is None or not (folder / f"{lesson}.py").is_file():
+        raise FileNotFoundError(
+            f"the reference solution {lesson}.py was not found (minisbert is installed from "
+            f"{REPO}, which has no lessons/solutions/): install minisbert from a clone with "
+            f"`pip install -e .`, or set {LESSONS_ENV} to the clone's lessons/ folder"
+        )
+    return runpy.run_path(str(folder / f"{lesson}.py"))
+
+
+def exercise(check: Callable[..., None], *answers: Callable[..., Any], lesson: str) -> Any:
+    """Run ``check(*answers)``; return the answers, or the reference solution if unsolved.
+
+    A wrong answer raises the check's ``AssertionError``. An answer that still raises
+    ``NotImplementedError`` is replaced by the function of the same name in
+    ``lessons/solutions/<lesson>.py``, which is checked in its place. One answer is
+    returned as itself, several as a tuple.
+    """
+    try:
+        check(*answers)
+    except NotImplementedError:
+        names = ", ".join(a.__name__ for a in answers)
+        print(f"Exercise not solved yet ({names}): using the reference solution so the lesson "
+              "can go on. Write yours, then run this cell again.")
+        solution = load_solution(lesson)
+        answers = tuple(solution[a.__name__] for a in answers)
+        check(*answers)
+        print(f"The reference solution (solutions/{lesson}.py) passes the check.")
+    else:
+        print("Correct!")
+    return answers[0] if len(answers) == 1 else answers
+
+
+def by_hand(fn: Callable[..., Any], *library: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, made to fail a check when it is, or calls, one of the ``library`` functions.
+
+    While ``fn`` runs, every binding of a library function, in ``fn``'s globals and in the
+    modules of the library function's package, is swapped for a stand-in that raises. So
+    ``max_pooling(...)``, ``minisbert.pooling.max_pooling(...)`` and an alias all fail.
+    """
+    for f in library:
+        assert fn is not f, f"{_name(fn)} is the library's {_name(f)} itself: write your own"
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        with _forbidden(getattr(fn, "__globals__", {}), library):
+            return fn(*args, **kwargs)
+
+    return guarded
+
+
+def _name(f: Callable[..., Any]) -> str:
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+
+
+@contextmanager
+def _forbidden(namespace: dict[str, Any], library: tuple[Callable[..., Any], ...]) -> Iterator[None]:
+    def stand_in(f: Callable[..., Any]) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"your function calls {_name(f)}: the exercise asks you to "
+                                 "write it yourself, without the library's version")
+        return refuse
+
+    packages = {str(getattr(f, "__module__", "")).split(".")[0] for f in library}
+    spaces = [namespace] + [
+        vars(m) for name, m in list(sys.modules.items())
+        if isinstance(m, types.ModuleType) and name.split(".")[0] in packages
+    ]
+    swapped: list[tuple[dict[str, Any], str, Any]] = []
+    try:
+        for space in spaces:
+            for key, value in list(space.items()):
+                if any(value is f for f in library):
+                    swapped.append((space, key, value))
+                    space[key] = stand_in(value)
+        yield
+    finally:
+        for space, key, value in swapped:
+            space[key] = value
