@@ -97,7 +97,28 @@ class BertConfig:
         return {"model_type": "bert", **values}
 
 
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "weightedmean", "lasttoken")
+ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseConfig:
+    """One Dense layer after pooling: u -> activation(u W + b), W of shape (in, out)."""
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    activation: str = "tanh"  # sentence-transformers' default
+
+    def __post_init__(self) -> None:
+        for name in ("in_features", "out_features"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"dense {name} must be a positive integer, found {value!r}")
+        if type(self.bias) is not bool:
+            raise ConfigError(f"dense bias must be true or false, found {self.bias!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"dense activation {self.activation!r} is not one of {ACTIVATIONS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,21 +126,65 @@ class SentenceConfig:
     """What turns BERT's token vectors into a sentence vector (``sentence.json``).
 
     all-MiniLM-L6-v2: truncate at 256 tokens, mean pooling, then L2 normalisation.
+    ``pooling`` is one mode, or a tuple of modes whose vectors are concatenated (in
+    that order); ``dense`` are the Dense layers applied after pooling, before
+    normalisation; ``prompts`` map a name to a text put before every sentence
+    (``encode(prompt_name=...)``), ``default_prompt_name`` the one used when none is
+    asked for. Files written before these fields existed read unchanged.
     """
 
     max_seq_length: int = 256
-    pooling: str = "mean"
+    pooling: str | tuple[str, ...] = "mean"
     normalize: bool = False
+    dense: tuple[DenseConfig, ...] = ()
+    # (name, text) pairs, not a dict: the config is part of the model's static (hashed)
+    # structure under jax.jit. ``prompt_texts`` gives the dict.
+    prompts: tuple[tuple[str, str], ...] = ()
+    default_prompt_name: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.max_seq_length) is not int:
             raise ConfigError(f"max_seq_length must be an integer, found {self.max_seq_length!r}")
         if type(self.normalize) is not bool:
             raise ConfigError(f"normalize must be true or false, found {self.normalize!r}")
-        if self.pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling {self.pooling!r} is not one of {POOLING_MODES}")
+        if isinstance(self.pooling, list | tuple):  # JSON gives a list; keep a hashable tuple
+            object.__setattr__(self, "pooling", tuple(self.pooling))
+            if len(self.pooling) == 1:
+                object.__setattr__(self, "pooling", self.pooling[0])
+        for mode in self.poolings:
+            if mode not in POOLING_MODES:
+                raise ConfigError(f"pooling {mode!r} is not one of {POOLING_MODES}")
+        if not self.poolings:
+            raise ConfigError(f"pooling names no mode; choose one of {POOLING_MODES}")
         if self.max_seq_length < 2:
             raise ConfigError(f"max_seq_length {self.max_seq_length} leaves no room for a token")
+        dense = tuple(
+            layer if isinstance(layer, DenseConfig) else DenseConfig(**layer)
+            for layer in self.dense
+        )  # dicts when read from JSON
+        object.__setattr__(self, "dense", dense)
+        prompts = self.prompts.items() if isinstance(self.prompts, dict) else self.prompts
+        object.__setattr__(self, "prompts", tuple((str(k), str(v)) for k, v in prompts))
+        if self.default_prompt_name is not None and self.default_prompt_name not in dict(
+            self.prompts
+        ):
+            raise ConfigError(
+                f"default_prompt_name {self.default_prompt_name!r} is not one of the prompts "
+                f"{sorted(dict(self.prompts))}"
+            )
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        """The pooling modes, in the order their vectors are concatenated."""
+        return (self.pooling,) if isinstance(self.pooling, str) else self.pooling
+
+    @property
+    def prompt_texts(self) -> dict[str, str]:
+        return dict(self.prompts)
+
+    def embedding_dim(self, hidden_size: int) -> int:
+        """The size of a sentence vector: the last Dense layer's, else D per pooling mode."""
+        return self.dense[-1].out_features if self.dense else hidden_size * len(self.poolings)
 
     @classmethod
     def from_json(cls, path: str | Path) -> SentenceConfig:
@@ -135,4 +200,17 @@ class SentenceConfig:
             raise ConfigError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready; the fields added since the first release are written only when set,
+        so a plain model's sentence.json is what older minisbert versions wrote and read."""
+        values: dict[str, Any] = {
+            "max_seq_length": self.max_seq_length,
+            "pooling": self.pooling if isinstance(self.pooling, str) else list(self.pooling),
+            "normalize": self.normalize,
+        }
+        if self.dense:
+            values["dense"] = [dataclasses.asdict(layer) for layer in self.dense]
+        if self.prompts:
+            values["prompts"] = dict(self.prompts)
+        if self.default_prompt_name is not None:
+            values["default_prompt_name"] = self.default_prompt_name
+        return values

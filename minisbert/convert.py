@@ -31,16 +31,19 @@ A minisbert model folder holds ``model.safetensors``, ``config.json`` (``BertCon
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
 from minisbert.bert import BertEncoder
-from minisbert.config import BertConfig, ConfigError, SentenceConfig
+from minisbert.config import BertConfig, ConfigError, DenseConfig, SentenceConfig
+from minisbert.tokenizer import Tokenizer
 from minisbert.weights import (
     WeightsError,
     check_params,
@@ -132,125 +135,465 @@ def minisbert_to_checkpoint(
     return out
 
 
-def read_sentence_transformers_pipeline(src: Path) -> tuple[Path, SentenceConfig]:
-    """Find the Transformer module's folder and the pooling/normalise settings of ``src``.
+# ---------------------------------------------------------------- reading any layout
+#
+# sentence-transformers has spelled the same settings differently over its releases:
+#
+#   setting            2.x - 5.x                                  6.2, 6.3, ...
+#   module classes     sentence_transformers.models.Pooling       ...sentence_transformer.modules
+#                                                                    .pooling.Pooling
+#   max length         sentence_bert_config.json max_seq_length    tokenizer_config.json
+#                                                                    model_max_length
+#   pooling modes      pooling_mode_mean_tokens: true, ...        pooling_mode: "mean" or a list
+#   pooling width      word_embedding_dimension                   embedding_dimension
+#
+# so every setting is read by meaning: a module by the last part of its class name, each
+# setting from whichever spelling the folder holds. Unknown extra keys are ignored.
 
-    A sentence-transformers folder lists its pipeline in ``modules.json``; a plain HF
-    BERT folder (no ``modules.json``) gets mean pooling, no normalisation, 512 tokens.
-    """
+# sentence-transformers' pooling names, in the order its legacy booleans concatenate.
+ST_POOLING_NAMES = {
+    "cls": "cls", "max": "max", "mean": "mean", "mean_sqrt_len_tokens": "mean_sqrt_len",
+    "weightedmean": "weightedmean", "lasttoken": "lasttoken",
+}  # fmt: skip
+LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+# torch.nn activation class -> minisbert.dense.ACTIVATIONS
+ST_ACTIVATIONS = {
+    "Identity": "identity", "Tanh": "tanh", "ReLU": "relu", "GELU": "gelu", "Sigmoid": "sigmoid",
+}  # fmt: skip
+PICKLES = ("pytorch_model.bin", "model.pt", "model.ckpt", "pytorch_model.bin.index.json")
+NO_LIMIT = 10**6  # tokenizers without a limit store huge sentinels (int(1e30)): no limit
+BERT_ONLY = "minisbert implements BERT (the models of all-MiniLM, bge, e5, gte and LaBSE)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """What a sentence-transformers or HF folder describes, in minisbert's terms."""
+
+    transformer_dir: Path  # config.json, model.safetensors and the tokenizer
+    sentence_config: SentenceConfig
+    dense_weights: tuple[Path, ...] = ()  # one safetensors file per Dense layer
+
+
+def read_json(path: Path, what: str = "a JSON object") -> Any:
+    """A JSON file's content, or a one-line ConfigError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; the folder is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{path}: not valid JSON ({err}); the file is damaged: download or save the model again"
+        ) from None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}: expected a JSON object of settings, found {type(values).__name__}; "
+            "the file is damaged: download or save the model again"
+        )
+    return values
+
+
+def read_modules(src: Path) -> list[tuple[str, Path]]:
+    """``modules.json`` as (kind, folder) pairs, kind the last part of the class name."""
     modules_file = src / "modules.json"
-    if not modules_file.is_file():
-        return src, SentenceConfig(max_seq_length=512, pooling="mean", normalize=False)
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    transformer_dir, pooling, normalize, max_seq_length = None, "mean", False, 512
-    for module in modules:
-        kind = module["type"].rsplit(".", 1)[-1]
-        folder = src / module.get("path", "")
-        if kind == "Transformer":
-            transformer_dir = folder
-            st_config = folder / "sentence_bert_config.json"
-            if st_config.is_file():
-                max_seq_length = json.loads(st_config.read_text())["max_seq_length"]
-        elif kind == "Pooling":
-            pooling = _pooling_mode(json.loads((folder / "config.json").read_text()), folder)
-        elif kind == "Normalize":
+    modules = read_json(modules_file)
+    damaged = f"{modules_file}: expected a list of modules, each an object with a 'type' string"
+    if not isinstance(modules, list) or not modules:
+        raise ConfigError(f"{damaged}; the file is damaged: download or save the model again")
+    pipeline = []
+    for index, module in enumerate(modules):
+        if not isinstance(module, dict) or not isinstance(module.get("type"), str):
+            raise ConfigError(f"{damaged}; entry {index} is {json.dumps(module)[:80]}")
+        path = module.get("path", "")
+        if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ConfigError(f"{modules_file}: entry {index} has path {path!r}, not a subfolder")
+        pipeline.append((module["type"].rsplit(".", 1)[-1], src / path))
+    return pipeline
+
+
+def _pooling_modes(settings: dict[str, Any], file: Path) -> tuple[str, ...]:
+    """The pooling modes of a Pooling config, from ``pooling_mode`` or the legacy booleans."""
+    modes = settings.get("pooling_mode")
+    if modes is None:
+        if not any(key in settings for key in LEGACY_POOLING_KEYS):
+            raise ConfigError(
+                f"{file}: no 'pooling_mode' (nor the pooling_mode_*_tokens switches of older "
+                "releases); add e.g. \"pooling_mode\": \"mean\""
+            )
+        modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if settings.get(key)]
+        modes = modes or ["mean"]  # sentence-transformers' choice when every switch is off
+    if isinstance(modes, str):
+        modes = [modes]
+    if not isinstance(modes, list) or not modes:
+        raise ConfigError(f"{file}: pooling_mode {modes!r} is neither a mode nor a list of modes")
+    for mode in modes:
+        if mode not in ST_POOLING_NAMES:
+            raise ConfigError(
+                f"{file}: pooling mode {mode!r} is not one minisbert knows "
+                f"({', '.join(ST_POOLING_NAMES)})"
+            )
+    return tuple(ST_POOLING_NAMES[mode] for mode in modes)
+
+
+def _read_pooling(folder: Path, hidden_size: int) -> tuple[str, ...]:
+    file = folder / "config.json"
+    settings = _json_object(file)
+    modes = _pooling_modes(settings, file)
+    width = settings.get("embedding_dimension", settings.get("word_embedding_dimension"))
+    if width is not None and width != hidden_size:
+        raise ConfigError(
+            f"{file}: pools vectors of size {width}, but the Transformer's hidden_size is "
+            f"{hidden_size}; the folder mixes two models"
+        )
+    if settings.get("include_prompt", True) is not True:
+        raise ConfigError(
+            f"{file}: include_prompt is false (prompt tokens left out of pooling, as INSTRUCTOR "
+            "does); minisbert pools every token, so its vectors would differ: not converted"
+        )
+    return modes
+
+
+def _read_dense(folder: Path, in_features: int) -> tuple[DenseConfig, Path]:
+    file = folder / "config.json"
+    settings = _json_object(file)
+    for key in ("in_features", "out_features"):
+        if key not in settings:
+            raise ConfigError(f"{file}: missing {key!r}; a Dense layer needs in_ and out_features")
+    activation = str(settings.get("activation_function", "torch.nn.modules.activation.Tanh"))
+    if activation.rsplit(".", 1)[-1] not in ST_ACTIVATIONS:
+        raise ConfigError(
+            f"{file}: activation {activation!r} is not supported "
+            f"(minisbert has {', '.join(ST_ACTIVATIONS)})"
+        )
+    if settings.get("use_residual", False):
+        raise ConfigError(f"{file}: a Dense layer with use_residual is not supported")
+    try:
+        config = DenseConfig(
+            settings["in_features"], settings["out_features"], settings.get("bias", True),
+            ST_ACTIVATIONS[activation.rsplit(".", 1)[-1]],
+        )  # fmt: skip
+    except ConfigError as err:
+        raise ConfigError(f"{file}: {err}") from None
+    if config.in_features != in_features:
+        raise ConfigError(
+            f"{file}: in_features is {config.in_features} but the vectors before it have "
+            f"{in_features} values; the modules do not fit together"
+        )
+    return config, _weights_file(folder)
+
+
+def _weights_file(folder: Path) -> Path:
+    """``model.safetensors`` of ``folder``; a pickle-only folder is refused, never unpickled."""
+    if (folder / "model.safetensors").is_file():
+        return folder / "model.safetensors"
+    if (folder / "model.safetensors.index.json").is_file():
+        return folder / "model.safetensors.index.json"
+    pickles = [name for name in PICKLES if (folder / name).is_file()]
+    if pickles:
+        raise WeightsError(
+            f"{folder / pickles[0]}: only a pickled PyTorch file; minisbert reads safetensors only "
+            "and never unpickles (a pickle can run code). Get model.safetensors: download it from "
+            "the hub if the model has one, or where you trust the file run `python -c \"from "
+            "transformers import AutoModel as A; A.from_pretrained('DIR').save_pretrained('DIR')\"`"
+            " (or SentenceTransformer('DIR').save('DIR')), which writes safetensors"
+        )
+    raise WeightsError(f"{folder / 'model.safetensors'}: not found; the folder is incomplete")
+
+
+def _max_seq_length(transformer_dir: Path, config: BertConfig) -> int:
+    """sentence_bert_config.json's max_seq_length (releases up to 5.x), else the tokenizer's
+    model_max_length (6.x), capped by the position embeddings as sentence-transformers does."""
+    st_file = transformer_dir / "sentence_bert_config.json"
+    st_settings = _json_object(st_file) if st_file.is_file() else {}
+    limit, source = st_settings.get("max_seq_length"), st_file
+    if limit is None:
+        tok_file = transformer_dir / "tokenizer_config.json"
+        limit = (_json_object(tok_file) if tok_file.is_file() else {}).get("model_max_length")
+        source = tok_file
+    if limit is None or (isinstance(limit, int | float) and limit >= NO_LIMIT):
+        return config.max_position_embeddings
+    if type(limit) is not int or limit < 2:
+        raise ConfigError(f"{source}: the maximum length {limit!r} is not a token count >= 2")
+    return min(limit, config.max_position_embeddings)
+
+
+def _read_prompts(src: Path) -> tuple[dict[str, str], str | None]:
+    file = src / "config_sentence_transformers.json"
+    if not file.is_file():
+        return {}, None
+    settings = _json_object(file)
+    model_type = settings.get("model_type", "SentenceTransformer")
+    if model_type != "SentenceTransformer":
+        raise ConfigError(
+            f"{file}: a {model_type} model; minisbert converts SentenceTransformer "
+            "(sentence embedding) models only"
+        )
+    prompts = settings.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+    ):
+        raise ConfigError(f"{file}: prompts must map names to texts, found {prompts!r}")
+    default = settings.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ConfigError(f"{file}: default_prompt_name {default!r} is not one of the prompts")
+    return prompts, default
+
+
+def read_sentence_transformers_pipeline(src: Path) -> Pipeline:
+    """What ``src`` computes, from its config files, for any sentence-transformers release.
+
+    A sentence-transformers folder lists its pipeline in ``modules.json``: a Transformer,
+    a Pooling, any Dense layers, and Normalize. A plain HF BERT folder (no
+    ``modules.json``) gets what sentence-transformers gives it: mean pooling, no
+    normalisation, the tokenizer's maximum length capped by the position embeddings.
+    """
+    if not (src / "modules.json").is_file():
+        config = _bert_config(src)
+        return Pipeline(src, SentenceConfig(_max_seq_length(src, config), "mean", False))
+    modules = read_modules(src)
+    modules_file = src / "modules.json"
+    kind, transformer_dir = modules[0]
+    if kind not in ("Transformer", "BERT"):
+        raise ConfigError(
+            f"{modules_file}: the first module is {kind!r}, not a Transformer; {BERT_ONLY}"
+        )
+    config = _bert_config(transformer_dir)
+    pooling: tuple[str, ...] = ()
+    dense: list[tuple[DenseConfig, Path]] = []
+    normalize = False
+    for kind, folder in modules[1:]:
+        if normalize:
+            raise ConfigError(f"{modules_file}: a {kind} module after Normalize is not supported")
+        if kind == "Pooling" and not pooling:
+            pooling = _read_pooling(folder, config.hidden_size)
+        elif kind == "Dense" and pooling:
+            width = dense[-1][0].out_features if dense else config.hidden_size * len(pooling)
+            dense.append(_read_dense(folder, width))
+        elif kind == "Normalize" and pooling:
             normalize = True
         else:
             raise ConfigError(
-                f"{modules_file}: module type {module['type']!r} is not supported "
-                "(minisbert reproduces Transformer, Pooling and Normalize)"
+                f"{modules_file}: module {kind!r} (in {folder.name or 'the root'}) is not "
+                "supported; minisbert reproduces a Transformer, then one Pooling, Dense "
+                f"layers and Normalize; {BERT_ONLY}"
             )
-    if transformer_dir is None:
-        raise ConfigError(f"{modules_file}: no Transformer module listed")
-    return transformer_dir, SentenceConfig(max_seq_length, pooling, normalize)
+    if not pooling:
+        raise ConfigError(f"{modules_file}: no Pooling module, so no sentence vector to convert")
+    st_file = transformer_dir / "sentence_bert_config.json"
+    if st_file.is_file() and _json_object(st_file).get("do_lower_case") is True:
+        _check_lowercases(transformer_dir / "tokenizer.json", st_file)
+    prompts, default_prompt_name = _read_prompts(src)
+    sentence_config = SentenceConfig(
+        max_seq_length=_max_seq_length(transformer_dir, config),
+        pooling=pooling,
+        normalize=normalize,
+        dense=tuple(layer for layer, _ in dense),
+        prompts=tuple(prompts.items()),
+        default_prompt_name=default_prompt_name,
+    )
+    return Pipeline(transformer_dir, sentence_config, tuple(path for _, path in dense))
 
 
-def _pooling_mode(settings: dict, folder: Path) -> str:
-    modes = [
-        mode
-        for mode, key in [
-            ("cls", "pooling_mode_cls_token"),
-            ("mean", "pooling_mode_mean_tokens"),
-            ("max", "pooling_mode_max_tokens"),
-            ("mean_sqrt_len", "pooling_mode_mean_sqrt_len_tokens"),
-        ]
-        if settings.get(key)
-    ]
-    if len(modes) != 1:
+def _bert_config(folder: Path) -> BertConfig:
+    """config.json as a BertConfig; another architecture gets one line naming it."""
+    file = folder / "config.json"
+    values = _json_object(file)
+    model_type = values.get("model_type", "bert")
+    if model_type != "bert":
         raise ConfigError(
-            f"{folder}/config.json: exactly one pooling mode must be on, found {modes}; "
-            "minisbert does not concatenate several poolings"
+            f"{file}: model_type {model_type!r} ({', '.join(values.get('architectures') or [])})"
+            f" is not supported; {BERT_ONLY}"
         )
-    return modes[0]
+    return BertConfig.from_json(file)
+
+
+def _check_lowercases(tokenizer_file: Path, st_file: Path) -> None:
+    """do_lower_case asks sentence-transformers to lowercase; the tokenizer must do it too."""
+    if not tokenizer_file.is_file():
+        return  # the missing tokenizer is named later
+    normalizer = json.dumps(read_json(tokenizer_file).get("normalizer"))
+    if '"lowercase": true' not in normalizer and '"Lowercase"' not in normalizer:
+        raise ConfigError(
+            f"{st_file}: do_lower_case is true but {tokenizer_file.name} does not lowercase; "
+            "minisbert would embed cased text differently: not converted"
+        )
+
+
+def read_weights(file: Path) -> dict[str, np.ndarray]:
+    """A safetensors file, or the shards a ``model.safetensors.index.json`` lists."""
+    if file.name.endswith(".index.json"):
+        index = _json_object(file).get("weight_map")
+        if not isinstance(index, dict):
+            raise ConfigError(f"{file}: no 'weight_map' of tensor names to shard files")
+        tensors: dict[str, np.ndarray] = {}
+        for shard in sorted(set(index.values())):
+            tensors.update(read_safetensors(file.parent / Path(shard).name))
+        return tensors
+    return read_safetensors(file)
+
+
+def dense_to_minisbert(
+    tensors: dict[str, np.ndarray], layer: int, config: DenseConfig, source: Path
+) -> dict[str, np.ndarray]:
+    """A sentence-transformers Dense layer's ``linear.weight`` (out, in) -> ``kernel`` (in, out)."""
+    params = {f"{layer}.linear.kernel": ("linear.weight", True)}
+    if config.bias:
+        params[f"{layer}.linear.bias"] = ("linear.bias", False)
+    unexpected = sorted(set(tensors) - {theirs for theirs, _ in params.values()})
+    if unexpected:
+        raise WeightsError(f"{source}: unexpected tensor {unexpected[0]!r} in a Dense layer")
+    out = {}
+    for ours, (theirs, transpose) in params.items():
+        if theirs not in tensors:
+            raise WeightsError(f"{source}: missing tensor {theirs!r}")
+        weight = tensors[theirs].astype(np.float32)
+        out[ours] = weight.T if transpose else weight
+    expected = (config.in_features, config.out_features)
+    if out[f"{layer}.linear.kernel"].shape != expected:
+        raise WeightsError(
+            f"{source}: linear.weight has shape {tensors['linear.weight'].shape}, the config "
+            f"needs {expected[::-1]}"
+        )
+    return out
 
 
 def convert(src: str | Path, dst: str | Path) -> Path:
-    """Convert a sentence-transformers or HF BERT folder ``src`` into a minisbert folder ``dst``."""
+    """Convert a sentence-transformers or HF BERT folder ``src`` into a minisbert folder ``dst``.
+
+    Everything is read and checked before anything is written."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder to convert")
-    transformer_dir, sentence_config = read_sentence_transformers_pipeline(src)
-    weights_file = transformer_dir / "model.safetensors"
-    if not weights_file.is_file():
-        raise WeightsError(
-            f"{weights_file}: not found. minisbert reads safetensors only and never loads "
-            "pickled PyTorch files (pytorch_model.bin); use a folder that has model.safetensors"
-        )
+    pipeline = read_sentence_transformers_pipeline(src)
+    transformer_dir, sentence_config = pipeline.transformer_dir, pipeline.sentence_config
+    weights_file = _weights_file(transformer_dir)
     config = BertConfig.from_json(transformer_dir / "config.json")
-    params = checkpoint_to_minisbert(read_safetensors(weights_file), config, weights_file)
+    params = checkpoint_to_minisbert(read_weights(weights_file), config, weights_file)
+    dense_params: dict[str, np.ndarray] = {}
+    for layer, (dense, file) in enumerate(
+        zip(sentence_config.dense, pipeline.dense_weights, strict=True)
+    ):
+        dense_params.update(dense_to_minisbert(read_weights(file), layer, dense, file))
+    tokenizer_file = transformer_dir / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ConfigError(
+            f"{tokenizer_file}: not found; minisbert needs a fast WordPiece tokenizer.json. "
+            "Write one where transformers is installed: AutoTokenizer.from_pretrained(DIR)"
+            ".save_pretrained(DIR)"
+        )
+    vocab_size = Tokenizer.from_file(tokenizer_file, sentence_config.max_seq_length).vocab_size
+    if vocab_size > config.vocab_size:
+        raise ConfigError(
+            f"{tokenizer_file}: the tokenizer has {vocab_size} tokens but config.json's "
+            f"vocab_size (the embedding matrix) is {config.vocab_size}; the tokenizer belongs "
+            "to another model"
+        )
 
     dst.mkdir(parents=True, exist_ok=True)
     write_safetensors_atomic(params, dst / "model.safetensors")
+    if dense_params:
+        write_safetensors_atomic(dense_params, dst / "dense.safetensors")
     (dst / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     (dst / "sentence.json").write_text(json.dumps(sentence_config.to_dict(), indent=2) + "\n")
     for name in TOKENIZER_FILES:
         if (transformer_dir / name).is_file():
             shutil.copyfile(transformer_dir / name, dst / name)
-    if not (dst / "tokenizer.json").is_file():
-        raise ConfigError(f"{transformer_dir}: no tokenizer.json (a fast WordPiece tokenizer)")
     return dst
+
+
+TORCH_ACTIVATIONS = {
+    "identity": "torch.nn.modules.linear.Identity",
+    "tanh": "torch.nn.modules.activation.Tanh",
+    "relu": "torch.nn.modules.activation.ReLU",
+    "gelu": "torch.nn.modules.activation.GELU",
+    "sigmoid": "torch.nn.modules.activation.Sigmoid",
+}
 
 
 def export_sentence_transformers(src: str | Path, dst: str | Path) -> Path:
     """Write minisbert folder ``src`` as a sentence-transformers folder.
 
-    ``SentenceTransformer(dst)`` loads the result."""
+    ``SentenceTransformer(dst)`` loads the result, in 6.2, 6.3 and older releases alike:
+    the module classes under their long-standing ``sentence_transformers.models`` names
+    (which 6.x still resolves), the maximum length both as sentence_bert_config.json's
+    ``max_seq_length`` and as tokenizer_config.json's ``model_max_length``, the pooling as
+    6.x writes it (``pooling_mode``, ``embedding_dimension``)."""
     src, dst = Path(src), Path(dst)
     config = BertConfig.from_json(src / "config.json")
     sentence_config = SentenceConfig.from_json(src / "sentence.json")
     params = read_safetensors(src / "model.safetensors")
     check_params(expected_params(config), params, src / "model.safetensors")
+    dense = read_safetensors(src / "dense.safetensors") if sentence_config.dense else {}
 
     dst.mkdir(parents=True, exist_ok=True)
     write_safetensors_atomic(minisbert_to_checkpoint(params, config), dst / "model.safetensors")
     hf_config = {"architectures": ["BertModel"], "position_embedding_type": "absolute",
-                 "pad_token_id": 0, **config.to_dict()}
-    (dst / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+                 "pad_token_id": 0, **config.to_dict()}  # fmt: skip
+    _write_json(hf_config, dst / "config.json")
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
-    st_config = {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False}
-    (dst / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
-    modules = [
-        {"idx": 0, "name": "0", "path": "",
-         "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"},
-    ]
+    tokenizer_config = dict(
+        _json_object(src / "tokenizer_config.json")
+        if (src / "tokenizer_config.json").is_file()
+        else {"tokenizer_class": "BertTokenizer"}
+    )
+    tokenizer_config["model_max_length"] = sentence_config.max_seq_length
+    _write_json(tokenizer_config, dst / "tokenizer_config.json")
+    _write_json(
+        {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False},
+        dst / "sentence_bert_config.json",
+    )
+    modules = [{"path": "", "type": "Transformer"}, {"path": "1_Pooling", "type": "Pooling"}]
+    poolings = [mode.replace("mean_sqrt_len", "mean_sqrt_len_tokens")
+                for mode in sentence_config.poolings]  # fmt: skip
     pooling = {
-        "word_embedding_dimension": config.hidden_size,
-        "pooling_mode_cls_token": sentence_config.pooling == "cls",
-        "pooling_mode_mean_tokens": sentence_config.pooling == "mean",
-        "pooling_mode_max_tokens": sentence_config.pooling == "max",
-        "pooling_mode_mean_sqrt_len_tokens": sentence_config.pooling == "mean_sqrt_len",
+        "embedding_dimension": config.hidden_size,
+        "pooling_mode": poolings[0] if len(poolings) == 1 else poolings,
+        "include_prompt": True,
     }
-    (dst / "1_Pooling").mkdir(exist_ok=True)
-    (dst / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    _write_json(pooling, dst / "1_Pooling" / "config.json")
+    for layer, dense_config in enumerate(sentence_config.dense):
+        folder = f"{len(modules)}_Dense"
+        modules.append({"path": folder, "type": "Dense"})
+        _write_json(
+            {"in_features": dense_config.in_features, "out_features": dense_config.out_features,
+             "bias": dense_config.bias,
+             "activation_function": TORCH_ACTIVATIONS[dense_config.activation]},
+            dst / folder / "config.json",
+        )  # fmt: skip
+        tensors = {"linear.weight": dense[f"{layer}.linear.kernel"].T}  # (in, out) -> (out, in)
+        if dense_config.bias:
+            tensors["linear.bias"] = dense[f"{layer}.linear.bias"]
+        write_safetensors_atomic(tensors, dst / folder / "model.safetensors")
     if sentence_config.normalize:
-        modules.append(
-            {"idx": 2, "name": "2", "path": "2_Normalize",
-             "type": "sentence_transformers.models.Normalize"}
-        )
-        (dst / "2_Normalize").mkdir(exist_ok=True)
-    (dst / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+        modules.append({"path": f"{len(modules)}_Normalize", "type": "Normalize"})
+        (dst / modules[-1]["path"]).mkdir(exist_ok=True)
+    if sentence_config.prompts:
+        _write_json(
+            {"prompts": sentence_config.prompt_texts,
+             "default_prompt_name": sentence_config.default_prompt_name,
+             "similarity_fn_name": "cosine"},
+            dst / "config_sentence_transformers.json",
+        )  # fmt: skip
+    _write_json(
+        [{"idx": i, "name": str(i), "path": m["path"],
+          "type": f"sentence_transformers.models.{m['type']}"} for i, m in enumerate(modules)],
+        dst / "modules.json",
+    )  # fmt: skip
     return dst
+
+
+def _write_json(values: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values, indent=2) + "\n")

@@ -8,6 +8,11 @@ does not depend on how long its batch neighbours are.
     cls            u = x_0                                   the [CLS] token
     max            u_d = max_{t: m_t = 1} x_{t,d}
     mean_sqrt_len  u = sum_t m_t x_t / sqrt(sum_t m_t)
+    weightedmean   u = sum_t t m_t x_t / sum_t t m_t   (t = 1, 2, ...: later tokens weigh more)
+    lasttoken      u = x_{t*}, t* the last real token        ([SEP] for BERT)
+
+Several modes at once give their vectors side by side, (B, K D) for K modes, in the
+order the modes are listed (sentence-transformers' multi-mode Pooling).
 
 Shapes: B batch, T tokens, D hidden size.
 """
@@ -67,23 +72,53 @@ def mean_sqrt_len_pooling(
     return summed / jnp.sqrt(counts)
 
 
+def weightedmean_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T)
+) -> jax.Array:  # (B, D)
+    """u = sum_t w_t x_t / sum_t w_t with w_t = t m_t (positions from 1): a mean in which
+    each token counts as much as its position, as in SGPT's position-weighted mean."""
+    mask = _float_mask(attention_mask, token_embeddings)  # (B, T, 1)
+    positions = jnp.arange(1, token_embeddings.shape[1] + 1, dtype=mask.dtype)  # (T,)
+    weights = mask * positions[None, :, None]  # (B, T, 1)
+    summed = jnp.sum(token_embeddings * weights, axis=1)  # (B, D)
+    return summed / jnp.maximum(jnp.sum(weights, axis=1), 1e-9)
+
+
+def lasttoken_pooling(
+    token_embeddings: jax.Array,  # (B, T, D)
+    attention_mask: jax.Array,  # (B, T)
+) -> jax.Array:  # (B, D)
+    """u = x_{t*}, t* = max{t : m_t = 1}, the last real token (padding sits after it)."""
+    T = token_embeddings.shape[1]
+    last = jnp.argmax(attention_mask * jnp.arange(1, T + 1), axis=1)  # (B,)
+    return jnp.take_along_axis(token_embeddings, last[:, None, None], axis=1)[:, 0, :]
+
+
 POOLINGS: dict[str, PoolingFn] = {
     "mean": mean_pooling,
     "cls": cls_pooling,
     "max": max_pooling,
     "mean_sqrt_len": mean_sqrt_len_pooling,
+    "weightedmean": weightedmean_pooling,
+    "lasttoken": lasttoken_pooling,
 }
 
 
 def pool(
-    mode: str,
+    mode: str | tuple[str, ...],
     token_embeddings: jax.Array,  # (B, T, D)
     attention_mask: jax.Array,  # (B, T)
-) -> jax.Array:  # (B, D)
-    """Apply the pooling named ``mode`` (one of ``POOLINGS``)."""
-    if mode not in POOLINGS:
-        raise ValueError(f"unknown pooling mode {mode!r}; choose one of {sorted(POOLINGS)}")
-    return POOLINGS[mode](token_embeddings, attention_mask)
+) -> jax.Array:  # (B, D), or (B, K D) for K modes
+    """Apply the pooling named ``mode`` (one of ``POOLINGS``), or several, concatenated."""
+    modes = (mode,) if isinstance(mode, str) else tuple(mode)
+    for name in modes:
+        if name not in POOLINGS:
+            raise ValueError(f"unknown pooling mode {name!r}; choose one of {sorted(POOLINGS)}")
+    if not modes:
+        raise ValueError(f"no pooling mode given; choose from {sorted(POOLINGS)}")
+    pooled = [POOLINGS[name](token_embeddings, attention_mask) for name in modes]  # K x (B, D)
+    return pooled[0] if len(pooled) == 1 else jnp.concatenate(pooled, axis=-1)  # (B, K D)
 
 
 def normalize(
