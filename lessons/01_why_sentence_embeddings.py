@@ -291,15 +291,25 @@ def most_similar_pair(embeddings: np.ndarray) -> tuple[int, int]:
 # %% [markdown]
 # The check compares your answer with `minisbert.similarity.paraphrase_mining_embeddings`,
 # which does the same job in chunks (so that 1,000,000 sentences need not fit in one
-# matrix), on a hand-made case and on 500 real sentences.
+# matrix), on hand-made cases and on 500 real sentences. The model's vectors have length
+# 1, where cosine and dot product agree; so the check also stretches each vector by its
+# own factor, which changes every dot product and no cosine.
 
 # %%
 def check_most_similar_pair(fn) -> None:
     toy = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [-1.0, 0.0]])
     assert tuple(fn(toy)) == (0, 2), f"toy case: expected (0, 2), got {fn(toy)}"
+    # Rows 0 and 1 point almost the same way; row 2 is long, so its dot products are large.
+    lengths_differ = np.array([[1.0, 0.0], [0.99, 0.14], [10.0, 5.0]])
+    got = tuple(fn(lengths_differ))
+    assert got == (0, 1), f"vectors of different lengths: expected (0, 1), got {got} (cosine, "\
+        "not dot product: divide by the lengths)"
     sample = embeddings[:500]
     _, i, j = paraphrase_mining_embeddings(sample, top_k=5)[0]
     assert tuple(fn(sample)) == (i, j), f"expected {(i, j)}, got {fn(sample)}"
+    stretched = sample * np.random.default_rng(0).uniform(0.2, 5.0, size=(len(sample), 1))
+    got = tuple(fn(stretched))
+    assert got == (i, j), f"stretched vectors: expected {(i, j)}, got {got} (cosine ignores length)"
 
 
 most_similar_pair = lesson.exercise(

@@ -284,10 +284,13 @@ def masked_max_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarray)
 
 # %% [markdown]
 # The check compares with `minisbert.pooling.max_pooling` on the real padded batch from
-# above, and on a hand-made batch where an unmasked max would pick a padding zero.
+# above, and on a hand-made batch where an unmasked max would pick a padding zero. Your
+# function may not call `max_pooling` or `pool` itself: `lesson.by_hand` makes the check
+# fail if it does.
 
 # %%
 def check_masked_max_pooling(fn) -> None:
+    fn = lesson.by_hand(fn, max_pooling, pool)
     expected = np.asarray(max_pooling(jnp.asarray(X), jnp.asarray(attention_mask)))
     got = np.asarray(fn(X, attention_mask))
     assert got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape}"

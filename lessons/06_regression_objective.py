@@ -284,8 +284,10 @@ def cosent(u: np.ndarray, v: np.ndarray, scores: np.ndarray, scale: float = 20.0
 
 # %% [markdown]
 # The check compares with `minisbert.losses.cosent_loss` on the batch above, on the same
-# batch with tied scores, with another scale, and on a batch ranked exactly backwards
-# with a large scale (where a naive exp overflows, even in float64).
+# batch with tied scores, with another scale, with every vector stretched by its own factor
+# (the model's vectors have length 1, where a dot product passes for a cosine; stretched
+# ones tell them apart), and on a batch ranked exactly backwards with a large scale (where
+# a naive exp overflows, even in float64).
 
 # %%
 def check_cosent(fn) -> None:
@@ -293,11 +295,16 @@ def check_cosent(fn) -> None:
         return float(cosent_loss(jnp.asarray(u), jnp.asarray(v), jnp.asarray(s), scale=scale))
 
     tied = np.round(s * 2) / 2  # scores 0, 0.5, 1: several ties
-    cases = [(u, v, s, 20.0), (u, v, tied, 20.0), (u, v, s, 5.0)]
-    for case in cases:
+    rng = np.random.default_rng(0)
+    u_long, v_long = (x * rng.uniform(0.2, 5.0, size=(len(x), 1)) for x in (u, v))  # (B, D)
+    cases = {"the batch": (u, v, s, 20.0), "tied scores": (u, v, tied, 20.0),
+             "scale 5": (u, v, s, 5.0), "stretched vectors": (u_long, v_long, s, 20.0)}
+    for name, case in cases.items():
         got, expected = float(fn(*case)), library(*case)
-        assert np.isfinite(got), f"not finite: {got}"
-        assert abs(got - expected) < 1e-4 * max(1.0, abs(expected)), f"got {got}, not {expected}"
+        assert np.isfinite(got), f"{name}: not finite: {got}"
+        assert abs(got - expected) < 1e-4 * max(1.0, abs(expected)), \
+            f"{name}: got {got}, not {expected}" + (
+                " (a cosine divides by both lengths)" if name == "stretched vectors" else "")
     # Backwards: the pair with gold 1 has cos -1, the pair with gold 0 has cos 1.
     a = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     b = np.array([[-1.0, 0.0], [1.0, 0.0]], dtype=np.float32)

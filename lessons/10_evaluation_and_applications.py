@@ -310,6 +310,7 @@ def top_k_search(query_vec: np.ndarray, corpus: np.ndarray, k: int) -> list[tupl
 
 # %%
 def check_top_k_search(fn) -> None:
+    fn = lesson.by_hand(fn, semantic_search)  # the check fails if fn calls semantic_search
     # A case small enough to do in your head: the query points mostly along x.
     tiny = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0]])  # lengths differ: cosine, not dot
     got = fn(np.array([1.0, 0.1]), tiny, 2)

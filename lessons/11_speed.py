@@ -306,9 +306,13 @@ print(f"smart batching: {speed['sorted'] / speed['unsorted'] - 1:+.0%} sentences
 # Write `padding_efficiency(lengths, batch_size, sort, max_length=256)`: the fraction of
 # token slots that hold real tokens when minisbert batches sentences of these token
 # lengths. Reproduce `smart_batches`'s rules from its source (`minisbert/batching.py`):
-# optionally sort longest first; cut into batches of `batch_size`; each batch is padded
-# to `bucket_length(longest, max_length)` columns and has `batch_rows(n, batch_size)`
-# rows, even the short last one. No arrays needed: it is arithmetic on lengths.
+# cap each length at `max_length`; optionally sort longest first; cut into batches of
+# `batch_size`. Each batch is padded to `bucket_length(longest, max_length)` columns, its
+# own longest length rounded up to a bucket, and to `batch_rows(len(lengths), batch_size)`
+# rows. Careful: that `n` is the number of sentences in the *whole call*, not in the
+# batch, so every batch has the same rows, the short last one included (`batch_size`
+# rows, or the next power of two when the whole call is smaller than one batch). No
+# arrays needed: it is arithmetic on lengths.
 
 # %%
 def padding_efficiency(lengths: list[int], batch_size: int, sort: bool,
@@ -320,9 +324,11 @@ def padding_efficiency(lengths: list[int], batch_size: int, sort: bool,
 def check_padding_efficiency(fn) -> None:
     # By hand: [3, 30] -> 2 rows x 32 slots, [5, 9] -> 2 x 16, [7] -> 2 x 8 (a short
     # last batch keeps its 2 rows): 54 real tokens in 112 slots.
-    assert np.isclose(fn([3, 30, 5, 9, 7], 2, sort=False), 54 / 112)
+    got = fn([3, 30, 5, 9, 7], 2, sort=False)
+    assert np.isclose(got, 54 / 112), f"unsorted, by hand: expected 54/112, got {got}"
     # Sorted: [30, 9] -> 2 x 32, [7, 5] -> 2 x 8, [3] -> 2 x 8: 54 in 96.
-    assert np.isclose(fn([3, 30, 5, 9, 7], 2, sort=True), 54 / 96)
+    got = fn([3, 30, 5, 9, 7], 2, sort=True)
+    assert np.isclose(got, 54 / 96), f"sorted, by hand: expected 54/96, got {got}"
     # Real data: the same as counting the slots of smart_batches' own arrays.
     for sort in (True, False):
         for size in (8, 32, 100):

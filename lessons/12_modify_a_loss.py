@@ -147,6 +147,7 @@ GOLDEN_TRIPLET = (1 / math.sqrt(2) + 0.5) / 2  # 0.6036, the table above
 
 
 def check_cosine_triplet(fn: LossFn) -> None:
+    fn = lesson.by_hand(fn, triplet_loss)  # the check fails if fn calls the library's loss
     golden = (GOLDEN_ANCHOR, GOLDEN_POSITIVE, GOLDEN_NEGATIVE)
     value = float(fn(*golden))
     assert abs(value - GOLDEN_TRIPLET) < 1e-6, f"golden: expected {GOLDEN_TRIPLET:.6f}, got {value}"
@@ -317,6 +318,7 @@ print(f"rows {golden_rows:.6f}, columns {golden_columns:.6f}, loss {GOLDEN_SYMME
 
 
 def check_symmetric_mnrl(fn: LossFn) -> None:
+    fn = lesson.by_hand(fn, multiple_negatives_ranking_loss)  # write it with cos_sim
     anchors = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # (2, 2)
     positives = jnp.array([[1.0, 0.0], [1.0, 1.0]])  # (2, 2)
     value = float(fn(anchors, positives, scale=1.0))
@@ -335,8 +337,9 @@ symmetric_mnrl_loss = lesson.exercise(
 
 # %% [markdown]
 # The check gives away a one-line solution: the column loss is the library's MNRL with the
-# roles of anchors and positives swapped (and no negatives). Writing it out with `cos_sim`
-# first is still the better exercise: it is the (B, 2B) matrix read two ways.
+# roles of anchors and positives swapped (and no negatives). The check refuses it (its
+# `lesson.by_hand` fails if your function calls `multiple_negatives_ranking_loss`): writing
+# it out with `cos_sim` is the exercise, the (B, 2B) matrix read two ways.
 #
 # ## Train with it
 #

@@ -50,7 +50,7 @@ DATA_MARKERS = ("stsbenchmark", "sick", "snli")  # a data folder holds at least 
 
 
 def cache_dir() -> Path:
-    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert`` (the same folder as ``minisbert fetch``)."""
+    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert``: the cache of ``minisbert fetch``."""
     return Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
 
 
@@ -195,7 +195,9 @@ def _name(f: Callable[..., Any]) -> str:
 
 
 @contextmanager
-def _forbidden(namespace: dict[str, Any], library: tuple[Callable[..., Any], ...]) -> Iterator[None]:
+def _forbidden(
+    namespace: dict[str, Any], library: tuple[Callable[..., Any], ...]
+) -> Iterator[None]:
     def stand_in(f: Callable[..., Any]) -> Callable[..., Any]:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError(f"your function calls {_name(f)}: the exercise asks you to "

@@ -1,16 +1,42 @@
-"""Every lesson runs top to bottom in fast mode, and its .ipynb twin matches its .py source.
+"""The lessons: they run as a student runs them, their checks refuse wrong answers.
 
-A lesson ends with asserts that fail when its claims are false, so running it is a test.
-Fast mode (MINISBERT_FAST=1) shrinks data and training steps so the suite stays short.
+- Each .ipynb twin matches its .py source.
+- A lesson runs top to bottom in fast mode with every exercise unsolved (the check cells go
+  on with the reference solution), from ``lessons/`` and from an empty folder, with
+  ``MINISBERT_DATA`` unset and the data in the cache folder that ``lesson.setup()`` searches.
+  One cheap lesson in the default suite; every lesson in the slow tier.
+- Each exercise check, taken out of its lesson and run on small made-up inputs, passes the
+  reference solution and fails (AssertionError) for the wrong answers a student might give:
+  a dot product where a cosine is asked, a call to the library function to be written.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import runpy
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
+import jax
+import jax.numpy as jnp
+import jupytext
+import numpy as np
+import optax
 import pytest
+
+import minisbert.pooling
+from minisbert import lesson
+from minisbert.batching import batch_rows, bucket_length, smart_batches
+from minisbert.data import DataError
+from minisbert.distances import cos_sim
+from minisbert.loss_check import check_loss, random_inputs
+from minisbert.losses import cosent_loss, multiple_negatives_ranking_loss, triplet_loss
+from minisbert.pooling import max_pooling, pool
+from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
 
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 sys.path.insert(0, str(LESSONS))
@@ -18,6 +44,7 @@ sys.path.insert(0, str(LESSONS))
 from run import execute, in_sync, lesson_sources  # noqa: E402
 
 SOURCES = lesson_sources()
+CHEAP_LESSON = "02_tokenization"  # the quickest to run, about half a minute in fast mode
 
 
 def test_there_are_lessons():
@@ -32,12 +59,243 @@ def test_notebook_in_sync(source: Path):
     )
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_lesson_starts_with_the_set_up_cell(source: Path):
+    first = next(c for c in jupytext.read(source).cells if c.cell_type == "code")
+    assert "lesson.setup()" in first.source, f"{source.name}: the first code cell is not set-up"
+
+
+# ---------------------------------------------------------------- running whole lessons
+
+
+def run_as_a_student(source: Path, cwd: Path, tmp_path: Path, data_dir: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast mode, exercises unsolved, MINISBERT_DATA unset: the data sits in the cache."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "data").symlink_to(data_dir)
+    monkeypatch.setenv("MINISBERT_CACHE", str(cache))
+    monkeypatch.delenv("MINISBERT_DATA", raising=False)
+    monkeypatch.delenv("MINISBERT_SOLUTIONS", raising=False)
+    monkeypatch.setenv("MINISBERT_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    execute(source, out_dir=None, timeout=900, cwd=cwd)
+
+
+@pytest.mark.parametrize("where", ["lessons", "empty folder"])
+def test_a_cheap_lesson_runs_from_anywhere(where, tmp_path, pretrained_dir, data_dir,
+                                           monkeypatch):
+    (source,) = lesson_sources([CHEAP_LESSON])
+    cwd = LESSONS if where == "lessons" else tmp_path / "empty"
+    cwd.mkdir(exist_ok=True)
+    run_as_a_student(source, cwd, tmp_path, data_dir, monkeypatch)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_lesson_runs_in_fast_mode(source: Path, pretrained_dir, data_dir, monkeypatch):
-    monkeypatch.setenv("MINISBERT_FAST", "1")
-    monkeypatch.setenv("MINISBERT_SOLUTIONS", "1")
-    monkeypatch.setenv("MINISBERT_DATA", str(data_dir))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    execute(source, out_dir=None, timeout=600)
-    assert os.environ["MINISBERT_FAST"] == "1"
+def test_lesson_runs_from_an_empty_folder(source: Path, tmp_path, pretrained_dir, data_dir,
+                                          monkeypatch):
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    run_as_a_student(source, cwd, tmp_path, data_dir, monkeypatch)
+
+
+# ---------------------------------------------------------------- minisbert.lesson
+
+
+def test_setup_finds_the_data_in_the_cache(tmp_path, monkeypatch, data_dir, pretrained_dir):
+    (tmp_path / "data").symlink_to(data_dir)
+    monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path))
+    monkeypatch.delenv("MINISBERT_DATA", raising=False)
+    paths = lesson.setup()
+    assert paths.data == tmp_path / "data"
+    assert os.environ["MINISBERT_DATA"] == str(tmp_path / "data"), "load_dataset must find it"
+    assert paths.solutions == LESSONS / "solutions"
+    assert (paths.weights / "tokenizer.json").is_file()
+
+
+def test_missing_data_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path))
+    monkeypatch.delenv("MINISBERT_DATA", raising=False)
+    monkeypatch.setattr(lesson, "REPO", tmp_path / "no-repo")  # no ../shared/data either
+    with pytest.raises(DataError, match="minisbert data fetch --dest"):
+        lesson.find_data(download=False)
+    monkeypatch.setenv("MINISBERT_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="MINISBERT_DATA="):
+        lesson.find_data(download=False)
+
+
+def test_exercise_goes_on_with_the_solution_and_refuses_a_wrong_answer(capsys):
+    def most_similar_pair(embeddings):
+        raise NotImplementedError("your code here")
+
+    def check(fn):
+        assert tuple(fn(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]))) == (0, 2), "wrong pair"
+
+    got = lesson.exercise(check, most_similar_pair, lesson="01_why_sentence_embeddings")
+    assert got is not most_similar_pair and got.__name__ == "most_similar_pair"
+    assert "not solved yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="wrong pair"):
+        lesson.exercise(check, lambda e: (0, 1), lesson="01_why_sentence_embeddings")
+
+
+def test_by_hand_catches_the_library_however_it_is_called():
+    x, mask = jnp.ones((1, 2, 3)), jnp.array([[1, 0]])
+    with pytest.raises(AssertionError, match="itself"):
+        lesson.by_hand(max_pooling, max_pooling)
+    calls = [lambda x, m: max_pooling(x, m), lambda x, m: minisbert.pooling.max_pooling(x, m)]
+    for fn in calls:
+        with pytest.raises(AssertionError, match="calls minisbert.pooling.max_pooling"):
+            lesson.by_hand(fn, max_pooling)(x, mask)
+    assert lesson.by_hand(lambda x, m: x.max(axis=1), max_pooling)(x, mask).shape == (1, 3)
+    assert float(max_pooling(x, mask).sum()) == 3.0, "the library is restored afterwards"
+
+
+# ---------------------------------------------------------------- exercise checks
+
+
+def check_from(stem: str, name: str, **inputs: Any):
+    """The check function ``name`` of lesson ``stem``, defined by running its cell alone
+    with ``inputs`` for the lesson's variables (small made-up arrays)."""
+    (source,) = lesson_sources([stem])
+    cell = next(c.source for c in jupytext.read(source).cells
+                if c.cell_type == "code" and f"def {name}(" in c.source)
+    fake_lesson = types.SimpleNamespace(exercise=lambda *a, **k: None, by_hand=lesson.by_hand)
+    namespace = {"np": np, "jnp": jnp, "jax": jax, "math": math, "optax": optax,
+                 "lesson": fake_lesson, **inputs}
+    call = re.search(r"lesson\.exercise\((.*?)lesson=", cell, re.S)
+    for answer in re.findall(r"\w+", call.group(1) if call else ""):
+        namespace.setdefault(answer, None)  # the answers the exercise call names, unused here
+    exec(cell, namespace)  # noqa: S102 - the lesson's own cell
+    return namespace[name]
+
+
+def solution(stem: str, name: str):
+    return runpy.run_path(str(LESSONS / "solutions" / f"{stem}.py"))[name]
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_01_check_refuses_a_dot_product():
+    stem = "01_why_sentence_embeddings"
+    check = check_from(stem, "check_most_similar_pair",
+                       embeddings=unit_rows(np.random.default_rng(0), 500, 16),
+                       paraphrase_mining_embeddings=paraphrase_mining_embeddings)
+
+    def by_dot_product(embeddings):
+        S = embeddings @ embeddings.T  # (n, n) dot products, lengths not divided out
+        S[np.tril_indices(len(S))] = -np.inf
+        return tuple(int(k) for k in np.unravel_index(np.argmax(S), S.shape))
+
+    check(solution(stem, "most_similar_pair"))
+    with pytest.raises(AssertionError, match="cosine"):
+        check(by_dot_product)
+
+
+def test_06_check_refuses_a_dot_product():
+    stem = "06_regression_objective"
+    rng = np.random.default_rng(0)
+    check = check_from(stem, "check_cosent", u=unit_rows(rng, 8, 16), v=unit_rows(rng, 8, 16),
+                       s=rng.uniform(size=8).astype(np.float32), cosent_loss=cosent_loss)
+    reference = solution(stem, "cosent")
+
+    def by_dot_product(u, v, scores, scale=20.0):
+        dots = np.sum(u * v, axis=1)  # (B,) the cosines only when |u_i| = |v_i| = 1
+        diff = scale * (dots[None, :] - dots[:, None])  # (B, B) scale (dot_j - dot_i)
+        terms = np.concatenate([[0.0], diff[scores[:, None] > scores[None, :]]])
+        return float(terms.max() + np.log(np.sum(np.exp(terms - terms.max()))))
+
+    check(reference)
+    with pytest.raises(AssertionError, match="stretched vectors"):
+        check(by_dot_product)
+
+
+def test_04_check_refuses_the_library():
+    stem = "04_pooling"
+    rng = np.random.default_rng(0)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    check = check_from(stem, "check_masked_max_pooling", X=rng.normal(size=(2, 4, 8)),
+                       attention_mask=mask, max_pooling=max_pooling, pool=pool)
+    check(solution(stem, "masked_max_pooling"))
+    wrong = [max_pooling,
+             lambda x, m: np.asarray(max_pooling(jnp.asarray(x), jnp.asarray(m))),
+             lambda x, m: np.asarray(minisbert.pooling.pool(jnp.asarray(x), jnp.asarray(m), "max"))]
+    for fn in wrong:
+        with pytest.raises(AssertionError):
+            check(fn)
+
+
+def test_09_check_refuses_autodiff():
+    stem = "09_in_batch_negatives"
+    check = check_from(stem, "check_logit_gradient",
+                       S_hard=20 * np.random.default_rng(0).uniform(-1, 1, size=(8, 16)),
+                       multiple_negatives_ranking_loss=multiple_negatives_ranking_loss)
+    check(solution(stem, "logit_gradient"))
+
+    def by_autodiff(logits):
+        def loss(z):
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+                z, jnp.arange(z.shape[0])))
+        return np.asarray(jax.grad(loss)(jnp.asarray(logits, jnp.float32)))
+
+    with pytest.raises(AssertionError, match="jax"):
+        check(by_autodiff)
+
+
+def test_10_check_refuses_semantic_search():
+    stem = "10_evaluation_and_applications"
+    rng = np.random.default_rng(0)
+    check = check_from(stem, "check_top_k_search", queries=["a", "b"],
+                       query_embeddings=unit_rows(rng, 2, 16),
+                       corpus_embeddings=rng.normal(size=(50, 16)).astype(np.float32),
+                       semantic_search=semantic_search)
+    check(solution(stem, "top_k_search"))
+
+    def by_library(query_vec, corpus, k):
+        hits = semantic_search(query_vec, corpus, top_k=k)[0]
+        return [(h["corpus_id"], h["score"]) for h in hits]
+
+    with pytest.raises(AssertionError, match="semantic_search"):
+        check(by_library)
+
+
+def test_11_check_refuses_rows_per_batch():
+    stem = "11_speed"
+    token_ids = [[1] * n for n in np.random.default_rng(0).integers(3, 60, size=70)]
+    check = check_from(stem, "check_padding_efficiency", token_ids=token_ids, MAX_LENGTH=256,
+                       real_tokens=sum(map(len, token_ids)), smart_batches=smart_batches)
+    check(solution(stem, "padding_efficiency"))
+
+    def rows_of_each_batch(lengths, batch_size, sort, max_length=256):
+        lengths = sorted(lengths, reverse=True) if sort else list(lengths)
+        batches = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+        slots = sum(batch_rows(len(b), batch_size) * bucket_length(max(b), max_length)
+                    for b in batches)  # the misreading: n = the batch's own size
+        return sum(lengths) / slots
+
+    with pytest.raises(AssertionError, match="by hand"):
+        check(rows_of_each_batch)
+
+
+def test_12_checks_refuse_the_library():
+    stem = "12_modify_a_loss"
+    common = {"check_loss": check_loss, "random_inputs": random_inputs, "cos_sim": cos_sim,
+              "LossFn": Any}
+    check_triplet = check_from(stem, "check_cosine_triplet", triplet_loss=triplet_loss, **common)
+    check_triplet(solution(stem, "cosine_triplet_loss"))
+    with pytest.raises(AssertionError, match="triplet_loss"):
+        check_triplet(lambda a, p, n, margin=0.5: triplet_loss(a, p, n, margin=margin,
+                                                                distance="cosine"))
+    check_symmetric = check_from(stem, "check_symmetric_mnrl", **common,
+                                 multiple_negatives_ranking_loss=multiple_negatives_ranking_loss)
+    check_symmetric(solution(stem, "symmetric_mnrl_loss"))
+
+    def by_library(anchors, positives, negatives=None, *, scale=20.0):
+        return 0.5 * (multiple_negatives_ranking_loss(anchors, positives, negatives, scale=scale)
+                      + multiple_negatives_ranking_loss(positives, anchors, scale=scale))
+
+    with pytest.raises(AssertionError, match="multiple_negatives_ranking_loss"):
+        check_symmetric(by_library)
