@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from minisbert.archive import UnsafeArchiveError, safe_target, tar_member_kind, zip_member_kind
 from minisbert.data.lines import DataError
 
 MIRROR_ENV = "MINISBERT_DATA_MIRROR"
@@ -169,11 +170,15 @@ def _fetch_archive(url: str, folder: Path, release: Release, timeout: float) -> 
 def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
     """Write each archive member whose base name is in ``keep`` to ``folder / base name``.
 
-    Only base names are used, so no member can write outside ``folder``.
+    Only base names are used, so no member can write outside ``folder``. Still, an archive
+    with a member that could (an absolute path, '..', a link or a device file; see
+    ``minisbert.archive``) is refused whole before anything is written: it is not the release.
     """
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _check_member(folder, info.filename, zip_member_kind(info), url)
                 for info in zf.infolist():
                     member = PurePosixPath(info.filename)
                     if not info.is_dir() and member.name in keep and "__MACOSX" not in member.parts:
@@ -181,6 +186,8 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
                             _write_atomic(folder / member.name, src)
         else:
             with tarfile.open(archive, "r:*") as tf:
+                for info in tf.getmembers():
+                    _check_member(folder, info.name, tar_member_kind(info), url)
                 for info in tf:
                     name = PurePosixPath(info.name).name
                     src = tf.extractfile(info) if info.isfile() and name in keep else None
@@ -188,6 +195,13 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
                         _write_atomic(folder / name, src)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise DataError(f"{url}: not a readable zip or tar archive ({e})") from None
+
+
+def _check_member(folder: Path, name: str, kind: str, url: str) -> None:
+    try:
+        safe_target(folder, name, kind)
+    except UnsafeArchiveError as e:
+        raise DataError(f"{url}: unsafe archive member, refused: {e}") from None
 
 
 def _write_atomic(target: Path, src: IO[bytes]) -> None:
