@@ -249,7 +249,7 @@ if N_STS_PAIRS is not None:
 
 majority = max(collections.Counter(e.label for e in held_out).values()) / len(held_out)
 accuracy_before = nli_accuracy(encoder, classifier, held_out)
-spearman_before = evaluate_sts(encoder, sts_test)["spearman_cosine"]
+spearman_before = evaluate_sts(encoder, sts_test, show_progress_bar=True)["spearman_cosine"]
 print(f"held-out NLI accuracy before training: {100 * accuracy_before:.1f}% "
       f"(always guessing the commonest label: {100 * majority:.1f}%)")
 print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(sts_test)} pairs)")
@@ -335,7 +335,7 @@ trained_classifier = SoftmaxClassifier(D, spec["num_labels"], concat=spec["conca
 load_params(trained_classifier, result.output / "classifier.safetensors")
 
 accuracy_after = nli_accuracy(trained, trained_classifier, held_out)
-spearman_after = evaluate_sts(trained, sts_test)["spearman_cosine"]
+spearman_after = evaluate_sts(trained, sts_test, show_progress_bar=True)["spearman_cosine"]
 loss_seen_after = mean_nli_loss(trained, trained_classifier, train_check)
 print(f"loss on {len(train_check)} training pairs: {loss_seen_before:.4f} -> {loss_seen_after:.4f}")
 print(f"held-out NLI accuracy:     {100 * accuracy_before:5.1f}% -> {100 * accuracy_after:5.1f}%")

@@ -81,7 +81,7 @@ for example in test[:3]:
 snli = load_dataset("snli", "dev")
 premises = list(dict.fromkeys(e.sentence1 for e in snli))[:N_SNLI]
 corpus = list(dict.fromkeys([s for e in test for s in (e.sentence1, e.sentence2)] + premises))
-corpus_embeddings = encoder.encode(corpus)  # (M, D)
+corpus_embeddings = encoder.encode(corpus, show_progress_bar=True)  # (M, D)
 position = {sentence: i for i, sentence in enumerate(corpus)}
 print(f"corpus: {len(corpus)} sentences -> {corpus_embeddings.shape}")
 
@@ -200,7 +200,7 @@ plt.show()
 # more sentence pairs, the reference library reports 82.03.
 
 # %%
-results = evaluate_sts(encoder, test)
+results = evaluate_sts(encoder, test, show_progress_bar=True)
 for metric in ("cosine", "euclidean", "manhattan", "dot"):
     print(f"{metric:10s} Pearson {results['pearson_' + metric]:6.2f}   "
           f"Spearman {results['spearman_' + metric]:6.2f}")

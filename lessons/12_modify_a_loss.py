@@ -395,7 +395,7 @@ test = load_dataset("stsb", "test")
 if N_STS_PAIRS is not None:
     rng = np.random.default_rng(0)
     test = [test[i] for i in rng.choice(len(test), N_STS_PAIRS, replace=False)]
-spearman = {"pretrained": evaluate_sts(encoder, test)["spearman_cosine"]}
+spearman = {"pretrained": evaluate_sts(encoder, test, show_progress_bar=True)["spearman_cosine"]}
 print(f"STS-b test ({len(test)} pairs), pretrained: Spearman x100 = {spearman['pretrained']:.2f}")
 
 # %%
@@ -413,7 +413,8 @@ def train_and_score(name: str, loss_fn: LossFn) -> list[float]:
         progress=True,
     )
     result = train(config, loss_fn=loss_fn)
-    spearman[name] = evaluate_sts(SentenceEncoder.from_pretrained(result.output), test)[
+    spearman[name] = evaluate_sts(SentenceEncoder.from_pretrained(result.output), test,
+                                  show_progress_bar=True)[
         "spearman_cosine"
     ]
     shutil.rmtree(result.output)
