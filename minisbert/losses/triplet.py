@@ -85,3 +85,20 @@ def _pick(d: jax.Array, arg_best: Callable[..., jax.Array]) -> jax.Array:  # (B,
     torch's max/min, and hence the library, give it all to the first, and so do we.
     """
     return jnp.take_along_axis(d, arg_best(d, axis=1)[:, None], axis=1)[:, 0]
+
+
+def batch_hard_on_triplets(
+    anchor: jax.Array,  # (B, D)
+    positive: jax.Array,  # (B, D)
+    negative: jax.Array,  # (B, D)
+    loss_fn: Callable[..., jax.Array] = batch_hard_triplet_loss,
+    **options: float | str,
+) -> jax.Array:  # ()
+    """Batch-hard triplet loss (or ``loss_fn``, of embeddings and labels) on triplets.
+
+    {anchor_i, positive_i} is class i and negative_i a class of its own, so each sentence's
+    hardest negative is searched among all 3B sentences of the batch."""
+    B = anchor.shape[0]
+    embeddings = jnp.concatenate([anchor, positive, negative])  # (3B, D)
+    labels = jnp.concatenate([jnp.arange(B), jnp.arange(B), B + jnp.arange(B)])  # (3B,)
+    return loss_fn(embeddings, labels, **options)

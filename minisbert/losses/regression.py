@@ -1,4 +1,4 @@
-"""Losses for sentence pairs with a gold similarity score (STS-style data).
+"""The regression objective, and its ranking cousin: sentence pairs with a gold similarity score.
 
 Shapes: B batch, D hidden.
 

@@ -1,0 +1,141 @@
+"""The loss registry: every objective `minisbert train --loss NAME` knows, and what it trains on.
+
+Adding a loss is one file and one line: write the function in ``minisbert/losses/`` and add
+a ``Loss`` to ``REGISTRY`` below. The command line's choices, the check that the data suits
+the loss, the loss checker's cases and the tests all read this table.
+
+How the train step calls a loss. It embeds the S sides of a batch with the same model
+(e_1, ..., e_S, each (B, D)) and calls
+
+    loss([head,] e_1, ..., e_S, [labels])
+
+``head`` is passed only to a loss with trainable parameters of its own (the softmax
+classifier); ``labels`` only when the data has them. So the data decides the arguments:
+
+    data kind          sides  labels             called as
+    scored pairs       2      (B,) float score   loss(u, v, scores)
+    class pairs        2      (B,) int class     loss(u, v, labels)  (with the head: softmax)
+    0/1 pairs          2      (B,) int 0 or 1    loss(u, v, labels)
+    triplets           3      none               loss(anchor, positive, negative)
+    unlabelled pairs   2      none               loss(anchor, positive)
+
+**Your own loss from a file.** ``--loss my_losses.py:my_loss`` trains the function
+``my_loss`` of that file. Its parameter names say which data it needs: ``(u, v, scores)``
+scored pairs, ``(u, v, labels)`` 0/1 or class pairs, ``(anchor, positive, negative)``
+triplets, ``(anchor, positive)`` unlabelled pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+
+from minisbert.losses.contrastive import contrastive_loss, online_contrastive_loss
+from minisbert.losses.ranking import multiple_negatives_ranking_loss
+from minisbert.losses.regression import cosent_loss, cosine_similarity_loss
+from minisbert.losses.softmax import softmax_loss
+from minisbert.losses.triplet import batch_hard_on_triplets, batch_hard_triplet_loss, triplet_loss
+
+# The kinds of training data, and where a user gets each.
+DATA_KINDS = {
+    "scored pairs": "--data stsb, sick, or a file of sentence1, sentence2, score",
+    "class pairs": "--data snli, sick-nli, or a file of sentence1, sentence2, integer label",
+    "0/1 pairs": "a file of sentence1, sentence2, label 0 or 1",
+    "triplets": "--data snli-triplets, or a file of anchor, positive, negative",
+    "unlabelled pairs": "a file of sentence1, sentence2 (positive pairs, no label column)",
+}
+
+
+class LossError(ValueError):
+    """A --loss that names no registered loss, or a file loss that cannot be loaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """One objective: the pure function, and the data it trains on (keys of DATA_KINDS)."""
+
+    function: Callable[..., jax.Array]  # as tests and lessons call it
+    data: tuple[str, ...]
+    head: bool = False  # takes a trainable module first (the softmax classifier)
+    # How the train step calls it, where that differs from ``function``'s own arguments.
+    on_batch: Callable[..., jax.Array] | None = None
+
+    @property
+    def step_function(self) -> Callable[..., jax.Array]:
+        return self.on_batch or self.function
+
+
+REGISTRY: dict[str, Loss] = {
+    "softmax": Loss(softmax_loss, ("class pairs",), head=True),
+    "cosine": Loss(cosine_similarity_loss, ("scored pairs",)),
+    "cosent": Loss(cosent_loss, ("scored pairs",)),
+    "contrastive": Loss(contrastive_loss, ("0/1 pairs",)),
+    "online_contrastive": Loss(online_contrastive_loss, ("0/1 pairs",)),
+    "triplet": Loss(triplet_loss, ("triplets",)),
+    "batch_hard_triplet": Loss(
+        batch_hard_triplet_loss, ("triplets",), on_batch=batch_hard_on_triplets
+    ),
+    "mnrl": Loss(multiple_negatives_ranking_loss, ("triplets", "unlabelled pairs")),
+}
+
+# What a loss's parameter names say about the data it needs (for losses loaded from a file).
+_DATA_BY_PARAMETERS = {
+    ("u", "v", "scores"): ("scored pairs",),
+    ("u", "v", "labels"): ("0/1 pairs", "class pairs"),
+    ("anchor", "positive", "negative"): ("triplets",),
+    ("anchor", "positive"): ("unlabelled pairs",),
+}
+
+
+def get_loss(spec: str) -> Loss:
+    """The registry's loss named ``spec``, or ``FILE.py:FUNCTION`` loaded from a file."""
+    if spec in REGISTRY:
+        return REGISTRY[spec]
+    if ":" not in spec:
+        raise LossError(
+            f"unknown loss {spec!r}; use one of {', '.join(REGISTRY)}, or FILE.py:FUNCTION "
+            "for a loss of your own"
+        )
+    return load_file_loss(spec)
+
+
+def load_file_loss(spec: str) -> Loss:
+    """Load ``FILE.py:FUNCTION`` and read the data it needs from its parameter names."""
+    file, _, name = spec.rpartition(":")
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise LossError(f"--loss {spec}: {path} is not a file")
+    module_spec = importlib.util.spec_from_file_location(f"minisbert_user_loss_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise LossError(f"--loss {spec}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report any error in one line
+        raise LossError(
+            f"--loss {spec}: importing {path} failed: {type(err).__name__}: {err}"
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise LossError(f"--loss {spec}: {path} defines no function {name!r}")
+    required = tuple(
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
+    head = bool(required) and required[0] == "classifier"
+    data = _DATA_BY_PARAMETERS.get(required[1:] if head else required)
+    if data is None:
+        known = "; ".join(f"({', '.join(k)})" for k in _DATA_BY_PARAMETERS)
+        raise LossError(
+            f"--loss {spec}: cannot tell which data {name}{tuple(required)} trains on; name its "
+            f"arguments as one of {known}"
+        )
+    return Loss(function, data, head=head)
