@@ -14,6 +14,9 @@ does not depend on how long its batch neighbours are.
 Several modes at once give their vectors side by side, (B, K D) for K modes, in the
 order the modes are listed (sentence-transformers' multi-mode Pooling).
 
+After pooling, a model may L2-normalise (``normalize``, from ``minisbert.distances``):
+u / max(||u||, 1e-12), so that a dot product of two sentence vectors is their cosine.
+
 Shapes: B batch, T tokens, D hidden size.
 """
 
@@ -23,6 +26,8 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from minisbert.distances import normalize  # noqa: F401 - pooling's last step, re-exported
 
 PoolingFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -119,12 +124,3 @@ def pool(
         raise ValueError(f"no pooling mode given; choose from {sorted(POOLINGS)}")
     pooled = [POOLINGS[name](token_embeddings, attention_mask) for name in modes]  # K x (B, D)
     return pooled[0] if len(pooled) == 1 else jnp.concatenate(pooled, axis=-1)  # (B, K D)
-
-
-def normalize(
-    embeddings: jax.Array,  # (B, D)
-    eps: float = 1e-12,
-) -> jax.Array:  # (B, D), each row of unit length (a zero row stays zero)
-    """u / max(||u||_2, eps), so that a dot product of two rows is their cosine."""
-    norms = jnp.linalg.norm(embeddings, axis=-1, keepdims=True)  # (B, 1)
-    return embeddings / jnp.maximum(norms, eps)

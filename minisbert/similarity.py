@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minisbert import distances
+
 ScoreFn = Callable[[Any, Any], jax.Array]
 
 
@@ -30,11 +32,10 @@ def _as_2d(x: Any) -> jax.Array:
 
 
 def cos_sim(a: Any, b: Any) -> jax.Array:  # (N, M)
-    """Cosine similarity of every row of ``a`` (N, D) with every row of ``b`` (M, D)."""
-    a, b = _as_2d(a), _as_2d(b)
-    a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-12)  # (N, D)
-    b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-12)  # (M, D)
-    return a @ b.T
+    """Cosine similarity of every row of ``a`` (N, D) with every row of ``b`` (M, D).
+
+    ``distances.cos_sim`` for anything array-like, a single vector taken as one row."""
+    return distances.cos_sim(_as_2d(a), _as_2d(b))
 
 
 def dot_score(a: Any, b: Any) -> jax.Array:  # (N, M)
