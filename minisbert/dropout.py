@@ -7,10 +7,9 @@ the expected output equals the input:
 
 ``nnx.Dropout`` draws keep_i as ``uniform_i >= p``, one 32-bit random number per value.
 JAX's random numbers are counter-based (Threefry: 20 rounds of add, rotate and xor per pair
-of 32-bit words), and in a training step of all-MiniLM-L6-v2 they are not cheap: the 13
-dropout layers draw about 5.7 million values per step of 5 packed rows of 96 tokens, most
-of them for the attention probabilities (N x L x L per row and layer). Drawing them took
-34 ms on a 2-core CPU, a tenth of the step.
+of 32-bit words), and a training step draws millions of them, most for the attention
+probabilities (N x T x T per sentence and layer): a visible share of a step on a CPU
+(measured in bench/README.md).
 
 A dropout decision needs far fewer than 32 bits. Here each 32-bit word is cut into two
 16-bit halves (a bitcast, which moves no data), one per value:
@@ -19,8 +18,7 @@ A dropout decision needs far fewer than 32 bits. Here each 32-bit word is cut in
     halves = bitcast(words, uint16)                 (ceil(n/2), 2) uint16, uniform on 0..65535
     keep   = first n halves >= round(p * 65536)     (n,), reshaped to the input's shape
 
-So the same masks cost half the Threefry work (15 ms instead of 34 in the same
-measurement). The dropout rate becomes round(p * 65536) / 65536: 0.1000061 for p = 0.1.
+So the same masks cost half the Threefry work. The dropout rate becomes round(p * 65536) / 65536: 0.1000061 for p = 0.1.
 The scale uses that exact rate, so the expected output still equals the input.
 
 Everything else is ``nnx.Dropout``'s: the same RNG stream (a fresh key per call, saved in

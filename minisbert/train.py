@@ -46,12 +46,8 @@ up to buckets chosen once per run from the rows every batch needs
 one few. jit compiles one program per bucket.
 
 **Determinism.** The same config and seed give bit-identical losses and weights on the same
-machine: the shuffle, the dropout keys and the classifier's initialisation all come from
-``seed``, and XLA runs the same compiled program each time. Across machines the last bits
-may differ: XLA's CPU backend chooses how to vectorise and split a reduction (the sums inside
-a matmul, LayerNorm, the loss) by the CPU's instruction set (AVX2, AVX-512, NEON) and thread
-count, as another jaxlib version may; float addition is not associative, so the rounding
-changes (float32 keeps about 7 digits) and the gap can grow over a long run.
+machine (the shuffle, the dropout keys and the classifier all come from ``seed``). Another
+CPU or jaxlib may round float sums in another order, so the last bits can differ.
 
 Checkpoints and the output folder are ``minisbert.checkpoint``'s; the device mesh is
 ``minisbert.sharding``'s.
@@ -594,6 +590,7 @@ def train(
     and SIGTERM stop it before the next step with ``TrainingInterrupted``.
     """
     base_dir = resolve_model_dir(config.model)
+    run_guard.check_output(Path(config.output).expanduser(), base_dir, config.overwrite)
     output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
     with run_guard.RunGuard(output, base_dir, config) as guard:
         return _train(config, output, base_dir, guard, loss_fn, devices, on_step)
