@@ -1,6 +1,9 @@
 # minisbert: two commands do everything on a fresh machine.
 #   make demo    create .venv, install, fetch and convert the weights, run the demo
-#   make test    the whole offline suite, lessons included
+#   make test    the fast offline suite (at most 5 minutes on 2 cores): units, parity with the
+#                reference outputs, every loss, the lessons' exercise checks
+#   make test-all    make test, then the long tier (make test-slow): every lesson run in fast
+#                    mode, training reproductions, fuzzing
 # and, for the side-by-side checks against the real library:
 #   make test-live   a second environment (.venv-ref: torch CPU + sentence-transformers)
 #   make bench       speed and memory against sentence-transformers, printed as a table
@@ -16,7 +19,7 @@ WEIGHTS := weights/$(MODEL)/model.safetensors
 MINISBERT_DATA ?= $(abspath ../shared/data)
 export MINISBERT_DATA
 
-.PHONY: demo test test-live weights reference lessons bench recipes lint clean
+.PHONY: demo test test-slow test-all test-live weights reference lessons bench recipes lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +45,12 @@ demo: $(WEIGHTS)
 	$(VENV)/bin/minisbert demo
 
 test: $(WEIGHTS)
-	$(VENV)/bin/python -m pytest -m "not live"
+	$(VENV)/bin/python -m pytest -m "not live and not slow"
+
+test-slow: $(WEIGHTS)
+	$(VENV)/bin/python -m pytest -m "slow and not live"
+
+test-all: test test-slow
 
 test-live: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m pytest -m live
