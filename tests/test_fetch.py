@@ -110,10 +110,12 @@ def test_fetch_from_local_folder(tmp_path, st_folder):
     assert E.shape == (1, 36)
 
 
-def test_fetch_from_hub(tmp_path, known, hub, monkeypatch):
+@pytest.mark.parametrize("name", ["tiny-bert", "someone/tiny-bert"])  # by its hub id: pinned too
+def test_fetch_from_hub(tmp_path, known, hub, monkeypatch, name):
     endpoint, _ = hub
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    out = fetch("tiny-bert", tmp_path / "weights", source="hub", log=QUIET)
+    out = fetch(name, tmp_path / "weights", source="hub", log=QUIET)
+    assert out == tmp_path / "weights" / "tiny-bert"
     np.testing.assert_array_equal(
         SentenceEncoder.from_pretrained(out).encode(["a dog"]),
         SentenceEncoder.from_pretrained(tmp_path / "tiny").encode(["a dog"]),
