@@ -3,19 +3,26 @@
     OUTPUT/
         model.safetensors  config.json  sentence.json  tokenizer.json   the trained model
         classifier.safetensors  classifier.json                          softmax runs only
+        manifest.json                   the model files' checksums, written last
+        .minisbert-run.json  .minisbert-run.lock    the run's marker and lock (run_guard)
         checkpoints/
             step-00000500/
                 params.safetensors      every nnx.Param by dotted path (model.bert.*, classifier.*)
                 optimizer.safetensors   the optax state, flattened alike (opt_state.1.0.mu.*)
-                state.json              step, epoch, shuffle and dropout RNG state, the config
+                state.json              step, epoch, shuffle and dropout RNG state, the config,
+                                        the sha256 of the training data
+                manifest.json           the checksums of the three files above, written last
 
 OUTPUT is a minisbert model folder, so ``SentenceEncoder.from_pretrained(OUTPUT)`` and
 ``minisbert eval sts --model OUTPUT`` load it.
 
 **A checkpoint exists only when complete.** Every file is written to a temporary name and
-renamed into place (a rename is atomic), and ``state.json`` is written last: a run killed
-between files leaves a folder without ``state.json``, which ``latest_checkpoint`` ignores.
-So a crash loses at most the steps since the last complete checkpoint.
+renamed into place (a rename is atomic), and ``manifest.json`` is written last
+(``minisbert.manifest``): a run killed between files leaves a folder without a manifest,
+which ``latest_checkpoint`` ignores. So a crash loses at most the steps since the last
+complete checkpoint. Resuming also checks the files against the manifest
+(``verified_checkpoint``): a checkpoint truncated or damaged afterwards is skipped, with a
+message, for the newest one that is whole. Weights holding NaN or inf are never written.
 
 The optimiser state is an optax pytree (clip state, Adam's ``mu`` and ``nu`` per
 parameter, step counts). ``nnx.state(optimizer)`` names every leaf by its path in that
@@ -25,8 +32,9 @@ built the same way, which resuming checks (the config must match).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,7 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.weights import check_params, read_safetensors, save_params, write_safetensors_atomic
+from minisbert.manifest import (
+    MANIFEST,
+    ManifestError,
+    verify_manifest,
+    write_atomic,
+    write_manifest,
+)
+from minisbert.weights import check_params, flat_params, read_safetensors, write_safetensors_atomic
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -45,6 +60,10 @@ STATE = "state.json"
 
 class OutputError(RuntimeError):
     """The output folder cannot be created or written."""
+
+
+class NonFiniteWeights(ValueError):
+    """The weights hold NaN or inf: training diverged, and they are not worth saving."""
 
 
 def prepare_output(path: str | Path) -> Path:
@@ -128,38 +147,54 @@ def set_rng_state(node: nnx.Module, saved: dict[str, dict[str, Any]]) -> None:
 
 
 def _write_json_atomic(values: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(values, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(values, indent=1))
+
+
+def check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
+    """Raise NonFiniteWeights naming the first array of ``arrays`` holding NaN or inf."""
+    for name, value in arrays.items():
+        if not np.all(np.isfinite(value)):
+            raise NonFiniteWeights(f"{what}: {name} holds NaN or inf")
+
+
+def data_fingerprint(examples: list[Any]) -> str:
+    """sha256 of the training examples as loaded (texts and labels, in order), kept in
+    state.json so that --resume notices a changed data file. Line numbers take no part."""
+    digest = hashlib.sha256()
+    for example in examples:
+        fields = [getattr(example, f.name) for f in dataclasses.fields(example) if f.name != "line"]
+        digest.update(json.dumps(fields).encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 def save_checkpoint(
     folder: Path, step: int, trainable: nnx.Module, optimizer: nnx.Optimizer, state: dict[str, Any]
 ) -> Path:
-    """Write checkpoint ``step`` into ``folder``; ``state`` (JSON-able) goes into state.json."""
+    """Write checkpoint ``step`` into ``folder``; ``state`` (JSON-able) goes into state.json.
+
+    Raises NonFiniteWeights, writing nothing, if a parameter holds NaN or inf."""
+    params = flat_arrays(trainable, nnx.Param)
+    check_finite(params, f"the weights after step {step}")
     path = folder / f"step-{step:08d}"
     path.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(flat_arrays(trainable, nnx.Param), path / "params.safetensors")
+    (path / MANIFEST).unlink(missing_ok=True)  # a left-over folder is incomplete until the end
+    write_safetensors_atomic(params, path / "params.safetensors")
     write_safetensors_atomic(flat_arrays(optimizer, ...), path / "optimizer.safetensors")
     full = {"step": step, **state, "dropout_rng": rng_state(trainable)}
-    _write_json_atomic(full, path / STATE)  # last: its presence marks the checkpoint complete
+    _write_json_atomic(full, path / STATE)
+    write_manifest(path, ["params.safetensors", "optimizer.safetensors", STATE])  # last
     return path
 
 
+def _step(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
 def complete_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints (those with state.json), oldest first."""
+    """Complete checkpoints (those with a manifest), oldest first; not yet verified."""
     if not folder.is_dir():
         return []
-    found = [p for p in folder.glob("step-*") if (p / STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+    return sorted((p for p in folder.glob("step-*") if (p / MANIFEST).is_file()), key=_step)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -167,9 +202,28 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def verified_checkpoint(folder: Path, log: Any = print) -> Path | None:
+    """The newest checkpoint whose files match its manifest; ``log`` a line for each newer
+    one skipped (incomplete, truncated, damaged), naming it and why."""
+    found = sorted(folder.glob("step-*"), key=_step) if folder.is_dir() else []
+    for path in reversed(found):
+        try:
+            verify_manifest(path)
+            json.loads((path / STATE).read_text(encoding="utf-8"))["step"]
+        except (ManifestError, ValueError, KeyError, OSError) as err:
+            log(f"--resume: skipping checkpoint {path.name}: {err}")
+            continue
+        return path
+    return None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return json.loads((path / STATE).read_text(encoding="utf-8"))
+
+
 def restore_checkpoint(path: Path, trainable: nnx.Module, optimizer: nnx.Optimizer) -> dict:
     """Load parameters, optimiser state and RNG state in place; return state.json's contents."""
-    state = json.loads((path / STATE).read_text(encoding="utf-8"))
+    state = read_state(path)
     load_flat_arrays(trainable, nnx.Param, path / "params.safetensors")
     load_flat_arrays(optimizer, ..., path / "optimizer.safetensors")
     set_rng_state(trainable, state["dropout_rng"])
@@ -182,9 +236,8 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     if not complete:
         return
     newest_kept = complete[-keep:] if keep > 0 else complete[-1:]
-    oldest_step = int(newest_kept[0].name.split("-")[1])
     for path in folder.glob("step-*"):
-        if int(path.name.split("-")[1]) < oldest_step:
+        if _step(path) < _step(newest_kept[0]):
             shutil.rmtree(path)
 
 
@@ -196,17 +249,29 @@ def save_model(
 ) -> None:
     """Write ``model`` (a SentenceModel) as a minisbert model folder, tokenizer from ``base_dir``.
 
-    The weights are those of ``model.bert``, under minisbert names."""
-    save_params(model.bert, output / "model.safetensors")
+    The weights are those of ``model.bert``, under minisbert names. ``manifest.json``, written
+    last, lists the model's files (not the checkpoints beside them). Raises NonFiniteWeights,
+    writing nothing, if a weight holds NaN or inf."""
+    weights = flat_params(model.bert)
+    check_finite(weights, f"the model for {output}")
+    head = flat_params(classifier) if classifier is not None else {}
+    check_finite(head, f"the classifier for {output}")
+    (output / MANIFEST).unlink(missing_ok=True)
+    write_safetensors_atomic(weights, output / "model.safetensors")
     _write_json_atomic(model.config.to_dict(), output / "config.json")
     _write_json_atomic(model.sentence_config.to_dict(), output / "sentence.json")
+    written = ["model.safetensors", "config.json", "sentence.json"]
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (base_dir / name).is_file() and base_dir.resolve() != output.resolve():
-            shutil.copyfile(base_dir / name, output / name)
+        if (base_dir / name).is_file():
+            if base_dir.resolve() != output.resolve():
+                shutil.copyfile(base_dir / name, output / name)
+            written.append(name)
     if classifier is not None:
-        save_params(classifier, output / "classifier.safetensors")
+        write_safetensors_atomic(head, output / "classifier.safetensors")
         kernel = classifier.linear.kernel.get_value()  # (K D, C)
         _write_json_atomic(
             {"concat": list(classifier.concat), "num_labels": int(kernel.shape[1])},
             output / "classifier.json",
         )
+        written += ["classifier.safetensors", "classifier.json"]
+    write_manifest(output, written)  # last: the model folder is complete

@@ -1,0 +1,183 @@
+"""Run safety for training: whose folder --output is, one run at a time, and a clean stop.
+
+``check_output`` runs before the output folder is created; ``RunGuard`` is a context
+manager around the rest of the run. Together they do three things:
+
+1. **The output folder must be the run's own.** A run writes ``.minisbert-run.json`` into
+   --output when it starts. Training may write into an empty folder or one holding that
+   marker (an earlier run, to resume); any other folder (a model, a project holding its
+   own config.json) is refused unless ``overwrite``. The --model folder is refused always,
+   with or without ``overwrite``: the run would replace the weights it starts from.
+2. **One run per folder.** An advisory lock (``fcntl.flock``) on ``.minisbert-run.lock``,
+   whose text is the holder's pid, host and start time, for the message a second run
+   gets. The kernel drops a flock when its process dies, so a killed run leaves no stale
+   lock behind; the file stays, and the next run takes it over.
+3. **Ctrl-C (SIGINT) and SIGTERM stop between steps.** The handlers only set a flag; the
+   training loop looks at it before each step (``stop_requested``) and raises
+   ``interrupted``. So a signal never lands inside a jitted step: raising
+   KeyboardInterrupt while XLA compiles on other threads can crash the process (a
+   segfault, rc -11). The last complete checkpoint is kept, and the message gives the
+   ``minisbert train ... --resume`` command. A second Ctrl-C stops at once, as usual.
+   The exit status is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from minisbert.manifest import write_atomic
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock (the other guards still hold)
+    fcntl = None  # type: ignore[assignment]
+
+MARKER = ".minisbert-run.json"
+LOCK = ".minisbert-run.lock"
+
+
+class OutputInUse(RuntimeError):
+    """--output is not this run's to write: the base model, someone's files, or a live run."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run between steps; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def check_output(output: Path, model_dir: Path, overwrite: bool) -> None:
+    """Refuse an --output that is (or is inside) the --model folder, or a non-empty folder
+    that no minisbert run made, unless ``overwrite``."""
+    out, model = output.resolve(), model_dir.resolve()
+    if out == model or model in out.parents:
+        raise OutputInUse(
+            f"--output {output} is the --model folder {model_dir}: training would replace the "
+            "weights it starts from; choose another --output"
+        )
+    found = output.iterdir() if output.is_dir() else []
+    others = sorted(p.name for p in found if p.name not in (MARKER, LOCK))
+    if others and not (output / MARKER).is_file() and not overwrite:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise OutputInUse(
+            f"--output {output} already holds files ({shown}) and is not a minisbert training "
+            "folder; choose an empty or new --output, or pass --overwrite to write into it"
+        )
+
+
+def lock_output(output: Path) -> int | None:
+    """Take the folder's lock, or raise OutputInUse naming the run that holds it.
+
+    Returns the locked file descriptor (closing it releases the lock)."""
+    if fcntl is None:
+        return None
+    fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode("utf-8", "replace")
+        os.close(fd)
+        try:
+            who = json.loads(holder)
+            owner = (f"pid {who['pid']} on {who['host']}, started {who['started']}: "
+                     f"{who['command']}")  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            owner = "a process that has not written its pid yet"
+        raise OutputInUse(
+            f"--output {output} is in use by another training ({owner}); wait for it to "
+            "finish or stop it, or choose another --output"
+        ) from None
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+    return fd
+
+
+def resume_command(config: Any) -> str:
+    """The ``minisbert train`` command that continues ``config``'s run (a TrainConfig):
+    its settings that differ from the defaults, --output, and --resume."""
+    args = ["minisbert", "train", "--output", config.output]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in ("output", "resume", "overwrite", "allow_data_change"):
+            continue  # the marker written at the start makes --overwrite unnecessary now
+        if value == field.default:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "progress":
+            args.append("--no-progress")
+        elif field.name == "concat":
+            args += [flag, *value]
+        else:
+            args += [flag, "same" if value is None else str(value)]
+    return shlex.join([*args, "--resume"])
+
+
+class RunGuard:
+    """``with RunGuard(output, model_dir, config):`` one training run, guarded as above."""
+
+    def __init__(self, output: Path, model_dir: Path, config: Any):
+        self.output, self.model_dir, self.config = output, model_dir, config
+        self.signum: int | None = None  # the first SIGINT / SIGTERM received, if any
+        self._fd: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> RunGuard:
+        self._fd = lock_output(self.output)
+        marker = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": str(self.model_dir)}
+        write_atomic(self.output / MARKER, json.dumps(marker) + "\n")
+        if threading.current_thread() is threading.main_thread():  # signal.signal's rule
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # the second one: stop now, the default way
+            previous = self._previous[signum]
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+        # os.write, not print: a handler may run in the middle of another print.
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping before the next step "
+                    "(again to stop at once)\n".encode())  # fmt: skip
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.signum is not None
+
+    def interrupted(
+        self, step: int, total: int, last_checkpoint: Path | None
+    ) -> TrainingInterrupted:
+        """The exception that ends an interrupted run, naming what is kept and how to go on."""
+        assert self.signum is not None
+        kept = f"the last complete checkpoint is {last_checkpoint}" if last_checkpoint else (
+            "no checkpoint was written yet")  # fmt: skip
+        return TrainingInterrupted(
+            f"{signal.Signals(self.signum).name} after step {step} of {total}; {kept}. "
+            f"To continue:\n  {resume_command(self.config)}",
+            self.signum,
+        )
