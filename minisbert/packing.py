@@ -212,16 +212,19 @@ def packed_calls(
     Every call has the same shape: R = ceil(batch_size * mean_length / L) rows, so that a
     call holds about ``batch_size`` sentences (as many token slots as a padded batch of
     them), and room for n = max(3 * batch_size, L) sentence vectors (a row holds at most L
-    sentences); a call ends when its rows or that room run out. When all the sentences
-    need fewer than R rows, R shrinks to the next power of two that holds them, so
-    encoding one sentence does not cost a whole batch. ``indices[j]`` is the position in
-    ``token_ids`` of the call's j-th sentence, whose vector is row j of the output.
+    sentences); a call ends when its rows or that room run out. A call never holds more
+    than all the sentences, so both shrink to what they need, rounded up to a power of
+    two (so that calls of other sizes reuse the program): R to the rows that hold every
+    sentence, n to their number. Encoding one sentence then does not cost a whole batch,
+    and memory follows the input, not ``batch_size``: the gathered token vectors are
+    (n, L, D), which at n = 3 * 16,384 is over 2 GiB whatever the input.
+    ``indices[j]`` is the position in ``token_ids`` of the call's j-th sentence, whose
+    vector is row j of the output.
     """
     L = row_length
     placement = best_fit_rows([len(ids) for ids in token_ids], L)
-    R = max(1, math.ceil(batch_size * mean_length / L))
-    R = min(R, 2 ** math.ceil(math.log2(max(1, len(placement)))))
-    n = max(3 * batch_size, L)
+    R = min(max(1, math.ceil(batch_size * mean_length / L)), _power_of_two(len(placement)))
+    n = min(max(3 * batch_size, L), _power_of_two(len(token_ids)))
     call: list[list[int]] = []
     for row in [*placement, None]:  # None: flush the last call
         full = row is None or len(call) == R or sum(map(len, call)) + len(row) > n
@@ -234,6 +237,11 @@ def packed_calls(
             call = []
         if row is not None:
             call.append(row)
+
+
+def _power_of_two(count: int) -> int:
+    """The smallest power of two >= ``count`` (1 for 0)."""
+    return 2 ** math.ceil(math.log2(max(1, count)))
 
 
 def segment_attention_mask(segment_ids: jax.Array) -> jax.Array:  # (R, L) -> (R, L, L) bool

@@ -160,6 +160,11 @@ def _check_unicode(items: list[str], single: bool) -> None:
             ) from None
 
 
+def _is_count(value: Any) -> bool:
+    """A positive integer: numpy integers too, but not True (a bool is an int to Python)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 class EncodePlan(NamedTuple):
     """The shapes of one ``encode`` call (``SentenceEncoder.plan``)."""
 
@@ -167,6 +172,7 @@ class EncodePlan(NamedTuple):
     mean_length: float  # mean token count of the packed sentences: sets R, rows per call
     rows: int  # B of every padded batch, in every chunk
     buckets: tuple[int, ...]  # the padded batches' lengths T, at most 7 (8 if none pack)
+    batch_size: int  # sentences per forward pass: the caller's, at most the call's sentences
 
 
 class SentenceEncoder:
@@ -260,13 +266,17 @@ class SentenceEncoder:
         own, each pass about as many token slots as a packed one. Token embeddings, and calls
         whose rows would need more than 96 tokens, always use padded batches of
         ``batch_size`` sentences.
+
+        A ``batch_size`` larger than the number of sentences is clamped to it (``plan``):
+        a batch never holds more than them, so memory follows the input, and
+        ``batch_size=10**9`` encodes 5 sentences exactly as ``batch_size=5`` does.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
             raise ValueError(
                 "output_value must be 'sentence_embedding' or 'token_embeddings', "
                 f"not {output_value!r}"
             )
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # numpy ints too
+        if not _is_count(batch_size):
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         batch_size = int(batch_size)
         single = isinstance(sentences, str)
@@ -290,6 +300,7 @@ class SentenceEncoder:
             for n in self._token_counts(items[start : start + CHUNK_SIZE])
         ]
         plan = self.plan(counts, batch_size, packing=not tokens)
+        batch_size = plan.batch_size
         for start in range(0, len(items), CHUNK_SIZE):
             if start > 0:
                 token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
@@ -348,7 +359,13 @@ class SentenceEncoder:
 
         Packing places sentences by length itself, so turning sorting off (to measure what
         smart batching buys) pads every sentence; so do rows that would be too long to pay.
+        A ``batch_size`` above ``len(counts)`` is clamped to it: no batch holds more
+        sentences than the call has, and shapes (and memory) sized by the larger number
+        would follow the argument instead of the input.
         """
+        if not _is_count(batch_size):
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        batch_size = min(int(batch_size), max(1, len(counts)))
         row_length = encode_row_length(counts, self.max_seq_length) if counts else 0
         if not (packing and self.pack_sentences and self.sort_by_length):
             row_length = 0
@@ -367,7 +384,7 @@ class SentenceEncoder:
             buckets = encode_buckets(
                 padded_counts, rows, self.max_seq_length, self.sort_by_length, max_shapes
             )
-        return EncodePlan(row_length, mean_length, rows, buckets)
+        return EncodePlan(row_length, mean_length, rows, buckets, batch_size)
 
     def _token_counts(self, sentences: list[str]) -> list[int]:
         encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)

@@ -19,7 +19,7 @@ def test_encode_writes_npy(tmp_path, tiny, capsys):
     lines.write_text("the cat sat\n\na dog runs\n", encoding="utf-8")
     out = tmp_path / "out.npy"
     assert main(["encode", str(lines), "-o", str(out), "--model", tiny]) == 0
-    assert np.load(out).shape == (2, 36)  # the blank line is skipped
+    assert np.load(out).shape == (3, 36)  # row i is line i: the blank line keeps its row
 
 
 def test_encode_reports_invalid_utf8_with_file_and_line(tmp_path, tiny, capsys):

@@ -5,7 +5,8 @@ comma-separated with CSV quoting (``"a, b"`` is one field), as spreadsheets and 
 write it; ``.tsv`` and ``.txt`` are tab-separated with no quoting, like STS Benchmark.
 ``delimiter=","`` or ``"\\t"`` overrides the guess.
 
-Columns are found from the header (or the JSON keys) by name, case-insensitively:
+Columns are found from the header (or the JSON keys of all the rows) by name,
+case-insensitively:
 
 - pairs: ``sentence1`` (or sentence_a, premise, text1, s1), ``sentence2`` (or
   sentence_b, hypothesis, text2, s2) and, optionally, ``label`` (or score, gold_label,
@@ -14,6 +15,12 @@ Columns are found from the header (or the JSON keys) by name, case-insensitively
 
 Or the caller names them: ``columns=("question", "answer", "relevance")``; for a file
 with no header (``header=False``) ``columns`` holds positions, ``(0, 1, 2)`` by default.
+
+Ambiguity is refused, not guessed: a header that names a column twice, two columns that
+differ only in case (``Sentence1`` and ``sentence1``), or a JSONL row that lacks a key
+other rows have (a row without ``label`` among labelled rows) is a ``DataError`` naming
+the file, the line and the columns. Of two different aliases (``sentence1`` and
+``premise``) the one listed first above is used.
 
 Labels: an NLI name (entailment, neutral, contradiction, any case) becomes its class id;
 otherwise an integer text (``"1"``) becomes an int class and any other number a float
@@ -100,11 +107,23 @@ def read_examples(path: str | Path) -> list[PairExample] | list[TripletExample]:
 def read_records(
     path: str | Path, *, header: bool = True, delimiter: str | None = None
 ) -> tuple[list[Key], list[Row]]:
-    """The columns of a file and its rows as ``(line, {column: value})``; blank lines skipped."""
+    """The columns of a file and its rows as ``(line, {column: value})``; blank lines skipped.
+
+    Every row has every column: a JSONL file's columns are the keys of all its rows (in
+    the order they first appear), and a row that lacks one is refused.
+    """
     path = Path(path)
     if delimiter is None and path.suffix.lower() == ".jsonl":
         rows = _jsonl_rows(path)
-        keys: list[Key] = list(rows[0][1]) if rows else []
+        keys: list[Key] = list(dict.fromkeys(k for _, row in rows for k in row))
+        for n, row in rows:
+            missing = [k for k in keys if k not in row]
+            if missing:
+                have = next(m for m, other in rows if missing[0] in other)
+                raise DataError(
+                    f"{where(path, n)}: missing field {', '.join(map(repr, missing))}, which "
+                    f"other rows have (line {have}); give every row the same keys"
+                )
     else:
         if delimiter is None:
             delimiter = "," if path.suffix.lower() == ".csv" else "\t"
@@ -113,6 +132,12 @@ def read_records(
             raise DataError(f"{path}: no rows (only blank lines)")
         if header:
             keys = list(table[0][1])
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise DataError(
+                    f"{where(path, table[0][0])}: the header names column(s) "
+                    f"{', '.join(map(repr, twice))} more than once; rename one of each"
+                )
             table = table[1:]
         else:
             keys = list(range(len(table[0][1])))
@@ -178,7 +203,15 @@ def _choose(
         if unknown:
             raise DataError(f"{path}: no column(s) {unknown}; the file has {keys}")
         return list(columns)
-    lower = {str(k).lower(): k for k in keys}
+    lower: dict[str, Key] = {}
+    for k in keys:
+        name = str(k).lower()
+        if name in lower and any(name in names for names in aliases.values()):
+            raise DataError(
+                f"{path}: columns {lower[name]!r} and {k!r} differ only in case, so "
+                f"either could be the {name} column; rename one"
+            )
+        lower.setdefault(name, k)
     chosen, missing = [], []
     for role in roles:
         found = [lower[a] for a in aliases[role] if a in lower]
