@@ -164,7 +164,7 @@ class SentenceConfig:
         )  # dicts when read from JSON
         object.__setattr__(self, "dense", dense)
         prompts = self.prompts.items() if isinstance(self.prompts, dict) else self.prompts
-        object.__setattr__(self, "prompts", tuple((str(k), str(v)) for k, v in prompts))
+        object.__setattr__(self, "prompts", tuple(sorted((str(k), str(v)) for k, v in prompts)))
         if self.default_prompt_name is not None and self.default_prompt_name not in dict(
             self.prompts
         ):

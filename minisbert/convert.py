@@ -476,14 +476,7 @@ def convert(src: str | Path, dst: str | Path) -> Path:
         raise FileNotFoundError(f"{src}: no such folder to convert")
     pipeline = read_sentence_transformers_pipeline(src)
     transformer_dir, sentence_config = pipeline.transformer_dir, pipeline.sentence_config
-    weights_file = _weights_file(transformer_dir)
     config = BertConfig.from_json(transformer_dir / "config.json")
-    params = checkpoint_to_minisbert(read_weights(weights_file), config, weights_file)
-    dense_params: dict[str, np.ndarray] = {}
-    for layer, (dense, file) in enumerate(
-        zip(sentence_config.dense, pipeline.dense_weights, strict=True)
-    ):
-        dense_params.update(dense_to_minisbert(read_weights(file), layer, dense, file))
     tokenizer_file = transformer_dir / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ConfigError(
@@ -498,6 +491,14 @@ def convert(src: str | Path, dst: str | Path) -> Path:
             f"vocab_size (the embedding matrix) is {config.vocab_size}; the tokenizer belongs "
             "to another model"
         )
+
+    weights_file = _weights_file(transformer_dir)
+    params = checkpoint_to_minisbert(read_weights(weights_file), config, weights_file)
+    dense_params: dict[str, np.ndarray] = {}
+    for layer, (dense, file) in enumerate(
+        zip(sentence_config.dense, pipeline.dense_weights, strict=True)
+    ):
+        dense_params.update(dense_to_minisbert(read_weights(file), layer, dense, file))
 
     dst.mkdir(parents=True, exist_ok=True)
     write_safetensors_atomic(params, dst / "model.safetensors")

@@ -51,11 +51,12 @@ def build_st_model(
     config = BertConfig(**dataclasses.asdict(shape), hidden_act="gelu")
     bert = BertModel(config, add_pooling_layer=False)
     # Default init (std 0.02) makes every token vector nearly the same; larger weights
-    # make the poolings differ, so that a wrong mode is caught.
+    # make the poolings differ, so that a wrong mode is caught. Std 1/sqrt(D) keeps deep
+    # random models from amplifying float rounding into chaos (as trained models do not).
     with torch.no_grad():
         for name, param in bert.named_parameters():
             if "LayerNorm" not in name:
-                param.normal_(0.0, 0.2)
+                param.normal_(0.0, shape.hidden_size**-0.5)
     bert.save_pretrained(hf_dir, safe_serialization=True)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tiny_tokenizer(),

@@ -20,13 +20,18 @@ MASK = jnp.array([[1, 1, 0]])
         ("cls", [1.0, 2.0]),
         ("max", [3.0, 2.0]),
         ("mean_sqrt_len", [4.0 / np.sqrt(2), -2.0 / np.sqrt(2)]),
+        ("weightedmean", [(1 * 1 + 2 * 3) / 3, (1 * 2 + 2 * -4) / 3]),  # weights 1, 2
+        ("lasttoken", [3.0, -4.0]),  # the last real token, not the padding after it
+        (("cls", "max"), [1.0, 2.0, 3.0, 2.0]),  # side by side, in the order asked
     ],
 )
 def test_pooling_golden(mode, expected):
     np.testing.assert_allclose(pool(mode, X, MASK)[0], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["mean", "cls", "max", "mean_sqrt_len"])
+@pytest.mark.parametrize(
+    "mode", ["mean", "cls", "max", "mean_sqrt_len", "weightedmean", "lasttoken"]
+)
 def test_padding_values_never_matter(mode):
     changed = X.at[:, 2, :].set(-7.0)
     np.testing.assert_array_equal(pool(mode, X, MASK), pool(mode, changed, MASK))
