@@ -39,6 +39,7 @@ from minisbert.batching import (
 )
 from minisbert.bert import BertEncoder
 from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
+from minisbert.dense import Dense
 from minisbert.packing import (
     MAX_PACKED_ROW_LENGTH,
     PackedBatch,
@@ -55,12 +56,13 @@ CHUNK_SIZE = 16384  # sentences tokenized, sorted and encoded together; bounds m
 
 
 class SentenceModel(nnx.Module):
-    """BERT followed by pooling and (optionally) normalisation: ids in, sentence vectors out."""
+    """BERT, pooling, any Dense layers, and (optionally) normalisation: ids in, vectors out."""
 
     def __init__(self, config: BertConfig, sentence_config: SentenceConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.sentence_config = sentence_config
         self.bert = BertEncoder(config, rngs=rngs)
+        self.dense = nnx.List([Dense(layer, rngs=rngs) for layer in sentence_config.dense])
 
     def __call__(
         self,
@@ -68,7 +70,17 @@ class SentenceModel(nnx.Module):
         attention_mask: jax.Array,  # (B, T)
     ) -> jax.Array:  # (B, D)
         token_embeddings = self.bert(input_ids, attention_mask)  # (B, T, D)
-        u = pool(self.sentence_config.pooling, token_embeddings, attention_mask)  # (B, D)
+        return self.head(token_embeddings, attention_mask)
+
+    def head(
+        self,
+        token_embeddings: jax.Array,  # (B, T, D)
+        attention_mask: jax.Array,  # (B, T)
+    ) -> jax.Array:  # (B, D'): K D for K pooling modes, or the last Dense layer's size
+        """Token vectors to sentence vectors: pool, Dense layers, normalise."""
+        u = pool(self.sentence_config.pooling, token_embeddings, attention_mask)  # (B, K D)
+        for layer in self.dense:
+            u = layer(u)  # (B, D_out)
         return normalize(u) if self.sentence_config.normalize else u
 
     def embed_packed(self, batch: PackedBatch) -> jax.Array:  # (n, D)
@@ -78,8 +90,7 @@ class SentenceModel(nnx.Module):
         mask = segment_attention_mask(batch.segment_ids)  # (R, L, L): own sentence only
         tokens = self.bert(batch.input_ids, mask, position_ids=batch.position_ids)  # (R, L, D)
         token_embeddings = tokens.reshape(R * L, -1)[batch.token_index]  # (n, L, D)
-        u = pool(self.sentence_config.pooling, token_embeddings, batch.token_mask)  # (n, D)
-        return normalize(u) if self.sentence_config.normalize else u
+        return self.head(token_embeddings, batch.token_mask)  # (n, D')
 
 
 # Jitted once per (model structure, input shape). ``graphdef`` is static: it describes
@@ -189,8 +200,8 @@ class SentenceEncoder:
         self._warned_truncation = False
 
     @property
-    def dim(self) -> int:  # D
-        return self.model.config.hidden_size
+    def dim(self) -> int:  # D, or what pooling modes and Dense layers make of it
+        return self.model.sentence_config.embedding_dim(self.model.config.hidden_size)
 
     @property
     def max_seq_length(self) -> int:
@@ -239,6 +250,8 @@ class SentenceEncoder:
         model = nnx.eval_shape(lambda: SentenceModel(config, sentence_config, rngs=nnx.Rngs(seed)))
         _materialize(model)
         load_params(model.bert, folder / "model.safetensors")
+        if sentence_config.dense:  # the Dense layers' weights, kept apart from BERT's
+            load_params(model.dense, folder / "dense.safetensors")
         model.eval()
         return cls(model, tokenizer)
 
@@ -249,6 +262,8 @@ class SentenceEncoder:
         normalize_embeddings: bool = False,
         show_progress_bar: bool | None = None,
         output_value: str = "sentence_embedding",
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed sentences: (N, D) float32, or (D,) for a single string.
 
@@ -267,6 +282,11 @@ class SentenceEncoder:
         whose rows would need more than 96 tokens, always use padded batches of
         ``batch_size`` sentences.
 
+        ``prompt_name`` picks one of the model's prompts (``sentence.json``, from
+        sentence-transformers' ``config_sentence_transformers.json``), ``prompt`` gives a text;
+        either is put before every sentence, and its tokens are pooled with the sentence's.
+        Without either, the model's default prompt, if it has one, is used.
+
         A ``batch_size`` larger than the number of sentences is clamped to it (``plan``):
         a batch never holds more than them, so memory follows the input, and
         ``batch_size=10**9`` encodes 5 sentences exactly as ``batch_size=5`` does.
@@ -281,6 +301,9 @@ class SentenceEncoder:
         batch_size = int(batch_size)
         single = isinstance(sentences, str)
         items = [sentences] if single else _as_sentence_list(sentences)
+        prompt = self.prompt_text(prompt_name, prompt)
+        if prompt:
+            items = [prompt + item for item in items]
         _check_unicode(items, single)  # every input checked before any computation
         tokens = output_value == "token_embeddings"
 
@@ -353,6 +376,25 @@ class SentenceEncoder:
         if normalize_embeddings:
             embeddings = np.asarray(normalize(jnp.asarray(embeddings)))
         return embeddings[0] if single else embeddings
+
+    def prompt_text(self, prompt_name: str | None, prompt: str | None) -> str:
+        """The text ``encode`` puts before every sentence, chosen as sentence-transformers does:
+        ``prompt`` if given, else the model's prompt named ``prompt_name``, else its default
+        prompt (e5-small-v2 style models: "query: " or "passage: "), else none."""
+        prompts = self.model.sentence_config.prompt_texts
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in prompts:
+                raise ValueError(
+                    f"prompt_name {prompt_name!r} is not one of this model's prompts "
+                    f"{sorted(prompts)}; pass prompt='...' for a text of your own"
+                )
+            return prompts[prompt_name]
+        default = self.model.sentence_config.default_prompt_name
+        return prompts[default] if default is not None else ""
 
     def plan(self, counts: list[int], batch_size: int, packing: bool = True) -> EncodePlan:
         """How ``encode`` lays out sentences of these token counts, chosen once per call.
