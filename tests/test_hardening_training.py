@@ -94,17 +94,16 @@ DRIVER = textwrap.dedent(
             die()
     weights.save_file = save_file
 
-    real_dump = json.dump
-    def dump(values, f, **options):  # state.json is the one with the dropout RNG state
-        if (target and target.name == "state.json" and "dropout_rng" in values
-                and target.parent.name == f"step-{values['step']:08d}"):
-            text = json.dumps(values, **options)
-            f.write(text[: len(text) // 2])
-            f.flush()
-            os.fsync(f.fileno())
+    import minisbert.checkpoint as checkpoint
+    import minisbert.manifest as manifest
+    real_write_atomic = manifest.write_atomic
+    def write_atomic(path, data):  # state.json, manifest.json, config.json go through here
+        if target and Path(path) == target:
+            data = data.encode() if isinstance(data, str) else data
+            (target.parent / f".{target.name}.killed.tmp").write_bytes(data[: len(data) // 2])
             die()
-        real_dump(values, f, **options)
-    json.dump = dump
+        real_write_atomic(path, data)
+    checkpoint.write_atomic = manifest.write_atomic = write_atomic
 
     sys.exit(main(argv))
     """
@@ -184,13 +183,20 @@ def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(files
     for step in (2, 3):  # step 2 was rewritten over the half-finished folder
         assert_checkpoint_equals(output, straight, step)
 
-    # 3. Resumed from step 3, ran to the end, killed while writing the final model.
+    # 3. Resumed from step 3, killed halfway through step 5's manifest, written last: all of
+    # step 5's files are whole, but without its manifest the checkpoint does not count.
+    result = run_cli(files, output, "--resume", kill="checkpoints/step-00000005/manifest.json")
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert (step_dir(output, 5) / checkpoint.STATE).is_file()
+    assert latest_step(output) == 4
+
+    # 4. Resumed from step 4, ran to the end, killed while writing the final model.
     result = run_cli(files, output, "--resume", kill="model.safetensors")
     assert result.returncode == -9, result.stderr[-3000:]
     assert not (output / "model.safetensors").exists()
     assert latest_step(output) == 6
 
-    # 4. Resumed once more: nothing left to train, the model is written.
+    # 5. Resumed once more: nothing left to train, the model is written.
     result = run_cli(files, output, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "6 steps" in result.stdout
