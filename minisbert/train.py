@@ -515,7 +515,8 @@ def make_optimizer(
 
     With ``head_lr``, two parameter groups: the encoder learns at ``lr``, a loss's own
     parameters (the softmax head, which starts random) at ``head_lr``, each with its own
-    AdamW and schedule; the clipping still sees one global norm over both, as in torch.
+    warm-up-linear schedule (as torch's AdamW with two parameter groups); the clipping
+    still sees one global norm over both, as in torch.
     With ``probe_steps`` P the encoder's rate is 0 for the first P steps (the head alone
     learns: a linear probe, then fine-tuning, as in Kumar et al. 2022), and its warm-up
     and decay then run over the remaining steps.
@@ -525,13 +526,8 @@ def make_optimizer(
     now give the same object.
     """
 
-    def adamw(peak: float, start: int) -> optax.GradientTransformation:
-        return optax.adamw(
-            group_schedule(peak, total_steps, start, warmup_ratio),
-            b1=0.9, b2=0.999, eps=1e-8,  # torch.optim.AdamW's defaults
-            weight_decay=weight_decay,
-            mask=decays,
-        )  # fmt: skip
+    def rate(peak: float, start: int) -> optax.GradientTransformation:
+        return optax.scale_by_learning_rate(group_schedule(peak, total_steps, start, warmup_ratio))
 
     clip = optax.clip_by_global_norm(max_grad_norm)
     if head_lr is None:
