@@ -1,0 +1,108 @@
+"""A loss's own parameters (the softmax head) get their own learning rate, and can be
+trained alone first (a linear probe); a run with a head still resumes exactly.
+
+On tiny parameter trees and the tiny BERT of tests/tiny.py: a compile or two each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from test_checkpoint import Killed, kill_after
+from test_train import config_for, files  # noqa: F401 (a fixture)
+
+from minisbert import cli
+from minisbert.train import HEAD_LR, TrainConfig, make_optimizer, train
+from minisbert.weights import read_safetensors
+
+
+def tree() -> dict:
+    """The Trainable's layout in miniature: the encoder under "model", the head under
+    "classifier"."""
+    return {
+        "model": {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([0.5, 0.5])},
+        "classifier": {"kernel": jnp.array([0.3, 0.1]), "bias": jnp.array([0.0, 0.0])},
+    }
+
+
+GRADS = {
+    "model": {"kernel": jnp.array([0.1, -0.2]), "bias": jnp.array([0.1, 0.1])},
+    "classifier": {"kernel": jnp.array([-0.1, 0.2]), "bias": jnp.array([0.3, -0.1])},
+}
+
+
+def steps(tx: optax.GradientTransformation, n: int) -> list[dict]:
+    """The parameters after each of n updates with GRADS."""
+    params, state, seen = tree(), None, []
+    state = tx.init(params)
+    for _ in range(n):
+        updates, state = tx.update(GRADS, state, params)
+        params = optax.apply_updates(params, updates)
+        seen.append(params)
+    return seen
+
+
+def test_the_head_learns_at_its_own_rate():
+    # Adam's first step is lr * g / |g| = lr * sign(g) (eps aside): the step size is the rate.
+    lr, head_lr = 1e-3, 0.5
+    tx = make_optimizer(lr, 100, head_lr=head_lr, warmup_ratio=0.0, weight_decay=0.0)
+    after = steps(tx, 1)[0]
+    start = tree()
+    for group, rate in (("model", lr), ("classifier", head_lr)):
+        for leaf in ("kernel", "bias"):
+            moved = np.asarray(after[group][leaf] - start[group][leaf])
+            expected = -rate * np.sign(np.asarray(GRADS[group][leaf]))
+            np.testing.assert_allclose(moved, expected, rtol=1e-4, err_msg=f"{group}.{leaf}")
+
+
+def test_without_head_lr_every_parameter_shares_one_rate():
+    tx = make_optimizer(1e-3, 100, warmup_ratio=0.0, weight_decay=0.0)
+    after, start = steps(tx, 1)[0], tree()
+    for group in ("model", "classifier"):
+        moved = np.abs(np.asarray(after[group]["kernel"] - start[group]["kernel"]))
+        np.testing.assert_allclose(moved, 1e-3, rtol=1e-4, err_msg=group)
+
+
+def test_probe_steps_freeze_the_encoder_then_release_it():
+    tx = make_optimizer(1e-3, 100, head_lr=1e-2, probe_steps=2, warmup_ratio=0.0)
+    history = steps(tx, 3)
+    start = tree()
+    for t in (0, 1):  # the probe: the head moves, the encoder does not
+        for leaf in ("kernel", "bias"):
+            np.testing.assert_array_equal(history[t]["model"][leaf], start["model"][leaf])
+        assert not np.allclose(history[t]["classifier"]["kernel"], start["classifier"]["kernel"])
+    assert not np.allclose(history[2]["model"]["kernel"], start["model"]["kernel"])
+
+
+def test_probe_steps_need_a_head(files, tmp_path):  # noqa: F811
+    config = config_for(files, tmp_path / "run", probe_steps=1)  # cosine: no head
+    with pytest.raises(ValueError, match="--probe-steps 1 needs a loss with its own parameters"):
+        train(config)
+
+
+def test_the_cli_default_is_the_trainers():
+    assert cli.HEAD_LR == HEAD_LR == TrainConfig().head_lr
+    args = cli.build_parser().parse_args(["train", "--output", "x", "--head-lr", "same"])
+    assert args.head_lr is None and args.probe_steps == 0
+
+
+def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_path):  # noqa: F811
+    """The optimiser state now has two groups: checkpoints must restore both."""
+    config = config_for(files, tmp_path / "straight", data=str(files["classes"]), loss="softmax",
+                        head_lr=1e-2, probe_steps=2, checkpoint_steps=3)  # fmt: skip
+    train(config)
+    interrupted = dataclasses.replace(config, output=str(tmp_path / "resumed"))
+    with pytest.raises(Killed):
+        train(interrupted, on_step=kill_after(4))  # the last checkpoint is step 3
+    result = train(dataclasses.replace(interrupted, resume=True))
+    assert len(result.losses) == 3  # steps 4, 5, 6
+    for name in ("model.safetensors", "classifier.safetensors"):
+        a = read_safetensors(tmp_path / "straight" / name)
+        b = read_safetensors(tmp_path / "resumed" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}")
