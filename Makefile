@@ -66,11 +66,14 @@ bench: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench
 
 # The paper's training results (STS-b fine-tune, NLI, triplets): about 26 minutes on a
-# 2-core CPU; RECIPES=ablation (the paper's Table 6, 7 runs) about 35 more. RECIPES=stsb
-# picks some; see bench/recipes.py.
+# 2-core CPU. RECIPES=ablation: how the softmax head is trained (single lr, head lr, probe
+# then fine-tune) and the paper's Table 6 features, 8 rows x 3 seeds, each run about 4
+# minutes on an idle 2-core CPU; RECIPE_FLAGS='--seeds 0 --rows "head lr"' runs part of it.
+# RECIPES=stsb picks some; see bench/recipes.py.
 RECIPES ?= stsb nli triplets
+RECIPE_FLAGS ?=
 recipes: $(REF)/.installed $(WEIGHTS)
-	$(REF)/bin/python -m bench.recipes $(RECIPES)
+	$(REF)/bin/python -m bench.recipes $(RECIPES) $(RECIPE_FLAGS)
 
 # The paper's Table 1 (STS-b test 46.35 -> 77.03): PAPER_MODEL, a plain BERT from the hub,
 # mean-pooled, then 1 epoch of the softmax objective on AllNLI (SNLI + MultiNLI, about
