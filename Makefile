@@ -5,7 +5,8 @@
 #   make test-all    make test, then the long tier (make test-slow): every lesson run in fast
 #                    mode, training reproductions, fuzzing
 # and, for the side-by-side checks against the real library:
-#   make test-live   a second environment (.venv-ref: torch CPU + sentence-transformers)
+#   make test-live   reference environments (.venv-ref: torch CPU + the pinned
+#                    sentence-transformers; .venv-ref-new: the newest release)
 #   make bench       speed and memory against sentence-transformers, printed as a table
 #   make recipes     the paper's training results, reproduced with the minisbert command
 #   make paper       the paper's central experiment: plain BERT -> SBERT-NLI (hub and a GPU)
@@ -30,11 +31,25 @@ $(VENV)/.installed: pyproject.toml
 
 # torch==2.13.0 exactly: it is the CPU build that lies on these machines' disk
 # (a bare `torch` would pull a multi-GB CUDA build). Reference tests and benchmarks only.
+# Two reference environments: the pinned sentence-transformers (benchmarks, recipes and
+# reference files use it) and the newest release the registry offers, so that a change in
+# how the library saves its folders fails `make test-live` instead of reaching users.
+# `make test-live ST_NEWEST=6.4.0` tries a release before the pin moves.
+ST_PINNED ?= 6.2.0
+ST_NEWEST ?= 6.3.0
+REF_NEW := .venv-ref-new
 $(REF)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(REF)
 	$(REF)/bin/python -m pip install --quiet --upgrade pip
 	$(REF)/bin/python -m pip install --quiet torch==2.13.0
-	$(REF)/bin/python -m pip install --quiet sentence-transformers==6.2.0 -e '.[dev]'
+	$(REF)/bin/python -m pip install --quiet sentence-transformers==$(ST_PINNED) -e '.[dev]'
+	touch $@
+
+$(REF_NEW)/.installed-$(ST_NEWEST): pyproject.toml
+	$(PYTHON) -m venv $(REF_NEW)
+	$(REF_NEW)/bin/python -m pip install --quiet --upgrade pip
+	$(REF_NEW)/bin/python -m pip install --quiet torch==2.13.0
+	$(REF_NEW)/bin/python -m pip install --quiet sentence-transformers==$(ST_NEWEST) -e '.[dev]'
 	touch $@
 
 $(WEIGHTS): $(VENV)/.installed
@@ -53,8 +68,11 @@ test-slow: $(WEIGHTS)
 
 test-all: test test-slow
 
-test-live: $(REF)/.installed $(WEIGHTS)
+# Every live test under the pinned release; the conversion tests (folders the library
+# saves, converted and compared) under the newest one too.
+test-live: $(REF)/.installed $(REF_NEW)/.installed-$(ST_NEWEST) $(WEIGHTS)
 	$(REF)/bin/python -m pytest -m live
+	$(REF_NEW)/bin/python -m pytest -m live tests/test_convert_live.py
 
 reference: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python scripts/make_reference.py
@@ -90,4 +108,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check minisbert tests scripts lessons bench
 
 clean:
-	rm -rf $(VENV) $(REF) build .pytest_cache
+	rm -rf $(VENV) $(REF) $(REF_NEW) build .pytest_cache
