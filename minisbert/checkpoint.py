@@ -256,11 +256,17 @@ def save_model(
     check_finite(weights, f"the model for {output}")
     head = flat_params(classifier) if classifier is not None else {}
     check_finite(head, f"the classifier for {output}")
+    # Dense layers after pooling (some converted models) are kept in a file of their own.
+    dense = flat_params(model.dense) if model.sentence_config.dense else {}
+    check_finite(dense, f"the Dense layers for {output}")
     (output / MANIFEST).unlink(missing_ok=True)
     write_safetensors_atomic(weights, output / "model.safetensors")
     _write_json_atomic(model.config.to_dict(), output / "config.json")
     _write_json_atomic(model.sentence_config.to_dict(), output / "sentence.json")
     written = ["model.safetensors", "config.json", "sentence.json"]
+    if dense:
+        write_safetensors_atomic(dense, output / "dense.safetensors")
+        written.append("dense.safetensors")
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (base_dir / name).is_file():
             if base_dir.resolve() != output.resolve():

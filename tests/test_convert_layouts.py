@@ -241,3 +241,15 @@ def test_cli_prints_one_line(st_folder, tmp_path, capsys):
     assert main(["convert", str(st_folder), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert "modules.json: not valid JSON" in err and "Traceback" not in err
+
+
+def test_saved_model_keeps_its_dense_layers(tmp_path):
+    """A converted model with Dense layers, saved as training saves it, loads back the same."""
+    from minisbert.checkpoint import save_model
+
+    src = materialize(LAYOUTS / "st-3.0-dense-labse", tmp_path / "src")
+    encoder = SentenceEncoder.from_pretrained(convert(src, tmp_path / "out"))
+    (tmp_path / "saved").mkdir()
+    save_model(tmp_path / "saved", encoder.model, tmp_path / "out")
+    again = SentenceEncoder.from_pretrained(tmp_path / "saved")
+    np.testing.assert_array_equal(again.encode(SENTENCES), encoder.encode(SENTENCES))
