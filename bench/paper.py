@@ -16,7 +16,8 @@ script runs exactly that, with the commands a user would type, in fresh processe
    long run starts;
 5. ``minisbert train --data allnli --loss softmax``: 1 epoch, batch 16, lr 2e-5 for every
    parameter (the paper's single learning rate: ``--head-lr same``), 10% linear warm-up,
-   features (u, v, |u - v|), mean pooling;
+   features (u, v, |u - v|), mean pooling. Run again after a kill, it resumes from the
+   last checkpoint;
 6. ``minisbert eval sts`` of the trained model; the paper's figures beside ours.
 
 What it costs. AllNLI train is about 942,000 pairs, about 59,000 steps of 16 pairs. The
@@ -24,7 +25,7 @@ seconds per step of ``CPU_SECONDS_PER_STEP`` were measured on a 2-core CPU (see 
 a GPU was not available to measure, so for a GPU the script prints the arithmetic lower
 bound (6 x parameters x tokens per step, at a stated sustained rate) and the measured
 estimate of step 4 when it runs there. ``PAPER_MODEL=nreimers/MiniLM-L6-H384-uncased``
-is a plain 6-layer BERT about 7 times cheaper per step than bert-base.
+is a plain 6-layer BERT about 6 times cheaper per step than bert-base.
 
 ``--tiny`` is for tests: 4 steps, no timed run; the figures it prints mean
 nothing beyond "every step ran".
@@ -48,14 +49,27 @@ PAPER_PLAIN = 46.35  # "Avg. BERT embeddings"
 PAPER_SBERT_NLI = 77.03  # "SBERT-NLI-base"
 BATCH_SIZE = 16
 
-# Median seconds per training step (batch 16, softmax loss), on a 2-core AMD EPYC (family
-# 25, model 1), JAX on CPU, measured with a random model of the same shape (this machine
-# has no hub access) on SNLI dev pairs. MultiNLI's sentences are longer than SNLI's, so
-# on AllNLI the true figure is somewhat higher. How:
-#   python -m bench.paper --measure-only --model-dir DIR --measure-data snli --measure-split dev
-# with DIR a random bert-base (or MiniLM-L6-H384) converted from tests/hf_bert.py.
-CPU_MACHINE = "2-core AMD EPYC (family 25, model 1), JAX CPU"
-CPU_SECONDS_PER_STEP: dict[str, float] = {}
+# Seconds per training step (batch 16, softmax over (u, v, |u-v|), SNLI dev pairs) on a
+# 2-core AMD EPYC, JAX on CPU. Estimates, from two measurements (the machine that built
+# this has no hub access, so no real bert-base, and was never idle while it was built):
+# - MiniLM-L6-H384: 0.349 s/step, the median of `make recipes RECIPES=nli` on an otherwise
+#   idle machine (all-MiniLM-L6-v2 has this shape; bench/README.md, family 25 model 17);
+# - bert-base: 0.349 x 6.2 = 2.2 s/step. 6.2 is the ratio of the median process CPU time
+#   per step of random models of the two shapes, 3.806 and 0.612 s, measured one after the
+#   other on the same busy 2-core machine (family 25 model 1, load average 10 to 12) with
+#     python -m bench.paper --random-shape bert-base-uncased --measure-steps 40
+#     python -m bench.paper --random-shape MiniLM-L6-H384-uncased --measure-steps 40
+#   (their wall times there, 13.3 and 2.0 s/step, measured the load, not the model).
+# MultiNLI's sentences are longer than SNLI's, so on AllNLI the steps take somewhat longer.
+CPU_MACHINE = "a 2-core CPU (AMD EPYC, JAX)"
+CPU_SECONDS_PER_STEP = {"bert-base-uncased": 2.2, "MiniLM-L6-H384-uncased": 0.35}
+# The layer shapes of the two, for --random-shape.
+SHAPES = {
+    "bert-base-uncased": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                              intermediate_size=3072),
+    "MiniLM-L6-H384-uncased": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                   intermediate_size=1536),
+}  # fmt: skip
 
 # For the GPU bound: a sustained rate a current data-centre GPU reaches on large float32
 # (TF32) matrix products. Batches of 16 short pairs are far from large, so real steps are
@@ -144,6 +158,48 @@ def print_costs(
           "that rate: run make paper there and read 'this machine' above")
 
 
+def random_shape_cost(shape: str, work: Path, steps: int) -> None:
+    """Time ``steps`` training steps of a random plain BERT of ``SHAPES[shape]`` on SNLI dev:
+    the median wall time and the median process CPU time (all threads) of a step.
+
+    The tokenizer is the uncased WordPiece of weights/all-MiniLM-L6-v2 (bert-base-uncased's
+    vocabulary), so that sentences have their real lengths in tokens.
+    """
+    import statistics
+
+    from minisbert.convert import convert
+    from minisbert.train import TrainConfig, train
+    from tests.hf_bert import TINY_HF_CONFIG, write_plain_bert
+
+    vocab = ROOT / "weights" / "all-MiniLM-L6-v2"
+    if not (vocab / "tokenizer.json").is_file():
+        sys.exit(f"--random-shape needs the uncased tokenizer of {vocab}: run make weights")
+    config = {**TINY_HF_CONFIG, **SHAPES[shape], "vocab_size": 30522,
+              "max_position_embeddings": 512}  # fmt: skip
+    hf = write_plain_bert(work / f"random-{shape}-hf", config, max_length=512)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(vocab / name, hf / name)
+    model, output = work / f"random-{shape}", work / f"random-{shape}-run"
+    for folder in (model, output):
+        shutil.rmtree(folder, ignore_errors=True)
+    convert(hf, model)
+    marks: list[tuple[float, float]] = []
+    train(
+        TrainConfig(model=str(model), data="snli", split="dev", loss="softmax",
+                    output=str(output), batch_size=BATCH_SIZE, lr=2e-5, head_lr=None,
+                    max_steps=steps, eval_data="none", progress=False,
+                    checkpoint_steps=10**6),
+        on_step=lambda step, loss: marks.append((time.perf_counter(), time.process_time())),
+    )  # fmt: skip
+    wall = statistics.median(b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False))
+    cpu = statistics.median(b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False))
+    print(f"random {shape}: {steps} steps on SNLI dev; median {wall:.3f} s/step wall, "
+          f"{cpu:.3f} s/step process CPU time; load average {os.getloadavg()[0]:.1f}, "
+          f"{os.cpu_count()} cores")
+    for folder in (hf, model, output):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=os.environ.get("PAPER_MODEL") or "bert-base-uncased",
@@ -163,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--measure-split", default="train")
     parser.add_argument("--measure-only", action="store_true",
                         help="print the seconds per step of the timed run and stop")
+    parser.add_argument("--random-shape", choices=list(SHAPES), default=None,
+                        help="time --measure-steps steps of a random model of this shape on "
+                        "SNLI dev (no fetch, no hub) and stop")
     parser.add_argument("--tiny", action="store_true",
                         help="for tests: 4 steps, no timed run")
     args = parser.parse_args(argv)
@@ -170,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         args.max_steps = args.max_steps or 4
         args.measure_steps = 0
 
+    if args.random_shape:
+        random_shape_cost(args.random_shape, args.runs, args.measure_steps)
+        return
     log: list[str] = []
     name = model_name(args.model)
     model_dir = args.model_dir
@@ -196,7 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     del data
 
     output = args.runs / f"paper-{name}"
-    command = train_command(model_dir, output, args, args.max_steps)
+    # --resume: a killed `make paper` continues from its last checkpoint (one every 2,000
+    # steps) when run again; with none there it starts at step 0.
+    command = [*train_command(model_dir, output, args, args.max_steps),
+               "--checkpoint-steps", "2000", "--resume"]  # fmt: skip
     log.append("minisbert " + " ".join(command))
     print(f"\n$ {log[-1]}", flush=True)
     start = time.perf_counter()
