@@ -97,7 +97,10 @@ class BertConfig:
         return {"model_type": "bert", **values}
 
 
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "weightedmean", "lasttoken")
+# The paper's three poolings and mean_sqrt_len, which sentence-transformers added early
+# (lesson 4 compares these four), then two that later models use.
+POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+LATER_POOLING_MODES = ("weightedmean", "lasttoken")
 ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")
 
 
@@ -152,8 +155,10 @@ class SentenceConfig:
             if len(self.pooling) == 1:
                 object.__setattr__(self, "pooling", self.pooling[0])
         for mode in self.poolings:
-            if mode not in POOLING_MODES:
-                raise ConfigError(f"pooling {mode!r} is not one of {POOLING_MODES}")
+            if mode not in POOLING_MODES + LATER_POOLING_MODES:
+                raise ConfigError(
+                    f"pooling {mode!r} is not one of {POOLING_MODES + LATER_POOLING_MODES}"
+                )
         if not self.poolings:
             raise ConfigError(f"pooling names no mode; choose one of {POOLING_MODES}")
         if self.max_seq_length < 2:
