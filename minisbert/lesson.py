@@ -159,7 +159,9 @@ def exercise(check: Callable[..., None], *answers: Callable[..., Any], lesson: s
     """
     try:
         check(*answers)
-    except NotImplementedError:
+    except NotImplementedError as error:
+        if not _raised_by(error, answers):  # raised by something the answer called
+            raise
         names = ", ".join(a.__name__ for a in answers)
         print(f"Exercise not solved yet ({names}): using the reference solution so the lesson "
               "can go on. Write yours, then run this cell again.")
@@ -170,6 +172,15 @@ def exercise(check: Callable[..., None], *answers: Callable[..., Any], lesson: s
     else:
         print("Correct!")
     return answers[0] if len(answers) == 1 else answers
+
+
+def _raised_by(error: BaseException, answers: tuple[Callable[..., Any], ...]) -> bool:
+    """Whether ``error`` was raised in the body of one of ``answers`` (an unsolved stub)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    codes = {getattr(a, "__code__", None) for a in answers}
+    return tb is not None and tb.tb_frame.f_code in codes
 
 
 def by_hand(fn: Callable[..., Any], *library: Callable[..., Any]) -> Callable[..., Any]:

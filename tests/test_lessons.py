@@ -138,6 +138,12 @@ def test_exercise_goes_on_with_the_solution_and_refuses_a_wrong_answer(capsys):
     with pytest.raises(AssertionError, match="wrong pair"):
         lesson.exercise(check, lambda e: (0, 1), lesson="01_why_sentence_embeddings")
 
+    def calls_something_unfinished(embeddings):  # solved, but what it calls is not
+        return most_similar_pair(embeddings)
+
+    with pytest.raises(NotImplementedError):
+        lesson.exercise(check, calls_something_unfinished, lesson="01_why_sentence_embeddings")
+
 
 def test_by_hand_catches_the_library_however_it_is_called():
     x, mask = jnp.ones((1, 2, 3)), jnp.array([[1, 0]])
