@@ -114,6 +114,16 @@ def test_setup_finds_the_data_in_the_cache(tmp_path, monkeypatch, data_dir, pret
     assert (paths.weights / "tokenizer.json").is_file()
 
 
+def test_weights_in_the_cache_are_found_and_named_for_from_pretrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MINISBERT_WEIGHTS", str(tmp_path / "elsewhere"))  # restored afterwards
+    with pytest.raises(FileNotFoundError, match="minisbert fetch no-such-model"):
+        lesson.find_weights("no-such-model", download=False)
+    (tmp_path / "cache" / "weights" / "no-such-model").mkdir(parents=True)
+    assert lesson.find_weights("no-such-model") == tmp_path / "cache" / "weights" / "no-such-model"
+    assert os.environ["MINISBERT_WEIGHTS"] == str(tmp_path / "cache" / "weights")
+
+
 def test_missing_data_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path))
     monkeypatch.delenv("MINISBERT_DATA", raising=False)
