@@ -45,10 +45,12 @@
 # This cell finds the model weights, the datasets and the exercise solutions wherever the
 # notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
 # weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
-# On Colab, install minisbert from a clone first (see `lessons/README.md`):
-# `!git clone <the minisbert repository> && pip install -e "./minisbert[lessons]"`.
+# On Colab, install minisbert from a clone first, as the comment in the cell says, then
+# restart the session once (see `lessons/README.md`).
 
 # %%
+# Colab, once: !git clone <the minisbert repository> minisbert
+#              !pip install -q -e "./minisbert[lessons]"   then restart the session
 from minisbert import lesson
 
 paths = lesson.setup()
