@@ -310,7 +310,7 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
     from flax import nnx
 
     from minisbert.data import load_dataset
-    from minisbert.evaluate import accuracy, encode_unique
+    from minisbert.evaluate import accuracy, encode_unique, require_pairs
     from minisbert.losses import SoftmaxClassifier
     from minisbert.sentence_encoder import resolve_model_dir
     from minisbert.weights import load_params
@@ -329,6 +329,7 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
     load_params(classifier, folder / "classifier.safetensors")
     split = _eval_split(args, "dev")
     examples = load_dataset(args.data, split)
+    require_pairs(examples, "NLI evaluation")
     u, v = encode_unique(
         encoder, [e.sentence1 for e in examples], [e.sentence2 for e in examples],
         batch_size=args.batch_size,

@@ -244,6 +244,7 @@ def evaluate_sts(
     show_progress_bar: bool = False,
 ) -> dict[str, float]:
     """``sts_metrics`` on pairs with float gold scores, e.g. ``load_dataset("stsb", "test")``."""
+    require_pairs(examples, "STS evaluation")
     gold = np.array([_number(e.label) for e in examples], dtype=np.float64)
     u, v = encode_unique(
         encoder,
@@ -263,6 +264,11 @@ def evaluate_triplets(
     show_progress_bar: bool = False,
 ) -> dict[str, float]:
     """``triplet_accuracy`` on (anchor, positive, negative) examples."""
+    if any(not isinstance(e, TripletExample) for e in examples):
+        raise TypeError(
+            "triplet evaluation needs (anchor, positive, negative) triplets, found "
+            f"{_kinds(examples)}; evaluate pairs with `minisbert eval sts` (or nli)"
+        )
     anchor, positive, negative = encode_unique(
         encoder,
         [e.anchor for e in examples],
@@ -282,6 +288,7 @@ def evaluate_binary(
     show_progress_bar: bool = False,
 ) -> dict[str, float]:
     """``binary_metrics`` of cosine similarity on pairs labelled 1 (similar) or 0."""
+    require_pairs(examples, "binary evaluation")
     labels = np.array([_number(e.label) for e in examples])
     u, v = encode_unique(
         encoder,
@@ -291,6 +298,20 @@ def evaluate_binary(
         show_progress_bar=show_progress_bar,
     )
     return binary_metrics(pair_scores(u, v)["cosine"], labels)
+
+
+def require_pairs(examples: Sequence[object], what: str) -> None:
+    """Refuse triplets (or anything else) where pairs are needed, in one line."""
+    if any(not isinstance(e, PairExample) for e in examples):
+        raise TypeError(
+            f"{what} needs (sentence1, sentence2, label) pairs, found {_kinds(examples)}; "
+            "evaluate triplets with `minisbert eval triplets`"
+        )
+
+
+def _kinds(examples: Sequence[object]) -> str:
+    names = sorted({type(e).__name__ for e in examples})
+    return " and ".join(names)
 
 
 def _number(label: float | int | None) -> float | int:

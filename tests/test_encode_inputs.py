@@ -158,3 +158,22 @@ def test_case_only_matters_for_the_columns_used(tmp_path):
     path.write_text("sentence1,sentence2,Note,note\na,b,x,y\n", encoding="utf-8")
     (pair,) = read_pairs(path)
     assert (pair.sentence1, pair.sentence2, pair.label) == ("a", "b", None)
+
+
+# ------------------------------------------------------------ eval: pairs vs triplets (fuzz)
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "needs"),
+    [
+        ("sts", "anchor\tpositive\tnegative", "needs (sentence1, sentence2, label) pairs"),
+        ("triplets", "sentence1\tsentence2\tlabel", "needs (anchor, positive, negative)"),
+    ],
+)
+def test_eval_on_the_other_kind_of_examples_is_one_line(tmp_path, tiny_dir, capsys, kind,
+                                                        header, needs):  # fmt: skip
+    path = tmp_path / "d.tsv"
+    path.write_text(f"{header}\nthe cat\ta dog\t1\n", encoding="utf-8")
+    assert main(["eval", kind, "--model", str(tiny_dir), "--data", str(path)]) == 1
+    err = capsys.readouterr().err  # was: AttributeError, a traceback
+    assert needs in err and len(err.strip().splitlines()) == 1
