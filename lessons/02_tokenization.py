@@ -41,8 +41,8 @@
 # restart the session once (see `lessons/README.md`).
 
 # %%
-# Colab, once: !git clone <the minisbert repository> minisbert
-#              !pip install -q -e "./minisbert[lessons]"   then restart the session
+# On Colab, once, in a cell above: `!git clone <the minisbert repository> minisbert`, then
+# `!pip install -q -e "./minisbert[lessons]"`, then restart the session.
 from minisbert import lesson
 
 paths = lesson.setup()
