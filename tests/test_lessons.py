@@ -63,6 +63,9 @@ def test_notebook_in_sync(source: Path):
 def test_lesson_starts_with_the_set_up_cell(source: Path):
     first = next(c for c in jupytext.read(source).cells if c.cell_type == "code")
     assert "lesson.setup()" in first.source, f"{source.name}: the first code cell is not set-up"
+    # jupytext turns a comment line starting with ! or % into a magic: it must stay Python.
+    twin = jupytext.read(source.with_suffix(".ipynb"))
+    compile(next(c for c in twin.cells if c.cell_type == "code").source, source.name, "exec")
 
 
 # ---------------------------------------------------------------- running whole lessons
