@@ -145,7 +145,8 @@ class RunGuard:
         write_atomic(self.output / MARKER, json.dumps(marker) + "\n")
         if threading.current_thread() is threading.main_thread():  # signal.signal's rule
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                if signal.getsignal(signum) != signal.SIG_IGN:  # ignored (nohup, cmd &): keep so
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
