@@ -54,15 +54,16 @@ BATCH_SIZE = 16
 # this has no hub access, so no real bert-base, and was never idle while it was built):
 # - MiniLM-L6-H384: 0.349 s/step, the median of `make recipes RECIPES=nli` on an otherwise
 #   idle machine (all-MiniLM-L6-v2 has this shape; bench/README.md, family 25 model 17);
-# - bert-base: 0.349 x 6.2 = 2.2 s/step. 6.2 is the ratio of the median process CPU time
-#   per step of random models of the two shapes, 3.806 and 0.612 s, measured one after the
-#   other on the same busy 2-core machine (family 25 model 1, load average 10 to 12) with
+# - bert-base: 0.349 x 6.2 to 6.7 = 2.2 to 2.3 s/step. 6.2 to 6.7 is the ratio of the
+#   median process CPU time per step of random models of the two shapes, measured twice
+#   each on the same busy 2-core machine (family 25 model 1, load average 10 to 12):
+#   bert-base 3.806 and 3.801 s, MiniLM-L6-H384 0.612 and 0.571 s, with
 #     python -m bench.paper --random-shape bert-base-uncased --measure-steps 40
 #     python -m bench.paper --random-shape MiniLM-L6-H384-uncased --measure-steps 40
-#   (their wall times there, 13.3 and 2.0 s/step, measured the load, not the model).
+#   (their wall times there, 10.8 to 13.3 and 1.9 to 2.0 s/step, measured the load).
 # MultiNLI's sentences are longer than SNLI's, so on AllNLI the steps take somewhat longer.
 CPU_MACHINE = "a 2-core CPU (AMD EPYC, JAX)"
-CPU_SECONDS_PER_STEP = {"bert-base-uncased": 2.2, "MiniLM-L6-H384-uncased": 0.35}
+CPU_SECONDS_PER_STEP = {"bert-base-uncased": 2.25, "MiniLM-L6-H384-uncased": 0.35}
 # The layer shapes of the two, for --random-shape.
 SHAPES = {
     "bert-base-uncased": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -146,8 +147,9 @@ def print_costs(
               "median of a short timed run, times the steps)")
     cpu = CPU_SECONDS_PER_STEP.get(model_name(model))
     if cpu is not None:
-        print(f"  {CPU_MACHINE}: {hours(steps * cpu)} (estimate: {cpu:.2f} s/step measured "
-              "on SNLI dev with a random model of this shape, times the steps)")
+        print(f"  {CPU_MACHINE}: {hours(steps * cpu)} (estimate: {cpu:.2f} s/step on SNLI dev "
+              "pairs, times the steps; how it was measured: CPU_SECONDS_PER_STEP in "
+              "bench/paper.py)")
     else:
         print(f"  {CPU_MACHINE}: not measured for {model_name(model)}")
     flops = 6 * matmul_params(model_dir) * tokens_per_step(model_dir, data)
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         random_shape_cost(args.random_shape, args.runs, args.measure_steps)
         return
     log: list[str] = []
-    name = model_name(args.model)
+    name = model_name(args.model) if args.model_dir is None else args.model_dir.name
     model_dir = args.model_dir
     if model_dir is None:
         model_dir = args.weights_dir / name
