@@ -20,8 +20,10 @@ Two things change on the way to minisbert:
    ``x @ kernel``. So ``kernel = weight.T``. Biases, LayerNorm parameters and
    embedding tables (looked up by row, never multiplied) are copied unchanged.
 
-Two tensors are dropped: BERT's ``pooler.*`` (Sentence-BERT pools the tokens itself
-and never uses it) and ``embeddings.position_ids`` (a constant 0..511, not a parameter).
+Three kinds of tensor are dropped: BERT's ``pooler.*`` (Sentence-BERT pools the tokens
+itself and never uses it), ``embeddings.position_ids`` (a constant 0..511, not a
+parameter), and the pre-training heads ``cls.*`` of a plain HF checkpoint such as
+bert-base-uncased (masked-LM and next-sentence heads, which an encoder never runs).
 Any other tensor that is missing, left over, or of the wrong shape stops the
 conversion with its name. Only safetensors files are read: never a pickle.
 
@@ -55,7 +57,9 @@ from minisbert.weights import (
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
 )  # fmt: skip
-IGNORED_PREFIXES = ("pooler.", "embeddings.position_ids")
+IGNORED_PREFIXES = (
+    "pooler.", "embeddings.position_ids", "cls.predictions.", "cls.seq_relationship.",
+)  # fmt: skip
 
 # minisbert name (with {i} for the layer) -> (checkpoint name, transpose?)
 EMBEDDING_NAMES: dict[str, tuple[str, bool]] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 from tiny import tiny_tokenizer
 
 from minisbert import SentenceEncoder
@@ -253,3 +253,18 @@ def test_saved_model_keeps_its_dense_layers(tmp_path):
     save_model(tmp_path / "saved", encoder.model, tmp_path / "out")
     again = SentenceEncoder.from_pretrained(tmp_path / "saved")
     np.testing.assert_array_equal(again.encode(SENTENCES), encoder.encode(SENTENCES))
+
+
+def test_plain_hf_checkpoint_with_pretraining_heads(tmp_path):
+    """bert-base-uncased style: "bert."-prefixed encoder, pooler and masked-LM/NSP heads."""
+    src = materialize(LAYOUTS / "hf-plain-bert", tmp_path / "src")
+    plain = SentenceEncoder.from_pretrained(convert(src, tmp_path / "plain"))
+    tensors = load_file(str(src / "model.safetensors"))
+    tensors = {f"bert.{name}": value for name, value in tensors.items()}
+    tensors["bert.pooler.dense.weight"] = np.zeros((36, 36), np.float32)
+    tensors["cls.predictions.bias"] = np.zeros(99, np.float32)
+    tensors["cls.predictions.transform.dense.weight"] = np.zeros((36, 36), np.float32)
+    tensors["cls.seq_relationship.weight"] = np.zeros((2, 36), np.float32)
+    save_file(tensors, str(src / "model.safetensors"))
+    headed = SentenceEncoder.from_pretrained(convert(src, tmp_path / "headed"))
+    np.testing.assert_array_equal(headed.encode(SENTENCES), plain.encode(SENTENCES))
