@@ -125,7 +125,7 @@ def resume_command(config: Any) -> str:
             args.append("--no-progress")
         elif field.name == "concat":
             args += [flag, *value]
-        else:
+        else:  # None where the default is not None: only --head-lr, whose None is "same"
             args += [flag, "same" if value is None else str(value)]
     return shlex.join([*args, "--resume"])
 
@@ -142,7 +142,11 @@ class RunGuard:
     def __enter__(self) -> RunGuard:
         self._fd = lock_output(self.output)
         marker = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": str(self.model_dir)}
-        write_atomic(self.output / MARKER, json.dumps(marker) + "\n")
+        try:
+            write_atomic(self.output / MARKER, json.dumps(marker) + "\n")
+        except BaseException:
+            self.__exit__()
+            raise
         if threading.current_thread() is threading.main_thread():  # signal.signal's rule
             for signum in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(signum) != signal.SIG_IGN:  # ignored (nohup, cmd &): keep so
@@ -151,9 +155,11 @@ class RunGuard:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
         if self._fd is not None:
             os.close(self._fd)  # releases the lock
+            self._fd = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.signum is not None:  # the second one: stop now, the default way
