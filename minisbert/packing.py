@@ -215,15 +215,19 @@ def packed_calls(
     sentences); a call ends when its rows or that room run out. A call never holds more
     than all the sentences, so both shrink to what they need, rounded up to a power of
     two (so that calls of other sizes reuse the program): R to the rows that hold every
-    sentence, n to their number. Encoding one sentence then does not cost a whole batch,
-    and memory follows the input, not ``batch_size``: the gathered token vectors are
-    (n, L, D), which at n = 3 * 16,384 is over 2 GiB whatever the input.
+    sentence (all of them if ``batch_size`` covers every sentence), n to their number.
+    Encoding one sentence then does not cost a whole batch, and memory follows the input,
+    not ``batch_size``: the gathered token vectors are (n, L, D), 2.4 GB of float32 at
+    n = 3 * 16,384, L = 32 and D = 384 had n followed ``batch_size=16384``.
     ``indices[j]`` is the position in ``token_ids`` of the call's j-th sentence, whose
     vector is row j of the output.
     """
     L = row_length
     placement = best_fit_rows([len(ids) for ids in token_ids], L)
-    R = min(max(1, math.ceil(batch_size * mean_length / L)), _power_of_two(len(placement)))
+    R = max(1, math.ceil(batch_size * mean_length / L))  # rows for about batch_size sentences
+    if batch_size >= len(token_ids):  # a batch holds them all: one call of all their rows
+        R = _power_of_two(len(placement))
+    R = min(R, _power_of_two(len(placement)))
     n = min(max(3 * batch_size, L), _power_of_two(len(token_ids)))
     call: list[list[int]] = []
     for row in [*placement, None]:  # None: flush the last call

@@ -57,6 +57,10 @@ def test_packed_calls_room_follows_the_sentences_not_the_batch_size():
     assert sorted(indices.tolist()) == list(range(5))
     assert batch.token_index.shape == (8, 32)  # 5, to a power of two
     assert batch.input_ids.shape == (1, 32)
+    twenty = [[2] + [7] * 18 + [3]] * 5  # one to a row: 5 rows, to a power of two
+    for batch_size in (5, 10**9):  # a batch that holds them all: one call, not 4 rows + 4
+        ((indices, batch),) = packed_calls(twenty, batch_size, 32, 20.0)
+        assert batch.input_ids.shape == (8, 32) and batch.token_index.shape == (8, 32)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8", None])
