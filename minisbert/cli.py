@@ -330,6 +330,14 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
     split = _eval_split(args, "dev")
     examples = load_dataset(args.data, split)
     require_pairs(examples, "NLI evaluation")
+    classes = spec["num_labels"]
+    for e in examples:  # a score or a missing label would count as wrong, silently
+        if isinstance(e.label, bool) or not isinstance(e.label, int) or not 0 <= e.label < classes:
+            at = f"{args.data}:{e.line}" if e.line is not None else args.data
+            raise ValueError(
+                f"{at}: NLI evaluation needs class labels 0..{classes - 1} (or entailment, "
+                f"neutral, contradiction), found {e.label!r}"
+            )
     u, v = encode_unique(
         encoder, [e.sentence1 for e in examples], [e.sentence2 for e in examples],
         batch_size=args.batch_size,
