@@ -362,7 +362,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 # minisbert.train.HEAD_LR, repeated so that `minisbert --help` need not import JAX
 # (tests/test_head_lr.py checks that the two agree).
-HEAD_LR = 2e-3
+HEAD_LR = 3e-2
 
 
 def _head_lr(text: str) -> float | None:
