@@ -531,9 +531,12 @@ def make_optimizer(
 
     clip = optax.clip_by_global_norm(max_grad_norm)
     if head_lr is None:
-        return optax.chain(clip, adamw(lr, probe_steps))
-    groups = {"encoder": adamw(lr, probe_steps), "head": adamw(head_lr, 0)}
-    return optax.chain(clip, optax.multi_transform(groups, is_head))
+        rates = rate(lr, probe_steps)
+    else:  # only the last factor differs per group, so Adam's moments stay one tree
+        rates = optax.multi_transform(
+            {"encoder": rate(lr, probe_steps), "head": rate(head_lr, 0)}, is_head
+        )
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.chain(adam, decay, rates))
 
 
 # Compiling a train step (10-30 s on a CPU) costs about as much as running this many steps.
