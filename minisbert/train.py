@@ -529,7 +529,9 @@ def make_optimizer(
     def rate(peak: float, start: int) -> optax.GradientTransformation:
         return optax.scale_by_learning_rate(group_schedule(peak, total_steps, start, warmup_ratio))
 
-    clip = optax.clip_by_global_norm(max_grad_norm)
+    # optax.adamw is exactly this chain: Adam's step, plus decoupled weight decay, times -lr(t).
+    adam = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)  # torch.optim.AdamW's defaults
+    decay = optax.add_decayed_weights(weight_decay, mask=decays)
     if head_lr is None:
         rates = rate(lr, probe_steps)
     else:  # only the last factor differs per group, so Adam's moments stay one tree
