@@ -18,8 +18,9 @@ A dropout decision needs far fewer than 32 bits. Here each 32-bit word is cut in
     halves = bitcast(words, uint16)                 (ceil(n/2), 2) uint16, uniform on 0..65535
     keep   = first n halves >= round(p * 65536)     (n,), reshaped to the input's shape
 
-So the same masks cost half the Threefry work. The dropout rate becomes round(p * 65536) / 65536: 0.1000061 for p = 0.1.
-The scale uses that exact rate, so the expected output still equals the input.
+So the same masks cost half the Threefry work. The dropout rate becomes
+round(p * 65536) / 65536: 0.1000061 for p = 0.1. The scale uses that exact rate, so the
+expected output still equals the input.
 
 Everything else is ``nnx.Dropout``'s: the same RNG stream (a fresh key per call, saved in
 checkpoints), ``model.train()`` turns it on and ``model.eval()`` off. Two of its options are

@@ -59,7 +59,8 @@ def folder_files(folder: Path) -> list[str]:
     names = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and rel != MANIFEST and not any(p.startswith(".") for p in rel.split("/")):
+        hidden = any(part.startswith(".") for part in rel.split("/"))
+        if path.is_file() and rel != MANIFEST and not hidden:
             names.append(rel)
     return names
 
