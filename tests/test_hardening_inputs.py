@@ -252,13 +252,13 @@ def test_cli_encodes_mixed_scripts(tiny_dir, lines, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file
 
 
-@pytest.mark.parametrize("text", [b"", b"\n  \n\t\n"])
-def test_cli_empty_input_file(tiny_dir, tmp_path, capsys, text):
+@pytest.mark.parametrize("text, rows", [(b"", 0), (b"\n  \n\t\n", 3)])
+def test_cli_empty_input_file(tiny_dir, tmp_path, capsys, text, rows):
     path = tmp_path / "empty.txt"
     path.write_bytes(text)
     out = tmp_path / "out.npy"
     assert main(["encode", str(path), "-o", str(out), "--model", tiny_dir]) == 0
-    assert np.load(out).shape == (0, 36)
+    assert np.load(out).shape == (rows, 36)  # row i is line i, blank lines included
     assert main(["search", "a query", str(path), "--model", tiny_dir]) == 1
     err = capsys.readouterr().err
     assert f"minisbert search: error: {path}: no non-empty lines to search" in err
