@@ -57,6 +57,7 @@ def test_jit_equals_eager(encoder):
     np.testing.assert_allclose(eager, jitted, atol=1e-5)
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 def test_compiled_shapes_are_bounded(encoder):
     encoder.compiled_shapes.clear()
     rng = np.random.default_rng(0)

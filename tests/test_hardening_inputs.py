@@ -97,6 +97,7 @@ def test_numpy_and_other_integer_batch_sizes(tiny_encoder):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 def test_100000_sentences_in_order(tiny_encoder):
     """Several chunks of CHUNK_SIZE sentences; every row lands where its sentence was."""
     words = "the cat dog sat on mat a is run".split()
@@ -202,6 +203,7 @@ def test_random_unicode_never_crashes_and_normalises_to_unit_norm(tiny_encoder, 
     assert_finite_unit_norm(tiny_encoder.encode(text, normalize_embeddings=True))
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @settings(PROPERTY, max_examples=60)
 @given(texts=st.lists(TEXT, min_size=2, max_size=5))
 def test_random_lists_never_crash(tiny_encoder, texts):

@@ -163,6 +163,7 @@ def straight(files) -> Path:
     return output
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.skipif(sys.platform == "win32", reason="no SIGKILL on Windows")
 def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(files, straight):
     output = files["root"] / "killed"
@@ -208,6 +209,7 @@ def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(files
         np.testing.assert_allclose(final[name], expected[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 def test_same_seed_in_another_process_is_bit_identical(files, straight):
     """Nothing (hash seeds, dict order, thread timing) leaks into the numbers between processes."""
     output = files["root"] / "again"

@@ -185,6 +185,7 @@ def tiny_encoders(tmp_path_factory) -> dict[str, SentenceEncoder]:
     }
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.parametrize("mode", sorted(POOLINGS))
 @pytest.mark.parametrize("batch_size", [1, 5, 32])
 def test_encode_packed_equals_encode_padded(tiny_encoders, mode, batch_size):
@@ -205,6 +206,7 @@ def test_encode_packed_equals_encode_padded(tiny_encoders, mode, batch_size):
     assert np.abs(packed).max() > 0  # a real comparison, not of zeros
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.parametrize("loss_name", ["cosine", "mnrl"])
 def test_the_packed_loss_and_gradients_are_the_padded_ones(loss_name):
     S, B = 2, 6

@@ -105,6 +105,7 @@ def test_model_name_is_the_folder_fetch_converts_into() -> None:
     assert seconds_per_step("wrote runs/x: 5 steps, 0.250 s/step, last loss 1.0") == 0.25
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 def test_make_paper_tiny_end_to_end(tmp_path: Path, served: str, data_dir: Path) -> None:
     env = offline_env(tmp_path, served, data_dir)
     command = [sys.executable, "-m", "bench.paper", "--model", REPO, "--tiny", "--weights-dir",

@@ -56,6 +56,7 @@ def test_token_embeddings_match_reference(encoder, reference):
         assert np.abs(a - b).max() <= ATOL, f"sentence {i}: {sentences[i][:40]!r}"
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 def test_batch_size_does_not_change_reference_embeddings(encoder, reference):
     sentences, expected, _, _ = reference
     for batch_size in (1, 7, 64):

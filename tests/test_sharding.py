@@ -108,6 +108,7 @@ def four_devices() -> dict:
 # cosine without dropout; mnrl (in-batch negatives from every device) with dropout on, which
 # also checks that the dropout masks do not depend on how the batch is split.
 # "packed": the rows minisbert train feeds its train step (minisbert.packing), split by row.
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.parametrize(
     "case", ["cosine/eval", "mnrl/train", "cosine/eval/packed", "mnrl/train/packed"]
 )

@@ -177,7 +177,11 @@ def test_every_registered_loss_has_a_smoke_case():
     assert set(LOSS_BATCH) == set(LOSSES)
 
 
-@pytest.mark.parametrize("name", sorted(LOSS_BATCH))
+# Two losses in make test (one with a head, one without), every loss in make test-slow.
+@pytest.mark.parametrize("name", [
+    name if name in ("softmax", "cosine") else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(LOSS_BATCH)
+])  # fmt: skip
 def test_every_loss_trains_finite_and_falling(name):
     sides, labels = LOSS_BATCH[name]
     rng = np.random.default_rng(0)

@@ -401,6 +401,7 @@ def test_sigint_while_the_first_step_compiles_ends_cleanly(files, tmp_path):
     assert resume_line(err)[-1] == "--resume"
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_one_second_into_the_run_ends_cleanly(files, tmp_path):
     """One second after the run claims its folder, it is loading data or compiling its first
@@ -418,6 +419,7 @@ def test_sigint_one_second_into_the_run_ends_cleanly(files, tmp_path):
     assert resume_line(err)[-1] == "--resume"
 
 
+@pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("signum, rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_run_keeps_the_checkpoint_and_prints_the_resume_command(
