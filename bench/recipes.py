@@ -58,12 +58,17 @@ def concat_label(concat: tuple[str, ...]) -> str:
     return "(" + ", ".join({"abs_diff": "|u-v|", "mul": "u*v"}.get(c, c) for c in concat) + ")"
 
 
-# name -> (extra train flags, features). The default head lr is train.HEAD_LR (no flag).
+# name -> (extra train flags, features). The default head lr is train.HEAD_LR (no flag);
+# the probe length is always given, so a row means the same whatever the defaults become.
 ABLATION: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "single lr": (["--head-lr", "same"], DEFAULT_CONCAT),
-    "head lr": ([], DEFAULT_CONCAT),
+    "head lr": (["--probe-steps", "0"], DEFAULT_CONCAT),
     "probe": (["--probe-steps", str(PROBE_STEPS)], DEFAULT_CONCAT),
-    **{f"head lr {concat_label(c)}": ([], c) for c in TABLE_6 if c != DEFAULT_CONCAT},
+    **{
+        f"head lr {concat_label(c)}": (["--probe-steps", "0"], c)
+        for c in TABLE_6
+        if c != DEFAULT_CONCAT
+    },
 }
 
 
