@@ -244,6 +244,7 @@ def main() -> None:
     )
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="minisbert-recipes-"))
+    work.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str]] = []
     log: list[str] = []
     info = machine.describe()
