@@ -108,6 +108,60 @@ for s in sentences[:3]:
     print("  ", s)
 
 # %% [markdown]
+# ## The two architectures, drawn
+#
+# Left, what `cross_encoder_pass` below computes: one BERT pass over the pair, a score read
+# off the `[CLS]` vector. Right, what `encoder.encode` and `cos_sim` compute: one BERT pass
+# and one pooling per sentence, then a cosine of two stored vectors. Both BERTs on the right
+# are the same module with the same weights, called twice.
+
+# %%
+def box(ax, x, y, text, color):
+    """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
+    ax.text(x, y, text, ha="center", va="center", fontsize=8,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+
+
+def arrow(ax, start, end, style="->"):
+    """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+
+
+def chain(ax, x, ys, boxes):
+    """Boxes (text, color) stacked at heights ``ys``, each with an arrow up to the next."""
+    for i, (y, (text, color)) in enumerate(zip(ys, boxes, strict=True)):
+        box(ax, x, y, text, color)
+        if i > 0:
+            arrow(ax, (x, ys[i - 1]), (x, y))
+
+
+TEXT, MODEL, VECTOR = "#eeeeee", "#dbe9f6", "#fde7c8"
+fig, (cross_ax, bi_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
+for ax in (cross_ax, bi_ax):
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.axis("off")
+
+cross_ax.set_title("cross-encoder: one BERT pass per pair", fontsize=10)
+for x, name in [(0.25, "sentence A"), (0.75, "sentence B")]:
+    box(cross_ax, x, 0.04, name, TEXT)
+    arrow(cross_ax, (x, 0.04), (0.5, 0.27))
+chain(cross_ax, 0.5, [0.27, 0.5, 0.73, 0.95],
+      [("[CLS] A [SEP] B [SEP]", TEXT), ("BERT: A and B attend to each other", MODEL),
+       ("[CLS] vector → linear layer", MODEL), ("score(A, B)", VECTOR)])
+
+bi_ax.set_title("bi-encoder (SBERT): one BERT pass per sentence", fontsize=10)
+for x, name, vector in [(0.25, "sentence A", "u"), (0.75, "sentence B", "v")]:
+    chain(bi_ax, x, [0.04, 0.27, 0.5, 0.73],
+          [(name, TEXT), ("BERT", MODEL), ("mean pooling", MODEL), (vector, VECTOR)])
+    arrow(bi_ax, (x, 0.73), (0.5, 0.95))
+arrow(bi_ax, (0.36, 0.27), (0.64, 0.27), style="<->")
+bi_ax.text(0.5, 0.31, "same weights", ha="center", fontsize=7)
+box(bi_ax, 0.5, 0.95, "cos(u, v)", VECTOR)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## A cross-encoder pass
 #
 # The tokenizer already knows how to pack two sentences into one input. Look at the
@@ -193,7 +247,7 @@ print(f"{n_pairs:,} pairs x {1000 * seconds_per_pair:.2f} ms "
 # thing a computer does fastest.
 #
 # Same rules as for the cross-encoder: batches of 32, and a warm-up first. `encode`
-# compiles one program per padded batch shape; we warm it up on a few hundred *other* STS-b
+# compiles one program per batch shape it meets; we warm it up on a few hundred *other* STS-b
 # sentences, and count how many new shapes the timed run still had to compile (each one
 # is charged to the bi-encoder).
 
