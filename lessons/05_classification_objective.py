@@ -38,8 +38,9 @@
 # |u - v| is taken dimension by dimension. The classifier is only scaffolding: after
 # training it is thrown away and the encoder is kept. The paper trained this way for one
 # epoch over SNLI and MultiNLI together (about a million pairs), batch size 16, Adam with
-# learning rate 2e-5 and a linear warm-up over the first 10% of the steps; those are the
-# defaults of `minisbert.train.TrainConfig`.
+# learning rate 2e-5 and a linear warm-up over the first 10% of the steps.
+# `minisbert.train.TrainConfig` has the same defaults, with AdamW in place of Adam (Adam plus
+# a weight decay of 0.01, as in sentence-transformers' training code).
 #
 # In this lesson we build the features, logits and loss by hand for three real pairs and
 # check them against `minisbert.losses`; then fine-tune the pretrained all-MiniLM-L6-v2
@@ -203,7 +204,51 @@ assert abs(loss_by_hand - loss_library) < 1e-5
 # gradient computation. `minisbert.train.compute_loss` takes token ids stacked as
 # (S, B, T), S = 2 sides, runs **the same** `model` on each side and hands the two (B, D)
 # results to the loss. `Trainable` bundles the model and the classifier: the optimiser
-# updates both. Given the three pairs as token ids, it must agree with our loss:
+# updates both. Here is that network as the paper draws it (its Figure 1; sentence A is the
+# premise, B the hypothesis), with the code that computes each box beside it:
+
+# %%
+def box(ax, x, y, text, color):
+    """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
+    ax.text(x, y, text, ha="center", va="center", fontsize=8,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+
+
+def arrow(ax, start, end, style="->"):
+    """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+
+
+TEXT, MODEL, VECTOR = "#eeeeee", "#dbe9f6", "#fde7c8"
+fig, ax = plt.subplots(figsize=(7.5, 4.2))
+ax.set(xlim=(0, 1), ylim=(0, 1))
+ax.axis("off")
+ys = [0.03, 0.2, 0.37, 0.54]  # sentence, BERT, pooling, vector
+for x, sentence, vector in [(0.2, "sentence A", "u"), (0.6, "sentence B", "v")]:
+    for y, text, color in zip(ys, [sentence, "BERT", "mean pooling", vector],
+                              [TEXT, MODEL, MODEL, VECTOR], strict=True):
+        box(ax, x, y, text, color)
+    for y0, y1 in zip(ys, ys[1:], strict=False):
+        arrow(ax, (x, y0), (x, y1))
+    arrow(ax, (x, ys[-1]), (0.4, 0.72))
+arrow(ax, (0.27, 0.2), (0.53, 0.2), style="<->")
+ax.text(0.4, 0.23, "same weights", ha="center", fontsize=7)
+for y, text, color in [(0.72, "(u, v, |u - v|)", VECTOR), (0.86, "softmax classifier", MODEL),
+                       (0.98, "p(entailment), p(neutral), p(contradiction)", VECTOR)]:
+    box(ax, 0.4, y, text, color)
+arrow(ax, (0.4, 0.72), (0.4, 0.86))
+arrow(ax, (0.4, 0.86), (0.4, 0.98))
+for y, code in [(0.29, "trainable.model: BERT + pooling,\ncalled on side s = 0 and s = 1"),
+                (0.72, "classifier.features(u, v): (B, 3D)"),
+                (0.86, "classifier(u, v): logits (B, C)"),
+                (0.98, "softmax_loss: cross-entropy\nwith the gold label")]:
+    ax.text(0.76, y, code, fontsize=7, family="monospace", color="dimgray", va="center")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Given the three pairs as token ids, `compute_loss` must agree with our loss:
 
 # %%
 premise_ids = encoder.tokenizer.tokenize([e.sentence1 for e in tiny])
@@ -267,10 +312,15 @@ print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(st
 # trained model and its classifier) goes in the same temporary folder, not in the
 # repository.
 #
-# jit compiles the train step once for every padded length it meets (the bucket
-# lengths of `minisbert.batching`: 8, 16, 24, 32, 64, 128, ... tokens), and on a CPU each
-# compile takes a while. SNLI sentences are short: every pair fits in 64 tokens. Fast
-# mode keeps only pairs of at most 24 tokens a side, so that it compiles once.
+# `train(config)` runs the library's readable step, `minisbert.train.train_step`, on
+# padded batches (S, B, T): each batch is padded to the bucket length of its longest
+# sentence (`minisbert.batching`), and jit compiles the step once for every length it
+# meets, which on a CPU takes a while each time. (The `minisbert train` command and
+# `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
+# pack several sentences into each row instead, so that little compute goes to padding;
+# jit then compiles one program per row count it uses.) SNLI sentences are short: every
+# pair fits in 64 tokens. Fast mode keeps only pairs of at most 24 tokens a side, so that
+# (nearly) every batch pads to the same length and the step compiles once.
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson05-"))
@@ -353,7 +403,7 @@ print(f"STS-b test Spearman x100:  {spearman_before:5.2f} -> {spearman_after:5.2
 #   a weak NLI model.
 # - **The loss barely leaves ln 3, yet the accuracy rises.** all-MiniLM-L6-v2 normalises
 #   its output, so u and v are unit vectors with entries around 1/√D ≈ 0.05, and the
-#   classifier starts from small random weights. Adam moves each weight by about the
+#   classifier starts from small random weights. AdamW moves each weight by about the
 #   learning rate per step (2e-5, less during warm-up and decay), so after a few hundred
 #   steps the logits are still small: the right label wins the argmax more often, but
 #   with little confidence. The paper's BERT encoders had no normalisation; their larger
