@@ -97,6 +97,50 @@ for target in (0.0, 0.3, 0.6, 1.0):
 # %% [markdown]
 # ## The loss by hand, for one batch
 #
+# The network is the paper's Figure 2: the siamese encoder of lesson 5 (one BERT and one
+# pooling, called on both sentences), and in place of the classifier a single cosine,
+# compared with the gold score. Beside each box, the code that computes it:
+
+# %%
+def box(ax, x, y, text, color):
+    """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
+    ax.text(x, y, text, ha="center", va="center", fontsize=8,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+
+
+def arrow(ax, start, end, style="->"):
+    """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
+    ax.annotate("", xy=end, xytext=start,
+                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+
+
+TEXT, MODEL, VECTOR = "#eeeeee", "#dbe9f6", "#fde7c8"
+fig, ax = plt.subplots(figsize=(7.5, 4.2))
+ax.set(xlim=(0, 1), ylim=(0, 1))
+ax.axis("off")
+ys = [0.03, 0.2, 0.37, 0.54]  # sentence, BERT, pooling, vector
+for x, sentence, vector in [(0.15, "sentence A", "u"), (0.45, "sentence B", "v")]:
+    for y, text, color in zip(ys, [sentence, "BERT", "mean pooling", vector],
+                              [TEXT, MODEL, MODEL, VECTOR], strict=True):
+        box(ax, x, y, text, color)
+    for y0, y1 in zip(ys, ys[1:], strict=False):
+        arrow(ax, (x, y0), (x, y1))
+    arrow(ax, (x, ys[-1]), (0.3, 0.74))
+arrow(ax, (0.21, 0.2), (0.39, 0.2), style="<->")
+ax.text(0.3, 0.23, "same weights", ha="center", fontsize=7)
+box(ax, 0.3, 0.74, "cosine-sim(u, v)", VECTOR)
+box(ax, 0.62, 0.74, "gold score s = score / 5", TEXT)
+box(ax, 0.46, 0.95, "loss = (cos - s)², mean over the batch", MODEL)
+arrow(ax, (0.3, 0.74), (0.4, 0.95))
+arrow(ax, (0.62, 0.74), (0.52, 0.95))
+for y, code in [(0.29, "encoder.encode: BERT + pooling\n(+ normalise), the same model"),
+                (0.74, "e.label, from load_dataset(\n\"stsb\", normalize=True)"),
+                (0.95, "cosine_similarity_loss(u, v, s)")]:
+    ax.text(0.78, y, code, fontsize=7, family="monospace", color="dimgray", va="center")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # Eight training pairs, encoded with the pretrained model. all-MiniLM-L6-v2 normalises
 # its output, so |u| = |v| = 1 here, but we divide by the norms anyway: the loss must be
 # right for any encoder.
@@ -178,11 +222,15 @@ print(f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f},
 # JSON-lines file in a temporary folder, and make one pass over them; the run's
 # checkpoints and trained model also go in that folder.
 #
-# jit compiles the train step once for every padded length it meets (the bucket
-# lengths of `minisbert.batching`: 8, 16, 24, 32, 64, 128, ... tokens), and on a CPU each
-# compile takes a while. So we leave out the single training pair longer than 64 tokens,
-# which alone would need the 128 bucket; fast mode keeps only pairs of at most 24 tokens
-# a side, one bucket.
+# `train(config)` runs the library's readable step, `minisbert.train.train_step`, on
+# padded batches (S, B, T), each padded to the bucket length of its longest sentence
+# (`minisbert.batching`); jit compiles the step once for every length it meets, and on a
+# CPU each compile takes a while. (The `minisbert train` command and
+# `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
+# pack several sentences into each row instead, so that little compute goes to padding;
+# jit then compiles one program per row count it uses.) So we leave out the single
+# training pair longer than 64 tokens, which alone would need a longer bucket and a
+# compile of its own; fast mode keeps only pairs of at most 24 tokens a side.
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson06-"))
