@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Circle, Wedge
 
 from minisbert import SentenceEncoder
 from minisbert.checkpoint import save_model
@@ -106,6 +107,53 @@ print(f"{len(triplets)} SNLI dev triplets: {len(held_out)} held out"
       f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on")
 for t in held_out[:3]:
     print(f"  anchor:   {t.anchor}\n  positive: {t.positive}\n  negative: {t.negative}\n")
+
+# %% [markdown]
+# ## The geometry
+#
+# Around the anchor, the positive sets a radius d(a, p). The loss asks every negative to lie
+# outside a larger circle, of radius d(a, p) + ε. A negative in the band between the two
+# circles is in the right order but not by the margin, and costs d(a, p) - d(a, n) + ε (a
+# negative inside the inner circle, closer than the positive, costs more); a negative
+# beyond the band costs nothing and gives no gradient. For a triplet that costs something,
+# a step of gradient descent pulls p towards a and pushes n away (the coloured arrows).
+# `triplet_loss`, below, computes this for a batch of triplets.
+
+# %%
+def at(radius: float, angle: float) -> np.ndarray:  # (2,) a point around the anchor at (0, 0)
+    return radius * np.array([np.cos(angle), np.sin(angle)])
+
+
+def draw_triplet_geometry(d_ap: float = 1.0, margin: float = 0.6) -> None:
+    """The anchor, a positive at distance d_ap, the margin band, and two negatives."""
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    ax.add_patch(Wedge((0, 0), d_ap + margin, 0, 360, width=margin, color="tab:red", alpha=0.1))
+    ax.add_patch(Circle((0, 0), d_ap, fill=False, linestyle="--", color="gray"))
+    ax.add_patch(Circle((0, 0), d_ap + margin, fill=False, linestyle=":", color="gray"))
+    ax.text(0, d_ap + margin + 0.06, "d(a, p) + ε", ha="center", fontsize=8, color="gray")
+    p, n, n_far = at(d_ap, 0.5), at(d_ap + 0.35, 2.7), at(d_ap + margin + 0.5, 4.3)
+    ax.plot([0, p[0]], [0, p[1]], color="gray", linewidth=0.8)
+    ax.text(*at(d_ap / 2, 0.75), "d(a, p)", fontsize=8, color="gray", ha="center")
+    ax.annotate("", xy=at(d_ap + margin, -0.35), xytext=at(d_ap, -0.35),
+                arrowprops={"arrowstyle": "<->", "shrinkA": 0, "shrinkB": 0})
+    ax.text(*at(d_ap + margin / 2, -0.5), "ε", fontsize=10, ha="center", va="center")
+    for xy, color, label, offset in [
+        ((0, 0), "black", "anchor a", (-10, -14)), (p, "tab:green", "positive p", (6, 4)),
+        (n, "tab:red", "negative n: in the band,\nloss d(a,p) - d(a,n) + ε", (-40, -32)),
+        (n_far, "tab:red", "negative n': beyond the band, loss 0", (8, -4)),
+    ]:
+        ax.plot(*xy, "o", color=color)
+        ax.annotate(label, xy, xytext=offset, textcoords="offset points", fontsize=8)
+    for start, end, color in [(p, 0.65 * p, "tab:green"), (n, 1.3 * n, "tab:red")]:
+        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": color})
+    ax.set(xlim=(-2.4, 2.4), ylim=(-2.2, 1.9), aspect="equal")
+    ax.axis("off")
+    ax.set_title("loss = max(d(a, p) - d(a, n) + ε, 0)", fontsize=10)
+    fig.tight_layout()
+    plt.show()
+
+
+draw_triplet_geometry()  # lengths made up for the drawing
 
 # %% [markdown]
 # ## Three points on a line
@@ -242,14 +290,23 @@ plt.show()
 #
 # `train(TrainConfig(loss="triplet", margin=...))` runs the siamese train step (lesson 5):
 # the same encoder embeds the anchors, positives and negatives of a batch, and the triplet
-# loss of the three (B, D) arrays is minimised with AdamW (sentence-transformers' defaults:
-# lr 2e-5, 10% warm-up). `TrainConfig(data=...)` reads triplets from a file with an
+# loss of the three (B, D) arrays is minimised with AdamW at `TrainConfig`'s defaults: the
+# learning rate climbs linearly from 0 to 2e-5 over the first 10% of the steps
+# (`warmup_ratio=0.1`, the warm-up of the SBERT paper and of sentence-transformers' training
+# examples; sentence-transformers' `fit` itself defaults to a fixed 10,000 warm-up steps),
+# then falls linearly back to 0. `TrainConfig(data=...)` reads triplets from a file with an
 # `anchor`, `positive` and `negative` column, so we write our training triplets to one.
 #
-# We keep training triplets whose three sentences have at most 24 tokens. Each batch is
-# padded to a bucket length (lesson 11), and each new bucket makes jit compile the train
-# step again, half a minute on a small CPU; with this filter every batch pads to 24. Both
-# runs use the same seed, so they see the same batches in the same order with the same
+# We keep training triplets whose three sentences have at most 24 tokens. `train(config)`
+# runs the library's readable step, `minisbert.train.train_step`, on padded batches
+# (S, B, T), each padded to the bucket length of its longest sentence, and jit compiles the
+# step again for every new length, a while each time on a CPU; with this filter (nearly)
+# every batch has the same length. (The `minisbert train` command and
+# `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
+# pack several sentences into each row instead, so that little compute goes to padding,
+# and jit compiles one program per row count it uses.)
+#
+# Both runs use the same seed, so they see the same batches in the same order with the same
 # dropout: only the margin differs. Fast mode trains on a single batch, several times.
 
 # %%
