@@ -245,7 +245,8 @@ held_batch_losses = online_losses(held_u, held_v, held_y, 16)
 zero_share = float(np.mean(held_batch_losses == 0))
 print(f"{len(held_batch_losses)} held-out batches of 16: {zero_share:.0%} have online loss 0 "
       f"(no hard pair inside the margin); mean loss {held_batch_losses.mean():.4f}")
-#
+
+# %% [markdown]
 # ## Before training: the model as a pair classifier
 #
 # `evaluate_binary` scores each held-out pair by cos(u, v), finds the threshold that
