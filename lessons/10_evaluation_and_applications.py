@@ -333,10 +333,10 @@ top_k_search = lesson.exercise(
 # ## 4. Paraphrase mining
 #
 # Which pairs *within* one collection mean the same? With M sentences there are
-# M(M-1)/2 pairs: about 6 million for our corpus in full mode. A cross-encoder would run
-# BERT 6 million times. With embeddings it is one (M, M) matrix of cosines, read row by
-# row: `paraphrase_mining` keeps each sentence's `top_k` best partners and sorts the
-# union.
+# M(M-1)/2 pairs: millions for our corpus in full mode (the whole-corpus cell below prints
+# how many), and a cross-encoder would run BERT once for each. With embeddings it is one
+# (M, M) matrix of cosines, read row by row: `paraphrase_mining` keeps each sentence's
+# `top_k` best partners and sorts the union.
 #
 # First, a check on a small piece that brute force can handle: every pair's cosine,
 # the upper triangle (i < j), the 20 highest.
@@ -361,7 +361,9 @@ assert all(abs(scores_small[i, j] - s) < 1e-4 for s, i, j in mined)
 # %% [markdown]
 # The top-20 scores agree, and every mined pair really has the score it claims. The
 # shortcut (`top_k=10` partners per sentence) is safe for the *top* of the list: a pair
-# in the overall top 20 is surely among each of its sentences' 10 best partners.
+# in the overall top 20 is surely among the 10 best partners of at least one of its two
+# sentences (were it not, each sentence would have 10 better partners: 20 pairs above it),
+# and one is enough, since the union keeps a pair that either sentence ranks in its top 10.
 #
 # Now the whole corpus. `paraphrase_mining(encoder, sentences)` is `encode` followed by
 # `paraphrase_mining_embeddings`; we already have the embeddings, so we call the second
