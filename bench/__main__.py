@@ -43,6 +43,7 @@ def main() -> None:
     from minisbert import SentenceEncoder
     from minisbert.convert import export_sentence_transformers
     from minisbert.data import load_dataset
+    from minisbert.fast import compute_in_bfloat16
     from minisbert.sentence_encoder import resolve_model_dir
     from minisbert.similarity import paraphrase_mining_embeddings
 
@@ -134,7 +135,8 @@ def main() -> None:
     # is a precision check more than a speed-up.
     from minisbert.evaluate import evaluate_sts
 
-    half = SentenceEncoder.from_pretrained(model_dir, dtype="bfloat16")
+    half = SentenceEncoder.from_pretrained(model_dir)
+    compute_in_bfloat16(half.model)
     half_fn = lambda s, b: half.encode(s, batch_size=b)  # noqa: E731
     row(
         "encode, batch 32, bfloat16 mode",
@@ -152,11 +154,11 @@ def main() -> None:
     # Packing, and smart batching, on vs off (minisbert): packed rows (encode's default),
     # padded batches sorted by length, padded batches in the caller's order.
     packed = speed.encode_throughput(ours_fn, sentences, 32, repeats)
-    encoder.pack_sentences = False
+    encoder.batcher.pack_sentences = False
     sorted_ = speed.encode_throughput(ours_fn, sentences, 32, repeats)
-    encoder.sort_by_length = False
+    encoder.batcher.sort_by_length = False
     unsorted = speed.encode_throughput(ours_fn, sentences, 32, repeats)
-    encoder.sort_by_length = encoder.pack_sentences = True
+    encoder.batcher.sort_by_length = encoder.batcher.pack_sentences = True
     rows.append(("packing speed-up, batch 32 (packed/padded sorted)", f"{packed / sorted_:.2f}x",
                  "", ""))  # fmt: skip
     rows.append(
@@ -198,7 +200,7 @@ def main() -> None:
         steps = 20 if args.quick else 60
         # Each library's training rate wanders from minute to minute on a shared VM, so the
         # fresh processes alternate, round after round, and each keeps its best round.
-        # "glibc defaults" is minisbert's step without minisbert.host_memory's settings.
+        # "glibc defaults" is minisbert's step without minisbert.fast.host_memory's settings.
         cases = {
             "minisbert": ("minisbert", model_dir, steps),
             "sentence-transformers": ("sentence-transformers", st_dir, steps),

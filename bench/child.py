@@ -11,7 +11,7 @@ child never imports torch, and a sentence-transformers child never runs JAX (min
 data readers import it, but JAX starts its CPU client and its threads only on first use).
 MODEL is a minisbert folder for minisbert and a sentence-transformers folder for
 sentence-transformers; SENTENCES a JSON list of strings. ``glibc-defaults`` times minisbert's
-training step without the allocator settings of minisbert.host_memory, to show what they
+training step without the allocator settings of minisbert.fast.host_memory, to show what they
 are worth (they apply to the whole process, so each case needs its own).
 """
 

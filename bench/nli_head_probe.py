@@ -24,8 +24,8 @@ import optax
 from bench.recipes import snli_dev_holdout
 from minisbert.data import load_dataset
 from minisbert.evaluate import encode_unique
+from minisbert.optimizer import decays, warmup_linear
 from minisbert.sentence_encoder import SentenceEncoder
-from minisbert.train import decays, warmup_linear
 
 
 def features(encoder: SentenceEncoder, path: Path) -> tuple[np.ndarray, np.ndarray]:

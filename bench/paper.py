@@ -170,6 +170,7 @@ def random_shape_cost(shape: str, work: Path, steps: int) -> None:
     import statistics
 
     from minisbert.convert import convert
+    from minisbert.fast import PackedSteps
     from minisbert.train import TrainConfig, train
     from tests.hf_bert import TINY_HF_CONFIG, write_plain_bert
 
@@ -191,6 +192,7 @@ def random_shape_cost(shape: str, work: Path, steps: int) -> None:
                     output=str(output), batch_size=BATCH_SIZE, lr=2e-5, head_lr=None,
                     max_steps=steps, eval_data="none", progress=False,
                     checkpoint_steps=10**6),
+        steps=PackedSteps(),  # as `minisbert train` runs
         on_step=lambda step, loss: marks.append((time.perf_counter(), time.process_time())),
     )  # fmt: skip
     wall = statistics.median(b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False))

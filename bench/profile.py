@@ -39,7 +39,7 @@ from bench import speed
 from minisbert import bert
 from minisbert.batching import smart_batches
 from minisbert.bert import BertAttention
-from minisbert.packing import PackedBatch, packed_calls
+from minisbert.fast.packing import PackedBatch, packed_calls
 from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
 
@@ -100,8 +100,8 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
     dense = jax.jit(_dense_products)
 
     def host() -> list:  # encode's forward passes: packed calls, and padded batches
-        token_ids = encoder._tokenize(sentences)
-        plan = encoder.plan([len(ids) for ids in token_ids], batch_size)  # as encode's
+        token_ids = encoder.token_ids(sentences)
+        plan = encoder.batcher.plan(encoder, [len(ids) for ids in token_ids], batch_size)
         pad = encoder.tokenizer.pad_token_id
         fit = [ids for ids in token_ids if len(ids) <= plan.row_length]  # 99% or more
         rest = [ids for ids in token_ids if len(ids) > plan.row_length]
@@ -151,7 +151,7 @@ def profile(encoder, sentences: list[str], batch_size: int = 32, repeats: int = 
         without_s[piece] = (with_it, speed.best_time(lambda j=jitted: forward(j, some), repeats))
     encode_s = speed.best_time(lambda: encoder.encode(sentences, batch_size=batch_size), repeats)
 
-    real = np.array([len(ids) for ids in encoder._tokenize(sentences)])
+    real = np.array([len(ids) for ids in encoder.token_ids(sentences)])
     useful = speed.sentence_flops(real, D, F, L)
     # Computed: every row in full, a packed row's attention over all its L x L pairs.
     padded = sum(
@@ -221,13 +221,18 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
       probabilities and two hidden-state dropouts per layer).
     """
     from bench.training import stsb_training_data
-    from minisbert.batching import ENCODE_BUCKETS, bucket_length
+    from minisbert.batching import bucket_length
+    from minisbert.fast import use_16bit_dropout
+    from minisbert.fast.buckets import ENCODE_BUCKETS
+    from minisbert.fast.training import packed_train_step as train_step
     from minisbert.losses import cosine_similarity_loss
+    from minisbert.optimizer import make_optimizer
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import Trainable
 
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    data, order = stsb_training_data(encoder.tokenizer, batch_size)  # make bench's batches
+    use_16bit_dropout(encoder.model)  # as minisbert train's PackedSteps
+    data, order, packed_batch = stsb_training_data(encoder.tokenizer, batch_size)
     real = own = padded = packed_slots = 0
     rows = []
     for i in range(n_steps):
@@ -236,7 +241,7 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
         real += sum(map(sum, sides))
         own += sum(batch_size * max(side) for side in sides)
         padded += 2 * batch_size * longest
-        packed, _ = data.batch(order, i, batch_size)
+        packed, _ = packed_batch(i)
         packed_slots += packed.input_ids.size
         rows.append(packed.input_ids.shape[0])
     R = int(np.median(rows))
@@ -248,7 +253,7 @@ def training_profile(model_dir, batch_size: int = 16, n_steps: int = 60, repeats
     trainable = Trainable(encoder.model)
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     batch = next(
-        b for b, _ in (data.batch(order, i, batch_size) for i in range(n_steps))
+        b for b, _ in (packed_batch(i) for i in range(n_steps))
         if b.input_ids.shape[0] == R
     )  # fmt: skip
     labels = jnp.full((batch_size,), 0.5, jnp.float32)

@@ -67,7 +67,7 @@ def compile_seconds(encoder, shape: tuple[str, tuple[int, ...]]) -> float:
     """
     from flax import nnx
 
-    from minisbert.packing import PackedBatch
+    from minisbert.fast.packing import PackedBatch
     from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
 
     graphdef, state = nnx.split(encoder.model)

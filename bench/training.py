@@ -6,10 +6,10 @@ lr 2e-5 and the gradient clipped at norm 1:
 
     minisbert              what ``minisbert train`` runs: the data tokenized once before
                            training, then per step: pack the batch's 32 sentences into rows
-                           (minisbert.packing), minisbert.train.train_step, one jitted program
+                           (minisbert.fast.packing), minisbert.train.train_step, one jitted program
                            per row bucket (the row length and buckets ``minisbert train``
                            plans for one epoch of these batches), with the allocator settings
-                           of minisbert.host_memory
+                           of minisbert.fast.host_memory
     sentence-transformers  the loop its ``fit`` runs: tokenize both sides (each padded to its
                            longest sentence), loss(features, labels), backward, clip, step
 
@@ -53,14 +53,27 @@ def load_stsb_train() -> list:
 def stsb_training_data(tokenizer, batch_size: int) -> tuple:
     """STS-b train as ``minisbert train`` prepares it, in the order ``_batches`` uses, with the
     row length and row buckets it plans for one epoch (the timed batches are its first
-    steps): a real run's shapes, not a 60-step run's. Returns (data, order)."""
-    from minisbert.train import TrainConfig, load_training_data, plan_rows, set_row_length
+    steps): a real run's shapes, not a 60-step run's. Returns (data, order, batch), where
+    ``batch(i)`` is packed batch i and its labels, as ``minisbert.fast.PackedSteps`` makes it."""
+    from minisbert.fast.packing import rows_needed
+    from minisbert.fast.training import packed_batch, plan_rows, row_length
+    from minisbert.train import TrainConfig
+    from minisbert.training_data import load_training_data
 
     data = load_training_data(TrainConfig(data="stsb", loss="cosine"), tokenizer)
     order = np.random.default_rng(0).permutation(len(data))  # the order _batches uses
-    set_row_length(data)
-    plan_rows(data, data.rows_needed(order, batch_size))
-    return data, order
+    L = row_length(data)
+    needed = [
+        rows_needed([len(ids) for ids in data.sentences(order, i, batch_size)], L)
+        for i in range(len(data) // batch_size)
+    ]
+    buckets = plan_rows(needed)
+    data.row_length, data.row_buckets = L, buckets  # for bench.profile's report
+
+    def batch(i: int) -> tuple:
+        return packed_batch(data, order, i, batch_size, L, buckets)
+
+    return data, order, batch
 
 
 def minisbert_pairs_per_second(
@@ -68,25 +81,28 @@ def minisbert_pairs_per_second(
 ) -> float:
     from flax import nnx
 
-    from minisbert.host_memory import keep_freed_memory
+    from minisbert.fast import use_16bit_dropout
+    from minisbert.fast.host_memory import keep_freed_memory
+    from minisbert.fast.training import packed_train_step as train_step
     from minisbert.losses import cosine_similarity_loss
+    from minisbert.optimizer import make_optimizer
     from minisbert.sentence_encoder import SentenceEncoder
-    from minisbert.train import Trainable, make_optimizer, train_step
+    from minisbert.train import Trainable
 
     if keep_memory:
         keep_freed_memory()  # as ``minisbert train`` does, before JAX first computes
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    trainable = Trainable(encoder.model)
+    trainable = Trainable(use_16bit_dropout(encoder.model))  # as minisbert train's PackedSteps
     optimizer = nnx.Optimizer(trainable, make_optimizer(2e-5, 10_000), wrt=nnx.Param)
     trainable.train()
-    data, order = stsb_training_data(encoder.tokenizer, batch_size)
+    data, order, packed_batch = stsb_training_data(encoder.tokenizer, batch_size)
     first = data.sentences(order, 0, batch_size)
     assert first[:batch_size] == encoder.tokenizer.tokenize(batches[0][0])  # the same pairs
 
     # Warm-up: compile each row bucket once.
     seen: set[int] = set()
     for i in range(len(batches)):
-        packed, labels = data.batch(order, i, batch_size)
+        packed, labels = packed_batch(i)
         if packed.input_ids.shape[0] not in seen:
             seen.add(packed.input_ids.shape[0])
             train_step(
@@ -95,7 +111,7 @@ def minisbert_pairs_per_second(
 
     start = time.perf_counter()
     for i in range(len(batches)):  # packing counts: it is part of a training step
-        packed, labels = data.batch(order, i, batch_size)
+        packed, labels = packed_batch(i)
         loss = train_step(trainable, optimizer, packed, labels, cosine_similarity_loss)
     loss.block_until_ready()
     return len(batches) * batch_size / (time.perf_counter() - start)

@@ -66,17 +66,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from minisbert import SentenceEncoder
-from minisbert.batching import (
-    BUCKETS,
-    ENCODE_BUCKETS,
-    MAX_SHAPES,
-    bucket_length,
-    choose_buckets,
-    smart_batches,
-)
+from minisbert.batching import BUCKETS, bucket_length, smart_batches
 from minisbert.data import load_dataset
-from minisbert.dropout import Dropout
-from minisbert.packing import encode_row_length, pack, packed_calls
+from minisbert.fast.buckets import ENCODE_BUCKETS, MAX_SHAPES, choose_buckets
+from minisbert.fast.dropout import Dropout
+from minisbert.fast.model import embed_packed
+from minisbert.fast.packing import encode_row_length, pack, packed_calls
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_SENTENCES = 256 if FAST else 1280  # STS-b sentences encoded in the smart-batching race
@@ -241,7 +236,7 @@ print(f"our batch {ids.shape}: {flops(*ids.shape) / 1e9:.2f} GFLOP in {later_cal
 # Sorted by length, neighbours in a batch are about as long as each other.
 #
 # `smart_batches(..., sort=True)` is what `encode` uses when it pads (for token
-# embeddings, or with `encoder.pack_sentences = False`; by default it packs, as the
+# embeddings, or with `encoder.batcher.pack_sentences = False`; by default it packs, as the
 # packing section shows); `sort=False` keeps the caller's order. Both pad each batch to
 # its bucket (next section). Let us count the slots.
 
@@ -406,9 +401,9 @@ print(f"useful slots: {real_tokens / slots['sorted']:.0%} with BUCKETS, "
 # pairs in the order the shuffle drew them, so its 32 sentences have any mix of lengths,
 # and padded to the longest they are mostly padding. The clear version of a train step,
 # `minisbert.train.compute_loss`, runs on exactly that: ids `(S, B, T)`, one sentence per
-# row. What `minisbert train` runs, `train_step`, computes the same loss from the same
-# sentences *packed*: whole sentences one after another in rows of `L` slots
-# (`minisbert.packing`). Two things keep every sentence's vector what it was:
+# row. What `minisbert train` runs, `minisbert.fast.PackedSteps`, computes the same loss
+# from the same sentences *packed*: whole sentences one after another in rows of `L` slots
+# (`minisbert.fast.packing`). Two things keep every sentence's vector what it was:
 #
 # - its positions restart at 0, so it gets the same position embeddings;
 # - an attention mask of shape `(R, L, L)` lets each token see only its own sentence's
@@ -432,10 +427,10 @@ print(f"{batch_tokens} real tokens: padded {padded_slots} slots "
 print("row 0, segment ids: ", packed.segment_ids[0][:40])
 print("row 0, position ids:", packed.position_ids[0][:40])
 
-packed_vectors = np.asarray(model.embed_packed(packed))  # (32, D)
-encoder.pack_sentences = False  # encode with padded batches, one sentence per row
+packed_vectors = np.asarray(embed_packed(model, packed))  # (32, D)
+encoder.batcher.pack_sentences = False  # encode with padded batches, one sentence per row
 padded_vectors = encoder.encode(batch_texts)  # (32, D)
-encoder.pack_sentences = True
+encoder.batcher.pack_sentences = True
 packing_gap = float(np.abs(packed_vectors - padded_vectors).max())
 print(f"packed vs padded: max difference {packing_gap:.1e}")
 
@@ -475,10 +470,10 @@ print(f"useful slots: {sum(fit_counts) / call_slots:.0%} packed, "
       f"{real_tokens / fine_slots:.0%} with the chosen buckets")
 encode_times = {True: [], False: []}
 for packing in [True, False] * 3:  # alternate: this machine's speed drifts
-    encoder.pack_sentences = packing
+    encoder.batcher.pack_sentences = packing
     encode_times[packing].append(
         seconds(lambda: encoder.encode(sentences, batch_size=BATCH_SIZE)))
-encoder.pack_sentences = True
+encoder.batcher.pack_sentences = True
 print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
       f"{1000 * min(encode_times[False]):.0f} ms (best of 3 each)")
 
@@ -499,12 +494,13 @@ print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
 # 22.7 M numbers) and writes new ones. Two settings keep it from paying for memory it
 # does not need, and neither changes a single number it computes:
 #
-# - `train_step` is `nnx.jit(..., donate_argnames=("trainable", "optimizer"))`. *Donating*
-#   an argument tells XLA that the caller is done with those arrays, so it writes the new
-#   parameters and moments over the old ones instead of into fresh buffers. The old arrays
-#   are deleted: code that kept one (say, to compare weights before and after a step) must
+# - `train_step`, padded or packed, is
+#   `nnx.jit(..., donate_argnames=("trainable", "optimizer"))`. *Donating* an argument
+#   tells XLA that the caller is done with those arrays, so it writes the new parameters
+#   and moments over the old ones instead of into fresh buffers. The old arrays are
+#   deleted: code that kept one (say, to compare weights before and after a step) must
 #   copy it first, with `np.array(...)`.
-# - `minisbert.host_memory.keep_freed_memory()`, which `minisbert train` calls first
+# - `minisbert.fast.host_memory.keep_freed_memory()`, which `minisbert train` calls first
 #   thing, changes three settings of the C library's allocator. Each step needs scratch
 #   memory, some of it large: the gradient of the word-embedding table alone is
 #   30,522 x 384 floats, 47 MB, zero-filled every step. By default a block that large goes
@@ -525,7 +521,7 @@ print(f"encode: packed {1000 * min(encode_times[True]):.0f} ms, padded "
 # across devices, but not free: a step of 5 packed rows of 96 tokens draws 5.7 million of
 # them, most for the attention probabilities (heads x L x L per row and layer).
 #
-# A keep-or-drop decision does not need 32 bits. `minisbert.dropout.Dropout` is
+# A keep-or-drop decision does not need 32 bits. `minisbert.fast.dropout.Dropout` is
 # `nnx.Dropout` with one change: it cuts each 32-bit word into two 16-bit halves, one per
 # value, and drops a value when its half is below round(0.1 x 65536) = 6554. Half the hash
 # work for the same masks; the rate becomes 0.1000061, and the kept values are scaled by
@@ -575,7 +571,7 @@ def varied_sentences() -> list[str]:
 
 batch_size = 8 if FAST else BATCH_SIZE
 encoder.compiled_shapes.clear()  # start the record afresh for this experiment
-encoder.pack_sentences = False  # padded batches, the shapes this section is about
+encoder.batcher.pack_sentences = False  # padded batches, the shapes this section is about
 shape_counts = []
 for k in range(3):
     start = time.perf_counter()
@@ -583,7 +579,7 @@ for k in range(3):
     shape_counts.append(len(encoder.compiled_shapes))
     print(f"varied set {k + 1}: {time.perf_counter() - start:5.1f} s, "
           f"{shape_counts[-1]} shapes compiled so far")
-encoder.pack_sentences = True
+encoder.batcher.pack_sentences = True
 varied_shapes = set(encoder.compiled_shapes)  # (output, (B, T)) of the three sets
 print("compiled shapes:", sorted(shape for _, shape in varied_shapes))
 

@@ -12,18 +12,17 @@ A map of the package, one concept per module:
     pooling.py           mean / cls / max / mean_sqrt_len / weighted mean / last token pooling
     dense.py             a Dense layer after pooling (projection + activation)
     distances.py         cosine, euclidean, manhattan; normalize; safe at zero vectors
-    dropout.py           nnx.Dropout with 16-bit random draws (the fast train step)
-    batching.py          smart batching and shape buckets for jit
-    packing.py           several sentences to a row, for training
+    batching.py          smart batching: sort by length, pad to a few bucket lengths
     sentence_encoder.py  SentenceModel (network) and SentenceEncoder (encode)
     similarity.py        cos_sim, dot_score, semantic_search, paraphrase_mining
     losses/              the training objectives, and their registry (losses/registry.py)
     loss_check.py        a loss's gradient against finite differences
-    train.py             the siamese train step, the optimiser, the training loop
+    train_config.py      TrainConfig: every setting of a run, checked
+    training_data.py     which data each loss needs; tokenized, shuffled, padded batches
+    optimizer.py         AdamW, warm-up-linear schedule, a learning rate per parameter group
+    train.py             the siamese train step and the training loop
     run_guard.py         a run's output folder: marker, lock, Ctrl-C and SIGTERM
     checkpoint.py        checkpoints, resume, the trained model's folder
-    host_memory.py       glibc allocator settings for the training command
-    sharding.py          data parallelism over a device mesh
     evaluate.py          STS Spearman, triplet accuracy, pair classification, NLI accuracy
     data/                dataset readers and downloads
     manifest.py          atomic writes and checksum manifests
@@ -34,11 +33,20 @@ A map of the package, one concept per module:
     archive.py           unpacking zip/tar members that cannot write outside their folder
     lesson.py            the lessons' set-up and exercise checks
     cli.py               the `minisbert` command
+    fast/                the speed path, plugged in: packed rows, shape buckets, 16-bit
+                         dropout, bfloat16, several devices (see fast/__init__.py)
+
+The teaching core never imports ``minisbert.fast``; this file plugs its packed encode in as
+``SentenceEncoder``'s default batcher (the same vectors to about 1e-7, faster), and the
+``minisbert train`` command trains with ``fast.PackedSteps``.
 """
 
 from minisbert.config import BertConfig, SentenceConfig
+from minisbert.fast import PackedBatcher
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
 from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
+
+SentenceEncoder.default_batcher = PackedBatcher
 
 __all__ = [
     "BertConfig",

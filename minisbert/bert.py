@@ -8,8 +8,7 @@
 
 BERT puts LayerNorm *after* each residual sum ("post-LN"), as in the original
 Transformer. Every module owns its parameters as ``nnx.Param`` leaves and its dropout
-as ``minisbert.dropout.Dropout`` (``nnx.Dropout`` with cheaper random numbers);
-``model.train()`` turns dropout on and ``model.eval()`` turns it off.
+as ``nnx.Dropout``; ``model.train()`` turns dropout on and ``model.eval()`` turns it off.
 
 Shapes (declared once, used in every comment below):
     B batch, T tokens (after padding), D hidden size, N attention heads,
@@ -25,7 +24,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from minisbert.config import BertConfig
-from minisbert.dropout import Dropout
 
 
 def _layer_norm(config: BertConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -41,11 +39,10 @@ def gelu(x: jax.Array) -> jax.Array:
 
         gelu(x) = x / 2 * (1 + erf(x / sqrt(2)))
 
-    ``jax.nn.gelu(x, approximate=False)`` is the same function written with erfc(-x / sqrt(2)),
-    which XLA computes more slowly on a CPU (bench/README.md); the two agree to 1e-6 in float32.
+    ``jax.nn.gelu(x, approximate=False)`` is the same function written with erfc(-x / sqrt(2));
+    the two agree to 1e-6 in float32.
     """
-    y = x.astype(jnp.float32)  # in bfloat16, 1 + erf(x) would lose the small values at x < 0
-    return (0.5 * y * (1.0 + jax.lax.erf(y * (1.0 / math.sqrt(2.0))))).astype(x.dtype)
+    return 0.5 * x * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
 
 
 class BertEmbeddings(nnx.Module):
@@ -57,17 +54,15 @@ class BertEmbeddings(nnx.Module):
         self.position_embeddings = nnx.Embed(config.max_position_embeddings, D, rngs=rngs)
         self.token_type_embeddings = nnx.Embed(config.type_vocab_size, D, rngs=rngs)
         self.layer_norm = _layer_norm(config, rngs)
-        self.dropout = Dropout(config.hidden_dropout_prob, rngs=rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
     def __call__(
         self,
         input_ids: jax.Array,  # (B, T) int
         token_type_ids: jax.Array,  # (B, T) int, all 0 for a single sentence
-        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1 in every row
     ) -> jax.Array:  # (B, T, D)
         T = input_ids.shape[1]
-        # Position t gets embedding row t; packed rows (minisbert.packing) restart at each sentence.
-        positions = jnp.arange(T)[None, :] if position_ids is None else position_ids  # (1|B, T)
+        positions = jnp.arange(T)[None, :]  # (1, T): position t gets embedding row t
         x = (
             self.word_embeddings(input_ids)
             + self.position_embeddings(positions)
@@ -80,7 +75,7 @@ class BertAttention(nnx.Module):
     """Multi-head self-attention with its output projection, residual and LayerNorm.
 
     Q, K, V        = x W_q, x W_k, x W_v              split into N heads of size H
-    attention_probs = softmax(Q K^T / sqrt(H) + mask)  padding keys get -inf-like scores
+    attention_probs = softmax(Q K^T / sqrt(H), masked)  padding keys get the lowest score
     context        = attention_probs V                 heads concatenated back to D
     output         = LayerNorm(x + Dropout(context W_o))
     """
@@ -89,19 +84,18 @@ class BertAttention(nnx.Module):
         D = config.hidden_size
         self.num_heads = config.num_attention_heads  # N
         self.head_size = config.head_size  # H
-        dtype = jnp.dtype(config.dtype)  # of the products; the kernels stay float32
-        self.query = nnx.Linear(D, D, dtype=dtype, rngs=rngs)  # kernel (D, D) = (D, N*H)
-        self.key = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
-        self.value = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
-        self.output = nnx.Linear(D, D, dtype=dtype, rngs=rngs)
+        self.query = nnx.Linear(D, D, rngs=rngs)  # kernel (D, D) = (D, N*H)
+        self.key = nnx.Linear(D, D, rngs=rngs)
+        self.value = nnx.Linear(D, D, rngs=rngs)
+        self.output = nnx.Linear(D, D, rngs=rngs)
         self.layer_norm = _layer_norm(config, rngs)
-        self.attention_dropout = Dropout(config.attention_probs_dropout_prob, rngs=rngs)
-        self.output_dropout = Dropout(config.hidden_dropout_prob, rngs=rngs)
+        self.attention_dropout = nnx.Dropout(config.attention_probs_dropout_prob, rngs=rngs)
+        self.output_dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        attention_mask: jax.Array,  # (B, T) or (B, T, S) bool, True where a key may be seen
+        mask: jax.Array,  # (B, 1, 1, S) bool: True where key s is a real token
     ) -> jax.Array:  # (B, T, D)
         B, T, D = x.shape
         N, H = self.num_heads, self.head_size
@@ -111,21 +105,14 @@ class BertAttention(nnx.Module):
 
         # Every query position t scores every key position s, separately per head.
         scores = jnp.einsum("BTNH,BSNH->BNTS", q, k) / math.sqrt(H)  # (B, N, T, S=T)
-        scores = scores.astype(jnp.float32)  # softmax in float32 whatever dtype the products use
         # A padding key must receive zero attention. We set its score to the lowest
         # finite float rather than -inf so that a row of only padding stays finite.
-        # (B, T) says which keys are real; (B, T, S), for packed rows, says it per query.
-        if attention_mask.ndim == 2:
-            key_mask = attention_mask[:, None, None, :]  # (B, 1, 1, S)
-        else:
-            key_mask = attention_mask[:, None, :, :]  # (B, 1, T, S)
-        scores = jnp.where(key_mask, scores, jnp.finfo(scores.dtype).min)
+        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)  # mask broadcasts
         attention_probs = jax.nn.softmax(scores, axis=-1)  # (B, N, T, S), rows sum to 1
         attention_probs = self.attention_dropout(attention_probs)
 
         context = jnp.einsum("BNTS,BSNH->BTNH", attention_probs, v)  # (B, T, N, H)
         context = context.reshape(B, T, D)  # heads side by side: (B, T, N*H)
-        # x is float32, so the residual sum (and LayerNorm) is float32 in either dtype.
         return self.layer_norm(x + self.output_dropout(self.output(context)))
 
 
@@ -135,18 +122,17 @@ class BertLayer(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         D, F = config.hidden_size, config.intermediate_size
         self.attention = BertAttention(config, rngs=rngs)
-        dtype = jnp.dtype(config.dtype)
-        self.intermediate = nnx.Linear(D, F, dtype=dtype, rngs=rngs)  # kernel (D, F)
-        self.output = nnx.Linear(F, D, dtype=dtype, rngs=rngs)  # kernel (F, D)
+        self.intermediate = nnx.Linear(D, F, rngs=rngs)  # kernel (D, F)
+        self.output = nnx.Linear(F, D, rngs=rngs)  # kernel (F, D)
         self.output_layer_norm = _layer_norm(config, rngs)
-        self.output_dropout = Dropout(config.hidden_dropout_prob, rngs=rngs)
+        self.output_dropout = nnx.Dropout(config.hidden_dropout_prob, rngs=rngs)
 
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        attention_mask: jax.Array,  # (B, T) or (B, T, S) bool
+        mask: jax.Array,  # (B, 1, 1, S) bool
     ) -> jax.Array:  # (B, T, D)
-        a = self.attention(x, attention_mask)  # (B, T, D)
+        a = self.attention(x, mask)  # (B, T, D)
         h = gelu(self.intermediate(a))  # (B, T, F)
         return self.output_layer_norm(a + self.output_dropout(self.output(h)))
 
@@ -168,17 +154,14 @@ class BertEncoder(nnx.Module):
     def __call__(
         self,
         input_ids: jax.Array,  # (B, T) int
-        attention_mask: jax.Array,  # (B, T) 1 for real tokens, 0 for padding; or (B, T, S)
+        attention_mask: jax.Array,  # (B, T) 1 for real tokens, 0 for padding
         token_type_ids: jax.Array | None = None,  # (B, T) int
-        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1
     ) -> jax.Array:  # (B, T, D) sequence_output: one vector per token
-        """``attention_mask`` of shape (B, T, S) says, per query token, which keys it may
-        attend to, with ``position_ids`` for rows that pack several sentences
-        (``minisbert.packing``)."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        mask = attention_mask.astype(bool)  # (B, T) or (B, T, S)
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, D)
+        # Every query position sees the same keys: (B, T) -> (B, 1 head, 1 query, S keys).
+        mask = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         for layer in self.layers:
             x = layer(x, mask)
         return x

@@ -251,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from minisbert.fast import PackedSteps
+    from minisbert.fast.host_memory import keep_freed_memory
     from minisbert.train import TrainConfig, train
+
+    keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
 
     config = TrainConfig(
         model=args.model, data=args.data, loss=args.loss, output=args.output, split=args.split,
@@ -265,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
         allow_data_change=args.allow_data_change,
     )  # fmt: skip
-    result = train(config)
+    result = train(config, steps=PackedSteps())
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     print(f"wrote {result.output}: {result.steps} steps, {speed}{last}")
@@ -379,20 +383,34 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="fine-tune a model on sentence pairs or triplets")
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--data", default="stsb",
-                   help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), a file")
-    p.add_argument("--loss", default="cosine",
-                   help=", ".join(REGISTRY) + "; or FILE.py:FUNCTION, a loss of your own")
+    p.add_argument(
+        "--data",
+        default="stsb",
+        help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), a file",
+    )
+    p.add_argument(
+        "--loss",
+        default="cosine",
+        help=", ".join(REGISTRY) + "; or FILE.py:FUNCTION, a loss of your own",
+    )
     p.add_argument("--output", required=True, help="model; checkpoints in OUTPUT/checkpoints")
     p.add_argument("--split", default="train")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-5, help="the encoder's peak learning rate")
-    p.add_argument("--head-lr", type=_head_lr, default=HEAD_LR,
-                   help=f"the softmax head's peak learning rate (default {HEAD_LR:g}; "
-                   "'same' for --lr): a random head needs its own")
-    p.add_argument("--probe-steps", type=int, default=0,
-                   help="train the softmax head alone (encoder frozen) for the first N steps")
+    p.add_argument(
+        "--head-lr",
+        type=_head_lr,
+        default=HEAD_LR,
+        help=f"the softmax head's peak learning rate (default {HEAD_LR:g}; "
+        "'same' for --lr): a random head needs its own",
+    )
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=0,
+        help="train the softmax head alone (encoder frozen) for the first N steps",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -401,17 +419,27 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=None, help="triplet / contrastive margin")
     p.add_argument("--scale", type=float, default=None, help="mnrl / cosent scale")
     p.add_argument("--distance", default=None, help="triplet / contrastive distance")
-    p.add_argument("--concat", nargs="+", default=["u", "v", "abs_diff"],
-                   help="softmax features, from u v abs_diff mul (the paper's ablation)")
+    p.add_argument(
+        "--concat",
+        nargs="+",
+        default=["u", "v", "abs_diff"],
+        help="softmax features, from u v abs_diff mul (the paper's ablation)",
+    )
     p.add_argument("--eval-data", default="auto", help="auto (STS-b dev), none, a name or a file")
     p.add_argument("--eval-steps", type=int, default=0, help="0: evaluate at the end only")
     p.add_argument("--checkpoint-steps", type=int, default=500)
     p.add_argument("--keep-checkpoints", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT's last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty OUTPUT that is not a minisbert training folder")
-    p.add_argument("--allow-data-change", action="store_true",
-                   help="let --resume go on although the training data changed")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty OUTPUT that is not a minisbert training folder",
+    )
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="let --resume go on although the training data changed",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -433,8 +461,13 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("fetch", help="download STS Benchmark, SICK, SNLI and MultiNLI")
     q.add_argument("--dest", default=None, help="default: $MINISBERT_DATA, else ./data")
-    q.add_argument("--names", nargs="+", choices=["stsb", "sick", "snli", "mnli"], default=None,
-                   help="default: stsb sick snli (mnli, 230 MB, is for --data allnli)")
+    q.add_argument(
+        "--names",
+        nargs="+",
+        choices=["stsb", "sick", "snli", "mnli"],
+        default=None,
+        help="default: stsb sick snli (mnli, 230 MB, is for --data allnli)",
+    )
     q.add_argument("--force", action="store_true")
     q.set_defaults(func=cmd_data_fetch)
 

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-DTYPES = ("float32", "bfloat16")
-
 
 class ConfigError(ValueError):
     """A config file is missing, unreadable, or describes a model minisbert cannot build."""
@@ -33,10 +31,6 @@ class BertConfig:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     hidden_act: str = "gelu"  # exact (erf) GELU, as BERT was trained
-    # How the dense products compute: "float32", or "bfloat16" (halves their memory traffic
-    # and runs on GPU/TPU matrix units; parameters, residual sums, LayerNorm and softmax stay
-    # float32). A choice made when loading, not part of the saved model.
-    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         # A hand-edited config.json can hold "384" or 384.0; say so here, not deep inside JAX.
@@ -51,8 +45,6 @@ class BertConfig:
                 f"hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
             )
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype {self.dtype!r} is not one of {DTYPES}")
         if self.hidden_act != "gelu":
             raise ConfigError(
                 f"hidden_act {self.hidden_act!r} is not supported; minisbert's BERT uses the "
@@ -73,8 +65,7 @@ class BertConfig:
             raise ConfigError(f"model_type is {model_type!r}; minisbert builds BERT models only")
         if values.get("position_embedding_type", "absolute") != "absolute":
             raise ConfigError("only absolute position embeddings are supported")
-        # "dtype" in a Hugging Face config is the storage dtype of the weights, not ours.
-        names = {f.name for f in dataclasses.fields(cls)} - {"dtype"}
+        names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
     @classmethod
@@ -92,9 +83,7 @@ class BertConfig:
             raise ConfigError(f"{path}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        del values["dtype"]  # how to compute is the loader's choice, not the model's
-        return {"model_type": "bert", **values}
+        return {"model_type": "bert", **dataclasses.asdict(self)}
 
 
 # The paper's three poolings and mean_sqrt_len, which sentence-transformers added early

@@ -8,13 +8,16 @@ differentiates. ``SentenceEncoder`` adds the tokenizer and ``encode``, which tur
 list of strings into a numpy array exactly as the reference library's ``encode`` does
 for the same model folder (same tokens, same pooling, same normalisation).
 
-Shapes: B batch, T tokens, D hidden size, N sentences in a call; R rows and L row length
-of a packed batch of n sentences (``minisbert.packing``).
+How ``encode`` lays sentences out in batches is its *batcher*'s job. ``SmartBatcher``, here,
+is the paper's smart batching (sort by length, pad each batch to a bucket length);
+``minisbert.fast.PackedBatcher`` packs several sentences into each row, for the same
+vectors from fewer token slots, and is the default (``minisbert/__init__.py`` plugs it in).
+
+Shapes: B batch, T tokens, D hidden size, N sentences in a call.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import numbers
 import os
@@ -22,31 +25,17 @@ import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.batching import (
-    ENCODE_BUCKETS,
-    MAX_SHAPES,
-    batch_rows,
-    bucket_length,
-    encode_buckets,
-    smart_batches,
-)
+from minisbert.batching import smart_batches
 from minisbert.bert import BertEncoder
-from minisbert.config import DTYPES, BertConfig, ConfigError, SentenceConfig
+from minisbert.config import BertConfig, ConfigError, SentenceConfig
 from minisbert.dense import Dense
-from minisbert.packing import (
-    MAX_PACKED_ROW_LENGTH,
-    PackedBatch,
-    encode_row_length,
-    packed_calls,
-    segment_attention_mask,
-)
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 from minisbert.weights import load_params
@@ -83,26 +72,12 @@ class SentenceModel(nnx.Module):
             u = layer(u)  # (B, D_out)
         return normalize(u) if self.sentence_config.normalize else u
 
-    def embed_packed(self, batch: PackedBatch) -> jax.Array:  # (n, D)
-        """Sentence vectors of sentences packed several to a row (``minisbert.packing``):
-        the vectors ``self`` gives for the same sentences padded one to a row."""
-        R, L = batch.input_ids.shape
-        mask = segment_attention_mask(batch.segment_ids)  # (R, L, L): own sentence only
-        tokens = self.bert(batch.input_ids, mask, position_ids=batch.position_ids)  # (R, L, D)
-        token_embeddings = tokens.reshape(R * L, -1)[batch.token_index]  # (n, L, D)
-        return self.head(token_embeddings, batch.token_mask)  # (n, D')
-
 
 # Jitted once per (model structure, input shape). ``graphdef`` is static: it describes
 # the module tree; ``state`` holds the parameter arrays that flow through the program.
 @functools.partial(jax.jit, static_argnums=0)
 def _sentence_embeddings(graphdef: Any, state: Any, input_ids: jax.Array, mask: jax.Array):
     return nnx.merge(graphdef, state)(input_ids, mask)  # (B, D)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _packed_embeddings(graphdef: Any, state: Any, batch: PackedBatch):
-    return nnx.merge(graphdef, state).embed_packed(batch)  # (n, D)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -176,27 +151,70 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
-class EncodePlan(NamedTuple):
-    """The shapes of one ``encode`` call (``SentenceEncoder.plan``)."""
+class Progress(Protocol):
+    def update(self, n: int) -> None: ...
 
-    row_length: int  # L of the packed rows; sentences longer than L are padded (0: all are)
-    mean_length: float  # mean token count of the packed sentences: sets R, rows per call
-    rows: int  # B of every padded batch, in every chunk
-    buckets: tuple[int, ...]  # the padded batches' lengths T, at most 7 (8 if none pack)
-    batch_size: int  # sentences per forward pass: the caller's, at most the call's sentences
+
+class Batcher(Protocol):
+    """How ``encode`` turns sentences into forward passes: one array per sentence, in order
+    ((D,) sentence vectors, or (T_i, D) token vectors with ``tokens``)."""
+
+    def __call__(
+        self,
+        encoder: SentenceEncoder,
+        sentences: list[str],
+        batch_size: int,
+        tokens: bool,
+        progress: Progress,
+    ) -> list[np.ndarray]: ...
+
+
+class SmartBatcher:
+    """The paper's smart batching (its Table 7): sentences sorted by length, batches of
+    ``batch_size`` padded to a bucket length (``minisbert.batching``), one jitted forward
+    pass per batch. Sentences are tokenized ``CHUNK_SIZE`` at a time, which bounds memory."""
+
+    def __call__(
+        self,
+        encoder: SentenceEncoder,
+        sentences: list[str],
+        batch_size: int,
+        tokens: bool,
+        progress: Progress,
+    ) -> list[np.ndarray]:
+        graphdef, state = nnx.split(encoder.model)
+        forward = _token_embeddings if tokens else _sentence_embeddings
+        what = "token_embeddings" if tokens else "sentence_embedding"
+        results: list[np.ndarray] = []
+        for start in range(0, len(sentences), CHUNK_SIZE):
+            token_ids = encoder.token_ids(sentences[start : start + CHUNK_SIZE])
+            chunk: list[Any] = [None] * len(token_ids)
+            pad = encoder.tokenizer.pad_token_id
+            for batch in smart_batches(token_ids, batch_size, encoder.max_seq_length, pad):
+                encoder.compiled_shapes.add((what, batch.input_ids.shape))
+                out = forward(graphdef, state, batch.input_ids, batch.attention_mask)
+                out = np.asarray(out, dtype=np.float32)  # (B, D) or (B, T, D)
+                for row, i in enumerate(batch.indices):
+                    chunk[i] = out[row, : len(token_ids[i])] if tokens else out[row]
+                progress.update(len(batch.indices))
+            results += chunk
+        return results
 
 
 class SentenceEncoder:
     """Tokenizer + ``SentenceModel``: strings in, sentence embeddings out."""
 
-    def __init__(self, model: SentenceModel, tokenizer: Tokenizer):
+    # What makes encode's batcher when none is given; minisbert/__init__.py plugs in
+    # minisbert.fast.PackedBatcher. Each encoder gets its own (its settings are its own).
+    default_batcher: type = SmartBatcher
+
+    def __init__(self, model: SentenceModel, tokenizer: Tokenizer, batcher: Batcher | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        # (what, shape): ("sentence_embedding" or "token_embeddings", (B, T)) for padded
-        # batches, ("packed", (R, L, n)) for packed ones.
+        self.batcher = batcher if batcher is not None else type(self).default_batcher()
+        # The (what, shape) of every forward pass run: ("sentence_embedding" or
+        # "token_embeddings", (B, T)) for padded batches; the batcher's own for others.
         self.compiled_shapes: set[tuple[str, tuple[int, ...]]] = set()
-        self.sort_by_length = True  # smart batching; off only to measure what it buys
-        self.pack_sentences = True  # sentence vectors from packed rows; off: padded batches
         self._warned_truncation = False
 
     @property
@@ -209,12 +227,9 @@ class SentenceEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, *, seed: int = 0, dtype: str = "float32"
+        cls, name_or_path: str | Path, *, seed: int = 0, batcher: Batcher | None = None
     ) -> SentenceEncoder:
         """Load a minisbert model folder (a name under weights/, or a path).
-
-        ``dtype="bfloat16"`` computes the dense products in bfloat16 (for GPUs and TPUs;
-        embeddings move by about 1e-2, STS-b Spearman by under 0.1 for all-MiniLM-L6-v2).
 
         Every file is checked before any computation: the config against the weights'
         names and shapes, the tokenizer's vocabulary against the embedding matrix.
@@ -230,9 +245,6 @@ class SentenceEncoder:
                 )
                 raise FileNotFoundError(f"{folder / name}: missing from the model folder.{hint}")
         config = BertConfig.from_json(folder / "config.json")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-        config = dataclasses.replace(config, dtype=dtype)
         sentence_config = SentenceConfig.from_json(folder / "sentence.json")
         if sentence_config.max_seq_length > config.max_position_embeddings:
             raise ConfigError(
@@ -253,7 +265,7 @@ class SentenceEncoder:
         if sentence_config.dense:  # the Dense layers' weights, kept apart from BERT's
             load_params(model.dense, folder / "dense.safetensors")
         model.eval()
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, batcher)
 
     def encode(
         self,
@@ -271,24 +283,17 @@ class SentenceEncoder:
         one per sentence, without padding. ``normalize_embeddings=True`` L2-normalises
         the result (the model's own pipeline may already do so, as all-MiniLM-L6-v2's does).
         Sentences longer than ``max_seq_length`` tokens are truncated (with a warning).
-
-        Sentence vectors come from *packed* rows: the call's sentences laid several to a
-        row, each attending only to itself (``minisbert.packing``), about ``batch_size``
-        sentences per forward pass. ``encoder.pack_sentences = False`` pads batches of
-        exactly ``batch_size`` sentences, sorted by length, instead; both give the same
-        vectors up to float rounding (about 1e-7). The rows are as long as 99% of the
-        call's sentences need; the longest 1%, if longer, are padded in batches of their
-        own, each pass about as many token slots as a packed one. Token embeddings, and calls
-        whose rows would need more than 96 tokens, always use padded batches of
-        ``batch_size`` sentences.
+        ``batch_size`` sentences go through the network at a time; how they are laid out in
+        batches is ``self.batcher``'s choice (see the module docstring): the result is the
+        same up to float rounding (about 1e-7), whichever batcher runs.
 
         ``prompt_name`` picks one of the model's prompts (``sentence.json``, from
         sentence-transformers' ``config_sentence_transformers.json``), ``prompt`` gives a text;
         either is put before every sentence, and its tokens are pooled with the sentence's.
         Without either, the model's default prompt, if it has one, is used.
 
-        A ``batch_size`` larger than the number of sentences is clamped to it (``plan``):
-        a batch never holds more than them, so memory follows the input, and
+        A ``batch_size`` larger than the number of sentences is clamped to it: a batch
+        never holds more than them, so memory follows the input, and
         ``batch_size=10**9`` encodes 5 sentences exactly as ``batch_size=5`` does.
         """
         if output_value not in ("sentence_embedding", "token_embeddings"):
@@ -298,7 +303,6 @@ class SentenceEncoder:
             )
         if not _is_count(batch_size):
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        batch_size = int(batch_size)
         single = isinstance(sentences, str)
         items = [sentences] if single else _as_sentence_list(sentences)
         prompt = self.prompt_text(prompt_name, prompt)
@@ -306,65 +310,13 @@ class SentenceEncoder:
             items = [prompt + item for item in items]
         _check_unicode(items, single)  # every input checked before any computation
         tokens = output_value == "token_embeddings"
+        batch_size = min(int(batch_size), max(1, len(items)))
 
         self.model.eval()
-        graphdef, state = nnx.split(self.model)
-        results: list[Any] = [None] * len(items)
         if show_progress_bar is None:
             show_progress_bar = len(items) >= 2048 and sys.stderr.isatty()
         progress = _progress(len(items), show_progress_bar)
-        token_ids = self._tokenize(items[:CHUNK_SIZE])
-        # Shapes are chosen once from everyone's token counts (one packed row length and at
-        # most 7 padded lengths for the sentences too long for its rows, or at most 8 padded
-        # lengths); a call of several chunks counts the later ones in a first, cheap pass.
-        counts = [len(ids) for ids in token_ids] + [
-            n
-            for start in range(CHUNK_SIZE, len(items), CHUNK_SIZE)
-            for n in self._token_counts(items[start : start + CHUNK_SIZE])
-        ]
-        plan = self.plan(counts, batch_size, packing=not tokens)
-        batch_size = plan.batch_size
-        for start in range(0, len(items), CHUNK_SIZE):
-            if start > 0:
-                token_ids = self._tokenize(items[start : start + CHUNK_SIZE])
-            fits = np.array([len(ids) <= plan.row_length for ids in token_ids], bool)
-            packed_part, padded_part = np.flatnonzero(fits), np.flatnonzero(~fits)  # (n_p,), (n_q,)
-            pending = []  # device arrays: JAX runs batch k while Python lays out batch k+1
-            if len(packed_part):
-                pad = self.tokenizer.pad_token_id
-                for indices, packed in packed_calls(
-                    [token_ids[i] for i in packed_part],
-                    batch_size,
-                    plan.row_length,
-                    plan.mean_length,
-                    pad,
-                ):
-                    R, L = packed.input_ids.shape
-                    self.compiled_shapes.add(("packed", (R, L, len(packed.token_index))))
-                    out = _packed_embeddings(graphdef, state, packed)  # (n, D)
-                    pending.append((packed_part[indices], out))
-            if len(padded_part):
-                for batch in smart_batches(
-                    [token_ids[i] for i in padded_part],
-                    plan.rows,
-                    self.max_seq_length,
-                    self.tokenizer.pad_token_id,
-                    sort=self.sort_by_length,
-                    buckets=plan.buckets,
-                    rows=plan.rows,
-                ):
-                    fn = _token_embeddings if tokens else _sentence_embeddings
-                    self.compiled_shapes.add((output_value, batch.input_ids.shape))
-                    out = fn(graphdef, state, batch.input_ids, batch.attention_mask)
-                    pending.append((padded_part[batch.indices], out))
-            for indices, out in pending:
-                out = np.asarray(out, dtype=np.float32)
-                for row, index in enumerate(indices):
-                    if tokens:
-                        results[start + index] = out[row, : len(token_ids[index])]
-                    else:
-                        results[start + index] = out[row]
-                progress.update(len(indices))
+        results = self.batcher(self, items, batch_size, tokens, progress)  # N arrays
         progress.close()
 
         if tokens:
@@ -396,50 +348,20 @@ class SentenceEncoder:
         default = self.model.sentence_config.default_prompt_name
         return prompts[default] if default is not None else ""
 
-    def plan(self, counts: list[int], batch_size: int, packing: bool = True) -> EncodePlan:
-        """How ``encode`` lays out sentences of these token counts, chosen once per call.
-
-        Packing places sentences by length itself, so turning sorting off (to measure what
-        smart batching buys) pads every sentence; so do rows that would be too long to pay.
-        A ``batch_size`` above ``len(counts)`` is clamped to it: no batch holds more
-        sentences than the call has, and shapes (and memory) sized by the larger number
-        would follow the argument instead of the input.
-        """
-        if not _is_count(batch_size):
-            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-        batch_size = min(int(batch_size), max(1, len(counts)))
-        row_length = encode_row_length(counts, self.max_seq_length) if counts else 0
-        if not (packing and self.pack_sentences and self.sort_by_length):
-            row_length = 0
-        if row_length > MAX_PACKED_ROW_LENGTH:
-            row_length = 0
-        packed_counts = [n for n in counts if n <= row_length]  # 99% or more, or none
-        padded_counts = [n for n in counts if n > row_length]  # the rest
-        mean_length = float(np.mean(packed_counts)) if packed_counts else 0.0
-        rows, buckets = batch_size, ()
-        if padded_counts:
-            rows = batch_rows(len(padded_counts), batch_size)
-            if packed_counts:  # a pass of the long ones: as many slots as a packed call's
-                longest = bucket_length(max(padded_counts), self.max_seq_length, ENCODE_BUCKETS)
-                rows = min(rows, max(1, int(batch_size * mean_length) // longest))
-            max_shapes = MAX_SHAPES - 1 if packed_counts else MAX_SHAPES  # one is the rows'
-            buckets = encode_buckets(
-                padded_counts, rows, self.max_seq_length, self.sort_by_length, max_shapes
-            )
-        return EncodePlan(row_length, mean_length, rows, buckets, batch_size)
-
-    def _token_counts(self, sentences: list[str]) -> list[int]:
+    def token_counts(self, sentences: list[str]) -> list[int]:
+        """How many tokens each sentence has, [CLS] and [SEP] included, after truncation."""
         encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
         return [len(e.ids) for e in encodings]
 
-    def _tokenize(self, sentences: list[str]) -> list[list[int]]:
+    def token_ids(self, sentences: list[str]) -> list[list[int]]:
+        """Each sentence's token ids, truncated to ``max_seq_length`` (warned about once)."""
         encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
         if not self._warned_truncation and any(e.overflowing for e in encodings):
             self._warned_truncation = True
             warnings.warn(
                 f"some sentences are longer than max_seq_length={self.max_seq_length} tokens "
                 "and were truncated; only their first tokens are embedded",
-                stacklevel=3,
+                stacklevel=4,
             )
         return [e.ids for e in encodings]
 

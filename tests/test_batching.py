@@ -8,15 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minisbert.batching import (
-    BUCKETS,
-    ENCODE_BUCKETS,
-    MAX_SHAPES,
-    bucket_length,
-    choose_buckets,
-    encode_buckets,
-    smart_batches,
-)
+from minisbert.batching import BUCKETS, bucket_length, smart_batches
+from minisbert.fast.buckets import ENCODE_BUCKETS, MAX_SHAPES, choose_buckets, encode_buckets
 
 
 def slots(longest: list[int], buckets: tuple[int, ...], max_length: int) -> int:
@@ -86,18 +79,16 @@ def test_compile_cost_keeps_short_runs_to_few_buckets():
 
 
 def test_training_row_buckets_grow_with_the_run():
-    from minisbert.train import COMPILE_STEPS, TrainingData, plan_rows
+    from minisbert.fast.training import COMPILE_STEPS, plan_rows
 
-    data = TrainingData(sides=[[[1]], [[1]]], labels=None, max_length=256, pad_token_id=0)
     rng = np.random.default_rng(0)
     long_run = rng.integers(3, 12, 2000)  # 2,000 steps: fine buckets pay for themselves
     short_run = long_run[:COMPILE_STEPS]  # a few steps: one compile is cheaper
-    plan_rows(data, long_run)
-    assert len(data.row_buckets) > 2 and data.row_buckets[-1] == long_run.max()
-    plan_rows(data, short_run)
-    assert data.row_buckets == (short_run.max(),)
-    plan_rows(data, long_run, devices=4)  # each bucket a multiple of the device count
-    assert all(r % 4 == 0 for r in data.row_buckets) and data.row_buckets[-1] >= long_run.max()
+    buckets = plan_rows(long_run)
+    assert len(buckets) > 2 and buckets[-1] == long_run.max()
+    assert plan_rows(short_run) == (short_run.max(),)
+    buckets = plan_rows(long_run, devices=4)  # each bucket a multiple of the device count
+    assert all(r % 4 == 0 for r in buckets) and buckets[-1] >= long_run.max()
 
 
 def test_encode_buckets_fit_every_batch_smart_batches_forms():

@@ -58,9 +58,7 @@ def test_tiny_folder_loads_and_encodes(tmp_path):
 def test_gelu_is_the_exact_gelu():
     """minisbert's erf GELU against the normal CDF in float64 (scipy), value and gradient.
 
-    Tolerances: 1e-6 in float32 (a few float32 roundings of values up to 10); in bfloat16
-    1e-3, about one bfloat16 step (2^-10) at |gelu| < 0.2, where the negative activations
-    lie (computing 1 + erf in bfloat16 itself misses by 3e-3 there).
+    Tolerance: 1e-6 in float32 (a few float32 roundings of values up to 10).
     """
     import jax
     from scipy.special import ndtr  # the normal CDF, Phi
@@ -74,7 +72,3 @@ def test_gelu_is_the_exact_gelu():
     slope = ndtr(x) + x * np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi)
     grad = jax.vmap(jax.grad(gelu))(jnp.asarray(x, jnp.float32))
     assert np.abs(np.asarray(grad) - slope).max() < 1e-5
-    small = np.linspace(-4, 0, 401)
-    half = gelu(jnp.asarray(small, jnp.bfloat16))
-    assert half.dtype == jnp.bfloat16
-    assert np.abs(np.asarray(half, np.float32) - small * ndtr(small)).max() < 1e-3

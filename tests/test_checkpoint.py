@@ -92,7 +92,8 @@ def test_checkpoint_files_and_state(files, straight):  # noqa: F811
     assert state["config"]["lr"] == 1e-3 and state["shuffle"]["seed"] == 0
     rng = state["dropout_rng"]
     assert len(rng) == 7  # embeddings + 3 per layer, 2 layers
-    assert all(entry["count"] == 6 for entry in rng.values())  # 6 steps, one packed forward each
+    # 6 steps of the padded PaddedSteps, one forward per side (2): 12 draws per dropout layer
+    assert all(entry["count"] == 12 for entry in rng.values())
     assert len({tuple(entry["key"]) for entry in rng.values()}) == 7  # each layer its own key
     optimizer = read_safetensors(folder / "optimizer.safetensors")
     assert "step" in optimizer and optimizer["step"].item() == 6

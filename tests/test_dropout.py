@@ -1,15 +1,16 @@
-"""minisbert.dropout.Dropout: nnx.Dropout's behaviour, drawn from 16-bit random numbers.
+"""minisbert.fast.dropout.Dropout: nnx.Dropout's behaviour, drawn from 16-bit random numbers.
 
 Each test would fail on a plausible mistake: a wrong threshold or scale, halves taken from
 the wrong words (an odd size), a key reused between calls, the mask ignored in the gradient.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from minisbert.dropout import LEVELS, Dropout
+from minisbert.fast.dropout import LEVELS, Dropout
 
 RATE = 0.1
 THRESHOLD = round(RATE * LEVELS)  # 6554: a draw below it drops the value
@@ -78,3 +79,22 @@ def test_rate_zero_is_the_identity_in_train_mode():
     layer = Dropout(0.0, rngs=nnx.Rngs(0))
     x = jnp.ones((8,))
     np.testing.assert_array_equal(layer(x), x)
+
+
+def test_use_16bit_dropout_swaps_every_layer_and_keeps_its_stream():
+    from tiny import TINY_CONFIG
+
+    from minisbert.config import SentenceConfig
+    from minisbert.fast import use_16bit_dropout
+    from minisbert.sentence_encoder import SentenceModel
+
+    model = SentenceModel(TINY_CONFIG, SentenceConfig(32), rngs=nnx.Rngs(0))
+    layers = [n for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
+    assert len(layers) == 1 + 3 * TINY_CONFIG.num_hidden_layers  # embeddings + 3 per layer
+    keys = [np.asarray(jax.random.key_data(layer.rngs.key.get_value())) for layer in layers]
+    use_16bit_dropout(model)
+    swapped = [n for _, n in nnx.iter_graph(model) if isinstance(n, nnx.Dropout)]
+    assert [type(n) for n in swapped] == [Dropout] * len(layers)
+    assert [n.rate for n in swapped] == [layer.rate for layer in layers]
+    after = [np.asarray(jax.random.key_data(n.rngs.key.get_value())) for n in swapped]
+    assert all((a == b).all() for a, b in zip(keys, after, strict=True))

@@ -12,7 +12,7 @@ from tiny import make_tiny_model_dir
 from minisbert.cli import main, read_lines
 from minisbert.data import DataError
 from minisbert.data.files import read_examples, read_pairs
-from minisbert.packing import packed_calls
+from minisbert.fast.packing import packed_calls
 from minisbert.sentence_encoder import SentenceEncoder
 
 FIVE = ["the cat sat on the mat", "a dog", "the dog is running", "cats!", "a cat, a dog, a mat"]
@@ -32,10 +32,11 @@ def tiny(tiny_dir) -> SentenceEncoder:
 
 
 def test_a_huge_batch_size_plans_what_the_input_needs(tiny):
-    counts = tiny._token_counts(FIVE)
-    assert tiny.plan(counts, 10**9) == tiny.plan(counts, 5)
-    assert tiny.plan(counts, 10**9).batch_size == 5
-    assert tiny.plan(counts, 3).batch_size == 3  # smaller than the input: kept
+    counts = tiny.token_counts(FIVE)
+    plan = tiny.batcher.plan
+    assert plan(tiny, counts, 10**9) == plan(tiny, counts, 5)
+    assert plan(tiny, counts, 10**9).batch_size == 5
+    assert plan(tiny, counts, 3).batch_size == 3  # smaller than the input: kept
 
 
 def test_a_huge_batch_size_compiles_the_shapes_of_the_input(tiny):

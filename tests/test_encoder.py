@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minisbert.batching import ENCODE_BUCKETS, MAX_SHAPES
+from minisbert.fast.buckets import ENCODE_BUCKETS, MAX_SHAPES
 
 SENTENCES = [
     "A man is eating food.",
@@ -112,9 +112,10 @@ def _pad(encoder, sentences):
 
 def test_bfloat16_mode_stays_close_to_float32(encoder, pretrained_dir):
     from minisbert import SentenceEncoder
+    from minisbert.fast import compute_in_bfloat16
 
-    half = SentenceEncoder.from_pretrained(pretrained_dir, dtype="bfloat16")
-    assert half.model.config.dtype == "bfloat16" and encoder.model.config.dtype == "float32"
+    half = SentenceEncoder.from_pretrained(pretrained_dir)
+    compute_in_bfloat16(half.model)
     full_e, half_e = encoder.encode(SENTENCES), half.encode(SENTENCES)  # (4, D) each
     assert half_e.dtype == np.float32
     # bfloat16 keeps 8 bits of mantissa: unit vectors move by ~1e-3 per coordinate, so
@@ -124,14 +125,8 @@ def test_bfloat16_mode_stays_close_to_float32(encoder, pretrained_dir):
     assert (np.sum(half_e * full_e, axis=1) > 0.999).all()
 
 
-def test_unknown_dtype_is_refused(pretrained_dir):
-    from minisbert import SentenceEncoder
-    from minisbert.config import BertConfig, ConfigError
+def test_a_hugging_face_dtype_is_ignored():
+    from minisbert.config import BertConfig
 
-    with pytest.raises(ValueError, match=r"dtype must be one of \('float32', 'bfloat16'\)"):
-        SentenceEncoder.from_pretrained(pretrained_dir, dtype="float16")
-    with pytest.raises(ConfigError, match="dtype 'int8'"):
-        BertConfig(dtype="int8")
     # A Hugging Face config's "dtype" is how its weights are stored: ignored, not refused.
-    assert BertConfig.from_dict({"dtype": "float16"}).dtype == "float32"
-    assert "dtype" not in BertConfig().to_dict()
+    assert "dtype" not in BertConfig.from_dict({"dtype": "float16"}).to_dict()

@@ -1,4 +1,4 @@
-"""minisbert.host_memory: the allocator settings apply on Linux with glibc, and are skipped
+"""minisbert.fast.host_memory: the allocator settings apply on Linux with glibc, and are skipped
 quietly where there is no glibc."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from minisbert import host_memory
+from minisbert.fast import host_memory
 
 
 @pytest.mark.skipif(

@@ -25,8 +25,10 @@ from tiny import TINY_CONFIG
 from minisbert.config import SentenceConfig
 from minisbert.losses import cosine_similarity_loss, multiple_negatives_ranking_loss
 from minisbert.sentence_encoder import SentenceModel
-from minisbert import sharding
-from minisbert.train import Trainable, TrainingData, compute_loss, compute_packed_loss, seed_dropout
+from minisbert.fast import sharding
+from minisbert.fast.training import compute_packed_loss, packed_batch
+from minisbert.train import Trainable, compute_loss, seed_dropout
+from minisbert.training_data import TrainingData
 
 assert len(jax.devices()) == 4, jax.devices()
 rng = np.random.default_rng(0)
@@ -38,9 +40,9 @@ scores = rng.random(B).astype(np.float32)
 # The same sentences packed, as minisbert train feeds them: 16 sentences in 8 rows of 16.
 data = TrainingData(
     sides=[[list(input_ids[s, b][mask[s, b] == 1]) for b in range(B)] for s in range(S)],
-    labels=scores, max_length=16, pad_token_id=0, row_length=16, row_buckets=(8,),
+    labels=scores, max_length=16, pad_token_id=0,
 )
-packed, _ = data.batch(np.arange(B), 0, B)
+packed, _ = packed_batch(data, np.arange(B), 0, B, 16, (8,))
 
 def loss_and_grads(devices, loss_name, train_mode, packing=False):
     model = SentenceModel(TINY_CONFIG, SentenceConfig(32), rngs=nnx.Rngs(0))
@@ -107,7 +109,7 @@ def four_devices() -> dict:
 
 # cosine without dropout; mnrl (in-batch negatives from every device) with dropout on, which
 # also checks that the dropout masks do not depend on how the batch is split.
-# "packed": the rows minisbert train feeds its train step (minisbert.packing), split by row.
+# "packed": the rows minisbert train feeds its train step (minisbert.fast.packing), split by row.
 @pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.parametrize(
     "case", ["cosine/eval", "mnrl/train", "cosine/eval/packed", "mnrl/train/packed"]

@@ -20,18 +20,10 @@ from tiny import TINY_CONFIG, make_tiny_model_dir
 
 from minisbert.config import SentenceConfig
 from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss
+from minisbert.optimizer import make_optimizer, warmup_linear
 from minisbert.sentence_encoder import SentenceModel
-from minisbert.train import (
-    Trainable,
-    TrainConfig,
-    TrainingData,
-    TrainingError,
-    make_loss,
-    make_optimizer,
-    train,
-    train_step,
-    warmup_linear,
-)
+from minisbert.train import Trainable, TrainConfig, TrainingError, train, train_step
+from minisbert.training_data import TrainingData, make_loss
 from minisbert.weights import read_safetensors
 
 WORDS = "the cat dog sat on mat a is run".split()
@@ -188,15 +180,17 @@ def test_every_loss_trains_finite_and_falling(name):
     lengths = rng.integers(3, 9, size=(sides, 8))  # (S, B) tokens per sentence
     data = TrainingData(
         sides=[[list(rng.integers(5, 99, n)) for n in side] for side in lengths],
-        labels=labels, max_length=8, pad_token_id=0, row_length=8, row_buckets=(sides * 8,),
+        labels=labels, max_length=8, pad_token_id=0,
     )  # fmt: skip
-    batch, labels = data.batch(np.arange(8), 0, 8)  # sides * 8 sentences in rows of 8
+    input_ids, mask, labels = data.batch(np.arange(8), 0, 8)  # (S, 8, 8) each
     trainable = build(SMOKE_CONFIG, classifier=name == "softmax")
     trainable.eval()  # no dropout: the same batch must then give a falling loss
     tx = make_optimizer(3e-3, 10**6, warmup_ratio=0.0)
     optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
     loss_fn = make_loss(TrainConfig(loss=name))
-    losses = [float(train_step(trainable, optimizer, batch, labels, loss_fn)) for _ in range(6)]
+    losses = [
+        float(train_step(trainable, optimizer, input_ids, mask, labels, loss_fn)) for _ in range(6)
+    ]
     assert np.all(np.isfinite(losses)), losses
     assert losses[-1] < losses[0], losses
 
@@ -316,14 +310,14 @@ def test_train_step_updates_in_place():
     ones are live, and the step still changes the weights."""
     data = TrainingData(
         sides=[[[5, 6, 7], [8, 9]], [[10, 11, 12, 13], [14]]], labels=np.array([0.2, 0.9]),
-        max_length=8, pad_token_id=0, row_length=8, row_buckets=(2,),
+        max_length=8, pad_token_id=0,
     )  # fmt: skip
-    batch, labels = data.batch(np.arange(2), 0, 2)
+    input_ids, mask, labels = data.batch(np.arange(2), 0, 2)  # (2, 2, 8) each
     trainable = build(SMOKE_CONFIG)
     optimizer = nnx.Optimizer(trainable, make_optimizer(1e-2, 100, warmup_ratio=0.0), wrt=nnx.Param)
     kernel = trainable.model.bert.layers[0].intermediate.kernel
     old, copy = kernel.get_value(), np.array(kernel.get_value())
-    train_step(trainable, optimizer, batch, labels, cosine_similarity_loss)
+    train_step(trainable, optimizer, input_ids, mask, labels, cosine_similarity_loss)
     assert old.is_deleted()  # donated: XLA wrote the update over it
     new = kernel.get_value()
     assert not new.is_deleted()

@@ -336,10 +336,10 @@ DRIVER = textwrap.dedent(
     """
     import os, signal, sys, threading, time
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    import minisbert.train as train
+    import minisbert.fast.training as train
     from minisbert.cli import main
 
-    real_step, calls, sent = train.train_step, [], []
+    real_step, calls, sent = train.packed_train_step, [], []
 
     def send():
         sent.append(True)
@@ -355,7 +355,7 @@ DRIVER = textwrap.dedent(
         time.sleep(float(os.environ.get("STEP_DELAY", "0")))
         return real_step(*args, **kwargs)
 
-    train.train_step = train_step
+    train.packed_train_step = train_step
     sys.exit(main(sys.argv[1:]))
     """
 )

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from minisbert.packing import PackedBatch
+from minisbert.fast.packing import PackedBatch
 
 DATA_AXIS = "data"
 

@@ -58,20 +58,15 @@ import numpy as np
 from minisbert.batching import bucket_length
 
 MIN_ROW_LENGTH = 32  # encode's rows: long enough that two or more short sentences share one
-# encode packs only when its rows need at most this many slots. A packed row attends over all
-# its L x L pairs, a cost that grows with L: with rows of 48, packed encode ran 3-10% faster
-# than padded batches on STS-b test; with rows of 96 (20,000 sentences from STS-b's three
-# splits) as fast; with rows of 128 (STS-b test, in one run) 2% slower by the best of 4
-# passes and 10% by their median. Calls that need longer rows pad.
+# encode packs only when its rows need at most this many slots: a packed row attends over
+# all its L x L pairs, a cost that grows with L, and past about 96 slots packing no longer
+# pays (bench/README.md has the measurements). Calls that need longer rows pad.
 MAX_PACKED_ROW_LENGTH = 96
-# encode's rows hold this share of a call's sentences, the shortest; the rest are padded.
-# One 70-token sentence among 10,000 of about 15 tokens would otherwise set rows of 96
-# for all of them: 303 sent/s against 399 with rows of 48 (batch 128, best of 4 alternating
-# passes, 2-core AMD EPYC).
+# encode's rows hold this share of a call's sentences, the shortest; the rest are padded,
+# so that one long sentence among thousands of short ones does not lengthen every row.
 PACKED_SHARE = 0.99
 # The row lengths encode chooses from: few, so that calls with other sentences reuse the
-# programs compiled for earlier ones. Per slot of a forward pass of about 1,920 slots,
-# rows of 32, 40 and 48 cost the same, rows of 56 and 64 about 8% more, rows of 96 26%.
+# programs compiled for earlier ones.
 ROW_LENGTHS = (8, 16, 32, 48, 64, MAX_PACKED_ROW_LENGTH)
 
 

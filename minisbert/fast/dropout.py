@@ -55,3 +55,18 @@ class Dropout(nnx.Dropout):
         halves = jax.lax.bitcast_convert_type(words, jnp.uint16)  # (ceil(n/2), 2)
         keep = (halves.reshape(-1)[:n] >= threshold).reshape(inputs.shape)
         return jnp.where(keep, inputs / keep_prob, 0).astype(inputs.dtype)
+
+
+def use_16bit_dropout(model: nnx.Module) -> nnx.Module:
+    """Make every ``nnx.Dropout`` of ``model`` draw 16-bit numbers: returns ``model``, changed.
+
+    Each layer keeps its rate and its random stream (keys and counters, as checkpoints save
+    them); only the draw changes, so the masks differ from ``nnx.Dropout``'s while their
+    distribution is the same (up to the rate's rounding).
+    """
+    for _, node in nnx.iter_graph(model):
+        if type(node) is nnx.Dropout:
+            if not 0 <= node.rate < 1:
+                raise ValueError(f"dropout rate must be in [0, 1), not {node.rate!r}")
+            node.__class__ = Dropout  # same attributes; __call__ is the 16-bit one
+    return model

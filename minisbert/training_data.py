@@ -1,0 +1,211 @@
+"""Training data: which examples each loss needs, tokenized and cut into batches.
+
+Shapes: S sides of an example (2 for pairs, 3 for triplets), B batch, T tokens, N examples.
+
+A loss names the kinds of data it trains on (``minisbert.losses.registry``): scored pairs
+(cosine), class pairs (softmax), 0/1 pairs (contrastive), triplets, unlabelled pairs
+(in-batch negatives). ``load_training_data`` reads ``--data``, checks that the loss can
+train on it, and tokenizes every side once. Each epoch visits the examples in an order drawn
+from ``numpy.random.default_rng([seed, epoch])`` (``epoch_order``); the short last batch is
+dropped, so every batch has B examples. ``TrainingData.batch`` pads each side of a batch to
+a bucket length (``minisbert.batching``): (S, B, T).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from minisbert import checkpoint
+from minisbert.batching import bucket_length
+from minisbert.data import DataError, PairExample, TripletExample, load_dataset
+from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
+from minisbert.losses import DATA_KINDS, get_loss
+from minisbert.tokenizer import Tokenizer, pad_batch
+from minisbert.train_config import TrainConfig
+
+LossFn = Callable[..., jax.Array]
+
+
+def data_kinds(examples: list[Any]) -> set[str]:
+    """The kinds of training data ``examples`` are (keys of ``losses.DATA_KINDS``)."""
+    if all(isinstance(e, TripletExample) for e in examples):
+        return {"triplets"}
+    labels = [e.label for e in examples]
+    if all(label is None for label in labels):
+        return {"unlabelled pairs"}
+    if all(isinstance(label, int) for label in labels):
+        return {"class pairs", "0/1 pairs"} if set(labels) <= {0, 1} else {"class pairs"}
+    if all(isinstance(label, float) for label in labels):
+        return {"scored pairs"}
+    raise DataError("the examples mix labelled and unlabelled pairs, or scores and classes")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Token ids of every side of every example, and the labels, ready to batch."""
+
+    sides: list[list[list[int]]]  # S columns, each N lists of token ids
+    labels: np.ndarray | None  # (N,) float32 scores or int32 classes; None if unlabelled
+    max_length: int
+    pad_token_id: int
+    num_classes: int = 0  # C, for softmax
+    fingerprint: str = ""  # sha256 of the examples as loaded, checked by --resume
+
+    def __len__(self) -> int:
+        return len(self.sides[0])
+
+    def sentences(self, order: np.ndarray, index: int, batch_size: int) -> list[list[int]]:
+        """The S * B token-id lists of batch ``index`` of an epoch, side after side."""
+        rows = order[index * batch_size : (index + 1) * batch_size]  # (B,)
+        return [side[i] for side in self.sides for i in rows]
+
+    def labels_of(self, order: np.ndarray, index: int, batch_size: int) -> np.ndarray | None:
+        """The labels of batch ``index`` of an epoch: (B,), or None."""
+        rows = order[index * batch_size : (index + 1) * batch_size]  # (B,)
+        return None if self.labels is None else self.labels[rows]
+
+    def batch(
+        self, order: np.ndarray, index: int, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Batch ``index`` of an epoch, padded: input_ids and attention_mask (S, B, T), labels (B,).
+
+        T is the bucket of the batch's longest sentence (any side), so jit compiles one
+        train step per bucket length.
+        """
+        sentences = self.sentences(order, index, batch_size)  # S * B lists
+        T = bucket_length(max(len(ids) for ids in sentences), self.max_length)
+        ids, mask = pad_batch(sentences, T, self.pad_token_id)  # (S * B, T) each
+        S = len(self.sides)
+        shape = (S, batch_size, T)
+        return ids.reshape(shape), mask.reshape(shape), self.labels_of(order, index, batch_size)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:  # (n,)
+    """The shuffled order of epoch ``epoch``: a function of (seed, epoch) alone, so resumable."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingData:
+    """Load ``config.data``, check that ``config.loss`` can train on it, and tokenize it.
+
+    stsb and sick scores are rescaled to [0, 1] (cosine compares them with cos(u, v)).
+    Contrastive losses need 0/1 labels and are refused on scored data: minisbert does not
+    invent a threshold that turns a similarity score into "similar" / "dissimilar".
+    """
+    loss = get_loss(config.loss)
+    examples = load_dataset(config.data, config.split, normalize=True)
+    if not examples:
+        raise DataError(f"--data {config.data} ({config.split}) has no examples")
+    kinds = data_kinds(examples)
+    needs = loss.data
+    if not kinds & set(needs):
+        wanted = "; or ".join(f"{kind} ({DATA_KINDS[kind]})" for kind in needs)
+        raise ValueError(
+            f"--loss {config.loss} needs {wanted}. --data {config.data} gives "
+            f"{' / '.join(sorted(kinds))}"
+            + ("; for scores use --loss cosine or cosent" if "scored pairs" in kinds else "")
+        )
+    if isinstance(examples[0], TripletExample):
+        columns = [[e.anchor for e in examples], [e.positive for e in examples],
+                   [e.negative for e in examples]]  # fmt: skip
+        labels = None
+    else:
+        columns = [[e.sentence1 for e in examples], [e.sentence2 for e in examples]]
+        labels = _labels(examples, config)
+    return TrainingData(
+        sides=[tokenizer.tokenize(column) for column in columns],
+        labels=labels,
+        max_length=tokenizer.max_seq_length,
+        pad_token_id=tokenizer.pad_token_id,
+        num_classes=int(labels.max()) + 1 if loss.head else 0,  # type: ignore[union-attr]
+        fingerprint=checkpoint.data_fingerprint(examples),
+    )
+
+
+def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | None:  # (N,)
+    """The labels as an array, refused (naming the row) where the loss cannot train on them."""
+    if examples[0].label is None:
+        return None
+
+    def row(i: int) -> str:  # where example i came from
+        line = examples[i].line
+        return f"--data {config.data}" + (f", line {line}" if line else f", example {i + 1}")
+
+    if isinstance(examples[0].label, int):
+        classes = np.array([e.label for e in examples], dtype=np.int32)
+        head = get_loss(config.loss).head
+        if head and classes.min() < 0:
+            i = int(np.argmin(classes))
+            raise DataError(f"{row(i)}: label {classes[i]} is negative; class ids are 0..C-1")
+        missing = sorted(set(range(classes.max())) - set(classes.tolist()))
+        if head and missing:  # a typo such as 11 for 1 makes 12 classes
+            i = int(np.argmax(classes))
+            raise DataError(
+                f"{row(i)}: label {classes[i]} is the largest class id, but no example has class "
+                f"{', '.join(map(str, missing[:5]))}: --loss softmax needs class ids 0..C-1, "
+                "each with examples; fix or renumber the labels"
+            )
+        return classes
+    scores = np.array([e.label for e in examples], dtype=np.float32)
+    outside = np.flatnonzero((scores < 0) | (scores > 1))
+    if config.loss == "cosine" and outside.size:
+        i = int(outside[0])
+        raise DataError(
+            f"{row(i)}: score {scores[i]:g} is outside [0, 1]. --loss cosine regresses "
+            f"cos(u, v) onto the score, so scores must lie in [0, 1]; these lie in "
+            f"[{scores.min():g}, {scores.max():g}]: rescale them"
+        )
+    return scores
+
+
+def make_loss(config: TrainConfig, loss_fn: LossFn | None = None) -> LossFn:
+    """The loss to train with: ``loss_fn`` or the registry's, with --margin/--scale/--distance."""
+    registered = get_loss(config.loss)
+    base = loss_fn if loss_fn is not None else registered.function
+    options = {
+        name: value
+        for name in ("margin", "scale", "distance")
+        if (value := getattr(config, name)) is not None
+    }
+    if options and loss_fn is None:
+        accepted = inspect.signature(base).parameters
+        unused = [name for name in options if name not in accepted]
+        if unused:
+            raise ValueError(f"--{unused[0]} does not apply to --loss {config.loss}")
+    if registered.on_batch is not None:
+        return functools.partial(registered.on_batch, loss_fn=base, **options)
+    return functools.partial(base, **options) if options else base
+
+
+def eval_examples(config: TrainConfig) -> tuple[str, list[Any], Callable[..., dict]] | None:
+    """What to evaluate on: ``(name, dev examples, evaluator)``, or None.
+
+    "auto" is the SBERT paper's choice, STS benchmark dev (SICK dev when training on SICK),
+    skipped quietly when the data folder lacks it.
+    """
+    name = config.eval_data
+    if name == "none":
+        return None
+    if name == "auto":
+        name = "sick" if config.data == "sick" else "stsb"
+        try:
+            examples = load_dataset(name, "dev")
+        except DataError:
+            return None
+    else:
+        examples = load_dataset(name, "dev")
+    kinds = data_kinds(examples)
+    if "triplets" in kinds:
+        return name, examples, evaluate_triplets
+    if "scored pairs" in kinds:
+        return name, examples, evaluate_sts
+    if "0/1 pairs" in kinds:
+        return name, examples, evaluate_binary
+    raise DataError(f"--eval-data {name}: no evaluator for {' / '.join(sorted(kinds))}")
