@@ -41,9 +41,9 @@ def main() -> None:
     from sentence_transformers import util as st_util
 
     from minisbert import SentenceEncoder
-    from minisbert.convert import export_sentence_transformers
     from minisbert.data import load_dataset
     from minisbert.fast import compute_in_bfloat16
+    from minisbert.io.convert import export_sentence_transformers
     from minisbert.sentence_encoder import resolve_model_dir
     from minisbert.similarity import paraphrase_mining_embeddings
 

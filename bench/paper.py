@@ -169,8 +169,8 @@ def random_shape_cost(shape: str, work: Path, steps: int) -> None:
     """
     import statistics
 
-    from minisbert.convert import convert
     from minisbert.fast import PackedSteps
+    from minisbert.io.convert import convert
     from minisbert.train import TrainConfig, train
     from tests.hf_bert import TINY_HF_CONFIG, write_plain_bert
 

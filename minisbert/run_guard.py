@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minisbert.manifest import write_atomic
+from minisbert.io.manifest import write_atomic
 
 try:
     import fcntl

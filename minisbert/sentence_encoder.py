@@ -36,9 +36,9 @@ from minisbert.batching import smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
 from minisbert.dense import Dense
+from minisbert.io.weights import load_params
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
-from minisbert.weights import load_params
 
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 CHUNK_SIZE = 16384  # sentences tokenized, sorted and encoded together; bounds memory

@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert import checkpoint, run_guard
+from minisbert import run_guard
+from minisbert.io import checkpoint
 from minisbert.losses import SoftmaxClassifier, get_loss
 from minisbert.optimizer import group_schedule, make_optimizer
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir

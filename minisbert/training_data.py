@@ -22,10 +22,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from minisbert import checkpoint
 from minisbert.batching import bucket_length
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
 from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
+from minisbert.io import checkpoint
 from minisbert.losses import DATA_KINDS, get_loss
 from minisbert.tokenizer import Tokenizer, pad_batch
 from minisbert.train_config import TrainConfig

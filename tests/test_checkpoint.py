@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from test_train import config_for, files  # noqa: F401  (files is a fixture)
 
-from minisbert import checkpoint
+from minisbert.io import checkpoint
+from minisbert.io.weights import read_safetensors
 from minisbert.train import TrainingError, train
-from minisbert.weights import read_safetensors
 
 
 class Killed(Exception):

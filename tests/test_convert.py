@@ -11,8 +11,8 @@ from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
 from minisbert.config import ConfigError
-from minisbert.convert import convert, export_sentence_transformers
-from minisbert.weights import WeightsError
+from minisbert.io.convert import convert, export_sentence_transformers
+from minisbert.io.weights import WeightsError
 
 SENTENCES = ["the cat sat on the mat", "a dog runs", "", "dogs running on mats!"]
 

@@ -22,8 +22,8 @@ from tiny import tiny_tokenizer
 from minisbert import SentenceEncoder
 from minisbert.cli import main
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
-from minisbert.convert import convert, expected_params, minisbert_to_checkpoint
-from minisbert.weights import WeightsError
+from minisbert.io.convert import convert, expected_params, minisbert_to_checkpoint
+from minisbert.io.weights import WeightsError
 
 LAYOUTS = Path(__file__).resolve().parent / "fixtures" / "st_layouts"
 SENTENCES = ["the cat sat on the mat", "a dog runs", ""]
@@ -245,7 +245,7 @@ def test_cli_prints_one_line(st_folder, tmp_path, capsys):
 
 def test_saved_model_keeps_its_dense_layers(tmp_path):
     """A converted model with Dense layers, saved as training saves it, loads back the same."""
-    from minisbert.checkpoint import save_model
+    from minisbert.io.checkpoint import save_model
 
     src = materialize(LAYOUTS / "st-3.0-dense-labse", tmp_path / "src")
     encoder = SentenceEncoder.from_pretrained(convert(src, tmp_path / "out"))

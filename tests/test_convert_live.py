@@ -19,7 +19,7 @@ import pytest
 from st_models import Shape, build_st_model
 
 from minisbert import SentenceEncoder
-from minisbert.convert import convert, export_sentence_transformers
+from minisbert.io.convert import convert, export_sentence_transformers
 
 pytestmark = pytest.mark.live
 st = pytest.importorskip("sentence_transformers")

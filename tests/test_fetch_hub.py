@@ -19,8 +19,8 @@ from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
 from minisbert.cli import main
-from minisbert.convert import export_sentence_transformers
-from minisbert.fetch import FetchError, fetch, fetch_hub_repo
+from minisbert.io.convert import export_sentence_transformers
+from minisbert.io.fetch import FetchError, fetch, fetch_hub_repo
 
 SENTENCES = ["the cat sat on the mat", "a dog runs"]
 

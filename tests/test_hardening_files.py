@@ -32,7 +32,6 @@ from tiny import TINY_CONFIG, tiny_tokenizer
 
 from minisbert import SentenceEncoder, sentence_encoder
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
-from minisbert.convert import expected_params
 from minisbert.data import (
     DataError,
     read_pairs,
@@ -42,7 +41,8 @@ from minisbert.data import (
     read_stsb,
     read_triplets,
 )
-from minisbert.weights import (
+from minisbert.io.convert import expected_params
+from minisbert.io.weights import (
     WeightsError,
     check_params,
     read_safetensors,

@@ -35,12 +35,12 @@ from test_hardening_files import random_model_dir
 from test_train import write_pairs
 from tiny import TINY_CONFIG
 
-from minisbert import checkpoint, weights
 from minisbert.cli import main
 from minisbert.data import DataError
+from minisbert.io import checkpoint
+from minisbert.io.weights import read_safetensors
 from minisbert.losses import cosine_similarity_loss
 from minisbert.train import TrainConfig, TrainingError, epoch_order, train
-from minisbert.weights import read_safetensors
 
 ONE_LAYER = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)  # compiles in half the time
 
@@ -74,7 +74,6 @@ DRIVER = textwrap.dedent(
     """
     import json, os, signal, sys
     from pathlib import Path
-    import minisbert.weights as weights
     from minisbert.cli import main
 
     argv = sys.argv[1:]
@@ -84,20 +83,10 @@ DRIVER = textwrap.dedent(
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    real_save_file = weights.save_file
-    def save_file(tensors, filename):  # the temporary file that becomes target, or target
-        real_save_file(tensors, filename)
-        name = Path(filename)
-        same_folder = target and name.parent == target.parent
-        if same_folder and name.name.lstrip(".").startswith(target.name):
-            os.truncate(filename, os.path.getsize(filename) // 2)
-            die()
-    weights.save_file = save_file
-
-    import minisbert.checkpoint as checkpoint
-    import minisbert.manifest as manifest
+    import minisbert.io.checkpoint as checkpoint
+    import minisbert.io.manifest as manifest
     real_write_atomic = manifest.write_atomic
-    def write_atomic(path, data):  # state.json, manifest.json, config.json go through here
+    def write_atomic(path, data):  # every file a run writes goes through here
         if target and Path(path) == target:
             data = data.encode() if isinstance(data, str) else data
             (target.parent / f".{target.name}.killed.tmp").write_bytes(data[: len(data) // 2])
@@ -263,15 +252,14 @@ def test_a_full_disk_mid_run_names_the_last_checkpoint_and_resume_recovers(
     files, tmp_path, monkeypatch
 ):
     reference = train(config_for(files, tmp_path / "reference"), loss_fn=inf_on_marker)
-    real_save_file = weights.save_file
+    real_fsync = os.fsync
 
-    def full_disk_at_step_4(tensors, filename):  # writes part of the file, then the disk is full
-        if Path(filename).parent.name == "step-00000004":
-            Path(filename).write_bytes(bytes(1000))
+    def full_disk_at_step_4(fd: int) -> None:  # the written bytes reach the disk: it is full
+        if "step-00000004" in os.readlink(f"/proc/self/fd/{fd}"):  # the file being written
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_save_file(tensors, filename)
+        real_fsync(fd)
 
-    monkeypatch.setattr(weights, "save_file", full_disk_at_step_4)
+    monkeypatch.setattr(os, "fsync", full_disk_at_step_4)  # under every atomic write
     config = config_for(files, tmp_path / "run")
     with pytest.raises(checkpoint.OutputError) as info:
         train(config, loss_fn=inf_on_marker)
@@ -282,7 +270,7 @@ def test_a_full_disk_mid_run_names_the_last_checkpoint_and_resume_recovers(
     assert "--resume" in message
     assert not list((tmp_path / "run").rglob("*.tmp"))  # no half-written file left behind
 
-    monkeypatch.setattr(weights, "save_file", real_save_file)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     resumed = train(dataclasses.replace(config, resume=True), loss_fn=inf_on_marker)
     np.testing.assert_allclose(resumed.losses, reference.losses[3:], rtol=0, atol=1e-6)
     a, b = (read_safetensors(tmp_path / o / "model.safetensors") for o in ("run", "reference"))

@@ -16,8 +16,8 @@ from test_checkpoint import Killed, kill_after
 from test_train import config_for, files  # noqa: F401 (a fixture)
 
 from minisbert import cli
+from minisbert.io.weights import read_safetensors
 from minisbert.train import HEAD_LR, TrainConfig, make_optimizer, train
-from minisbert.weights import read_safetensors
 
 
 def tree() -> dict:

@@ -21,7 +21,7 @@ ATOL = 1e-5
 @pytest.fixture(scope="module")
 def reference_model(pretrained_dir, tmp_path_factory):
     """The real library on the same weights, loaded from minisbert's own export of them."""
-    from minisbert.convert import export_sentence_transformers
+    from minisbert.io.convert import export_sentence_transformers
 
     folder = export_sentence_transformers(pretrained_dir, tmp_path_factory.mktemp("st") / "m")
     return st.SentenceTransformer(str(folder), device="cpu")
@@ -69,8 +69,8 @@ def test_round_trip_of_a_changed_model(encoder, tmp_path):
     from flax import nnx
 
     from minisbert import SentenceEncoder
-    from minisbert.convert import export_sentence_transformers
-    from minisbert.weights import save_params
+    from minisbert.io.convert import export_sentence_transformers
+    from minisbert.io.weights import save_params
 
     model = nnx.clone(encoder.model)
     state = nnx.state(model, nnx.Param)

@@ -303,8 +303,8 @@ def test_packed_training_is_the_padded_training(tmp_path):
     from test_train import write_pairs
 
     from minisbert.fast import PackedSteps
+    from minisbert.io.weights import read_safetensors
     from minisbert.train import PaddedSteps, TrainConfig, train
-    from minisbert.weights import read_safetensors
 
     model = make_tiny_model_dir(tmp_path / "tiny")
     config = json.loads((model / "config.json").read_text())

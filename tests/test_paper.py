@@ -157,7 +157,7 @@ def test_fetched_plain_bert_matches_transformers(
     """Mean pooling of the converted model against transformers' BertModel, to 1e-5."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from minisbert.fetch import fetch
+    from minisbert.io.fetch import fetch
     from minisbert.sentence_encoder import SentenceEncoder
 
     for key, value in offline_env(tmp_path, served, data_dir).items():

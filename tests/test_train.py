@@ -19,12 +19,12 @@ from flax import nnx
 from tiny import TINY_CONFIG, make_tiny_model_dir
 
 from minisbert.config import SentenceConfig
+from minisbert.io.weights import read_safetensors
 from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss
 from minisbert.optimizer import make_optimizer, warmup_linear
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import Trainable, TrainConfig, TrainingError, train, train_step
 from minisbert.training_data import TrainingData, make_loss
-from minisbert.weights import read_safetensors
 
 WORDS = "the cat dog sat on mat a is run".split()
 

@@ -28,15 +28,16 @@ from test_hardening_files import random_model_dir
 from test_train import write_pairs
 from tiny import TINY_CONFIG
 
-from minisbert import checkpoint, run_guard
+from minisbert import run_guard
 from minisbert.cli import main
 from minisbert.config import SentenceConfig
 from minisbert.data import PairExample
+from minisbert.io import checkpoint
+from minisbert.io.manifest import read_manifest, verify_manifest
+from minisbert.io.weights import read_safetensors
 from minisbert.losses import cosine_similarity_loss
-from minisbert.manifest import read_manifest, verify_manifest
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import TrainConfig, TrainingError, train
-from minisbert.weights import read_safetensors
 
 ONE_LAYER = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)
 

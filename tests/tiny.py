@@ -10,8 +10,8 @@ from flax import nnx
 from tokenizers import models, normalizers, pre_tokenizers, processors
 
 from minisbert.config import BertConfig, SentenceConfig
+from minisbert.io.weights import save_params
 from minisbert.sentence_encoder import SentenceModel
-from minisbert.weights import save_params
 
 TINY_CONFIG = BertConfig(
     vocab_size=99,

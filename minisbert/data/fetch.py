@@ -42,8 +42,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from minisbert.archive import UnsafeArchiveError, safe_target, tar_member_kind, zip_member_kind
 from minisbert.data.lines import DataError
+from minisbert.io.archive import UnsafeArchiveError, safe_target, tar_member_kind, zip_member_kind
 
 MIRROR_ENV = "MINISBERT_DATA_MIRROR"
 OFFICIAL_BASE_URLS = {
@@ -172,7 +172,7 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
 
     Only base names are used, so no member can write outside ``folder``. Still, an archive
     with a member that could (an absolute path, '..', a link or a device file; see
-    ``minisbert.archive``) is refused whole before anything is written: it is not the release.
+    ``minisbert.io.archive``) is refused whole before anything is written: it is not the release.
     """
     try:
         if zipfile.is_zipfile(archive):

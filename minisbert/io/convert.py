@@ -45,14 +45,14 @@ from flax import nnx
 
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, DenseConfig, SentenceConfig
-from minisbert.tokenizer import Tokenizer
-from minisbert.weights import (
+from minisbert.io.weights import (
     WeightsError,
     check_params,
     param_shapes,
     read_safetensors,
     write_safetensors_atomic,
 )
+from minisbert.tokenizer import Tokenizer
 
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",

