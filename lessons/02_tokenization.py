@@ -245,8 +245,10 @@ assert (attention_mask.sum(axis=1) == [len(t) for t in token_ids]).all()
 # %% [markdown]
 # How much padding does that save? Compare three ways of batching STS-b sentences in
 # batches of 32: pad everything to a fixed 128 tokens; pad each batch to its longest
-# sentence; or sort by length first and round up to a few bucket lengths (what `encode`
-# does, `smart_batches`, so that `jax.jit` compiles only a handful of shapes).
+# sentence; or sort by length first and round up to a few bucket lengths (`smart_batches`,
+# the paper's smart batching, so that `jax.jit` compiles only a handful of shapes). By
+# default `encode` goes one step further and packs several sentences into each row
+# (lesson 11).
 
 # %%
 splits = ("dev",) if FAST else ("train", "dev", "test")
