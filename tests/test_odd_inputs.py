@@ -1,4 +1,4 @@
-"""Hardening of the inputs to ``encode`` and the CLI: every bad input is a clear error raised
+"""Odd and bad inputs to ``encode`` and the CLI: every bad input is a clear error raised
 before any computation, and every odd but valid input gives a finite vector.
 
 Covered in test_encoder.py (pretrained model), not repeated here: an empty list gives
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_hardening_files import random_model_dir
+from test_damaged_files import random_model_dir
 
 from minisbert import sentence_encoder
 from minisbert.cli import main
