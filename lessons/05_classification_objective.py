@@ -40,7 +40,9 @@
 # epoch over SNLI and MultiNLI together (about a million pairs), batch size 16, Adam with
 # learning rate 2e-5 and a linear warm-up over the first 10% of the steps.
 # `minisbert.train.TrainConfig` has the same defaults, with AdamW in place of Adam (Adam plus
-# a weight decay of 0.01, as in sentence-transformers' training code).
+# a weight decay of 0.01, as in sentence-transformers' training code); the classifier, which
+# starts random, gets a learning rate of its own (`head_lr`: the discussion after training
+# says why).
 #
 # In this lesson we build the features, logits and loss by hand for three real pairs and
 # check them against `minisbert.losses`; then fine-tune the pretrained all-MiniLM-L6-v2
@@ -353,8 +355,8 @@ result = train(config)
 print(f"{result.steps} steps, {result.seconds_per_step:.2f} s per step (median)")
 
 # %% [markdown]
-# The loss of every step, and its running mean. It starts near ln 3 and falls only
-# slowly; the discussion below says why.
+# The loss of every step, and its running mean. It starts near ln 3, the loss of a uniform
+# guess, and falls as the classifier learns.
 
 # %%
 losses = np.array(result.losses)
@@ -401,14 +403,17 @@ print(f"STS-b test Spearman x100:  {spearman_before:5.2f} -> {spearman_after:5.2
 #   random guess to well above both chance (33%) and the commonest label. A few hundred
 #   steps on a few thousand pairs are far from the paper's million pairs, so it is still
 #   a weak NLI model.
-# - **The loss barely leaves ln 3, yet the accuracy rises.** all-MiniLM-L6-v2 normalises
-#   its output, so u and v are unit vectors with entries around 1/√D ≈ 0.05, and the
-#   classifier starts from small random weights. AdamW moves each weight by about the
-#   learning rate per step (2e-5, less during warm-up and decay), so after a few hundred
-#   steps the logits are still small: the right label wins the argmax more often, but
-#   with little confidence. The paper's BERT encoders had no normalisation; their larger
-#   vectors give the classifier larger logits from the start.
-# - **STS-b went down, by several points.** The pretrained model was trained for
+# - **The classifier needs a learning rate of its own.** all-MiniLM-L6-v2 normalises its
+#   output, so u and v are unit vectors with entries around 1/√D ≈ 0.05, and the
+#   classifier starts from small random weights: it needs large weights to give large
+#   logits. AdamW moves each weight by about the learning rate per step, so at the
+#   encoder's 2e-5 the classifier would stay close to a uniform guess for the whole run
+#   while its noise flowed back into a good encoder. `TrainConfig.head_lr` (printed with
+#   the config above) gives it a much larger rate, and the loss falls well below ln 3.
+#   Try `head_lr=None`, one rate for everything, to see the difference. The paper's BERT
+#   encoders had no normalisation; their larger vectors give a classifier larger logits
+#   from the start.
+# - **STS-b went down a little.** The pretrained model was trained for
 #   similarity (on over a billion sentence pairs, with an in-batch ranking loss that a
 #   later lesson covers). The NLI classifier asks for something else: features that
 #   separate three labels, and "neutral" pairs (a related but unproven hypothesis) are
@@ -478,7 +483,7 @@ nli_features, cross_entropy = lesson.exercise(
 # - An untrained classifier guesses: its loss is near ln 3. Training with
 #   `train(TrainConfig(loss="softmax", ...))` lowers the loss on the pairs it trained on;
 #   in full mode the held-out accuracy rises well above chance, while this already
-#   similarity-trained encoder loses several points on STS-b.
+#   similarity-trained encoder loses a little on STS-b.
 
 # %%
 assert np.allclose(features_by_hand, features_library, atol=1e-6)
@@ -493,6 +498,7 @@ if not FAST:
     assert accuracy_after > accuracy_before + 0.1, "held-out accuracy rose"
     assert accuracy_after > max(majority, 1 / 3) + 0.05, "well above chance and the commonest label"
     assert losses[-20:].mean() < losses[:20].mean(), "the running loss fell"
-    assert spearman_after < spearman_before - 2, "this short NLI run costs STS-b several points"
+    assert loss_seen_after < np.log(3) - 0.2, "with its own rate, the head leaves ln 3 far behind"
+    assert spearman_after < spearman_before, "this short NLI run costs STS-b a little"
 print("all claims hold")
 shutil.rmtree(workdir)  # the training run's files (checkpoint and model, a few hundred MB)
