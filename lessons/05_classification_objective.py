@@ -88,10 +88,10 @@ from flax import nnx
 from minisbert import SentenceEncoder
 from minisbert.data import NLI_LABELS, load_dataset
 from minisbert.evaluate import accuracy, encode_unique, evaluate_sts
+from minisbert.io.weights import load_params
 from minisbert.losses import SoftmaxClassifier, softmax_loss
 from minisbert.tokenizer import pad_batch
 from minisbert.train import Trainable, TrainConfig, compute_loss, train
-from minisbert.weights import load_params
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 BATCH_SIZE = 8 if FAST else 16  # B; the paper's batch size is 16

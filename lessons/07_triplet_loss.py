@@ -70,9 +70,9 @@ import numpy as np
 from matplotlib.patches import Circle, Wedge
 
 from minisbert import SentenceEncoder
-from minisbert.checkpoint import save_model
 from minisbert.data import load_dataset
 from minisbert.evaluate import encode_unique, triplet_accuracy
+from minisbert.io.checkpoint import save_model
 from minisbert.losses import batch_hard_triplet_loss, triplet_loss
 from minisbert.sentence_encoder import resolve_model_dir
 from minisbert.train import TrainConfig, epoch_order, train
