@@ -1,11 +1,11 @@
-"""The optimiser: sentence-transformers' ``fit`` defaults, written with optax.
+"""The optimiser: the SBERT paper's (as sentence-transformers trains it), written with optax.
 
     g      = grad(loss) * min(1, max_grad_norm / ||grad(loss)||)    clipped at global norm 1
     theta <- theta - lr(t) (m_hat / (sqrt(v_hat) + 1e-8) + 0.01 theta)   AdamW
 
 weight decay 0.01 on everything except biases and LayerNorm parameters, and "WarmupLinear":
-the learning rate climbs from 0 over the warm-up steps W (10% of all N steps) and falls
-linearly back to 0,
+the learning rate climbs from 0 over the warm-up steps W (10% of all N steps, as in the
+paper's and sentence-transformers' training examples) and falls linearly back to 0,
 
     lr(t) = lr * max(0, min(t / W, (N - t) / (N - W)))
 

@@ -1,8 +1,8 @@
 """What decides a training run: ``TrainConfig``, every setting checked before any work.
 
-The defaults are the SBERT paper's STS fine-tuning (sentence-transformers' ``fit``
-defaults): AdamW at lr 2e-5 with weight decay 0.01, 10% linear warm-up, gradient norm
-clipped at 1, batch 16. A setting outside its range is refused in one line that names
+The defaults are the SBERT paper's STS fine-tuning, as sentence-transformers' training
+examples run it: AdamW at lr 2e-5 with weight decay 0.01, 10% linear warm-up, gradient
+norm clipped at 1, batch 16. A setting outside its range is refused in one line that names
 it, its value and the range, before it can turn into a ZeroDivisionError or a NaN model.
 """
 

@@ -391,6 +391,7 @@ def resume_line(err: str) -> list[str]:
     return shlex.split(command)[1:]
 
 
+@pytest.mark.slow  # the long tier: a subprocess that compiles a train step
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_while_the_first_step_compiles_ends_cleanly(files, tmp_path):
     process = start(files, tmp_path / "run", SIGNAL_IN_FIRST_STEP="1")

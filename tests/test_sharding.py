@@ -122,5 +122,6 @@ def test_four_devices_give_the_one_device_loss_and_gradients(four_devices, case)
     assert r["grad_max_diff"] <= 1e-5 * max(1.0, r["grad_max"])
 
 
+@pytest.mark.slow  # the long tier: it shares the 4-device subprocess of the tests above
 def test_a_batch_that_does_not_split_evenly_is_refused(four_devices):
     assert "batch size 6 does not split evenly over 4 devices" in four_devices["uneven"]
