@@ -39,8 +39,9 @@ from bench import speed
 from minisbert import bert
 from minisbert.batching import smart_batches
 from minisbert.bert import BertAttention
+from minisbert.fast.encode import _packed_embeddings
 from minisbert.fast.packing import PackedBatch, packed_calls
-from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
+from minisbert.sentence_encoder import _sentence_embeddings
 
 
 def _dense_products(kernels: list[jax.Array], x: jax.Array) -> jax.Array:
