@@ -67,8 +67,9 @@ def compile_seconds(encoder, shape: tuple[str, tuple[int, ...]]) -> float:
     """
     from flax import nnx
 
+    from minisbert.fast.encode import _packed_embeddings
     from minisbert.fast.packing import PackedBatch
-    from minisbert.sentence_encoder import _packed_embeddings, _sentence_embeddings
+    from minisbert.sentence_encoder import _sentence_embeddings
 
     graphdef, state = nnx.split(encoder.model)
     what, dims = shape
