@@ -408,8 +408,9 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--probe-steps",
         type=int,
-        default=0,
-        help="train the softmax head alone (encoder frozen) for the first N steps",
+        default=None,
+        help="train the softmax head alone (encoder frozen) for the first N steps "
+        "(default: 20%% of the run's steps for --loss softmax; 0: from the first step)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup-ratio", type=float, default=0.1)

@@ -52,7 +52,7 @@ from minisbert.io import checkpoint
 from minisbert.losses import SoftmaxClassifier, get_loss
 from minisbert.optimizer import group_schedule, make_optimizer
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir
-from minisbert.train_config import HEAD_LR, TrainConfig
+from minisbert.train_config import HEAD_LR, PROBE_RATIO, TrainConfig
 from minisbert.training_data import (
     LossFn,
     TrainingData,
@@ -255,8 +255,11 @@ class Run:
             )  # fmt: skip
         self.trainable = Trainable(self.encoder.model, classifier)
         seed_dropout(self.trainable, config.seed)
+        self.probe_steps = config.probe_steps  # the head alone first: PROBE_RATIO by default
+        if self.probe_steps is None:
+            self.probe_steps = round(PROBE_RATIO * self.total) if classifier is not None else 0
         self.optimizer = nnx.Optimizer(self.trainable, self._optimizer(classifier), wrt=nnx.Param)
-        self.schedule = group_schedule(config.lr, self.total, config.probe_steps,
+        self.schedule = group_schedule(config.lr, self.total, self.probe_steps,
                                        config.warmup_ratio)  # fmt: skip
         self._check_disk()
         self.start = 0
@@ -274,17 +277,17 @@ class Run:
 
     def _optimizer(self, classifier: SoftmaxClassifier | None) -> Any:
         """AdamW; a loss's own parameters (the softmax head) start random: their own rate."""
-        config = self.config
+        config, probe = self.config, self.probe_steps
         head_lr = None
-        if classifier is not None and (config.head_lr is not None or config.probe_steps):
+        if classifier is not None and (config.head_lr is not None or probe):
             head_lr = config.head_lr if config.head_lr is not None else config.lr
-        if config.probe_steps and (classifier is None or config.probe_steps >= self.total):
+        if probe and (classifier is None or probe >= self.total):
             raise ValueError(
-                f"--probe-steps {config.probe_steps} needs a loss with its own parameters "
+                f"--probe-steps {probe} needs a loss with its own parameters "
                 f"(--loss softmax) and fewer steps than the run's {self.total}"
             )
         return make_optimizer(
-            config.lr, self.total, head_lr=head_lr, probe_steps=config.probe_steps,
+            config.lr, self.total, head_lr=head_lr, probe_steps=probe,
             warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm,
         )  # fmt: skip

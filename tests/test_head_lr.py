@@ -87,7 +87,8 @@ def test_probe_steps_need_a_head(files, tmp_path):  # noqa: F811
 def test_the_cli_default_is_the_trainers():
     assert cli.HEAD_LR == HEAD_LR == TrainConfig().head_lr
     args = cli.build_parser().parse_args(["train", "--output", "x", "--head-lr", "same"])
-    assert args.head_lr is None and args.probe_steps == 0
+    assert args.head_lr is None and args.probe_steps is None  # None: PROBE_RATIO of the steps
+    assert TrainConfig().probe_steps is None
 
 
 def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_path):  # noqa: F811
@@ -106,3 +107,17 @@ def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_p
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}")
+
+
+def test_by_default_a_head_learns_alone_for_a_fifth_of_the_steps(files, tmp_path):  # noqa: F811
+    from pathlib import Path
+
+    from minisbert.train import PaddedSteps, Run
+    from minisbert.train_config import PROBE_RATIO
+
+    for loss, data in (("softmax", "classes"), ("cosine", "scores")):
+        config = config_for(files, tmp_path / loss, loss=loss, data=str(files[data]))
+        (tmp_path / loss).mkdir()
+        run = Run(config, tmp_path / loss, Path(config.model), PaddedSteps(), None)
+        expected = round(PROBE_RATIO * run.total) if loss == "softmax" else 0
+        assert run.probe_steps == expected and (loss == "cosine" or expected >= 1)
