@@ -30,8 +30,10 @@
 # `CosineSimilarityLoss`, here `minisbert.losses.cosine_similarity_loss`.
 #
 # In this lesson we compute the loss, and its gradient, by hand on real pairs and check
-# both against the library; fine-tune all-MiniLM-L6-v2 on STS-b train; and compare the
-# STS-b test score before and after, with a picture of what training did to the cosines.
+# both against the library; write the training step (exercise 1) and check it against the
+# library's; fine-tune all-MiniLM-L6-v2 on STS-b train; and compare the STS-b test score
+# before and after, with a picture of what training did to the cosines. Exercise 2 writes
+# another loss for scored pairs, CoSENT.
 # `MINISBERT_FAST=1` trains for a handful of steps and evaluates on a sample.
 
 # %% [markdown]
@@ -62,12 +64,15 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from flax import nnx
 
 from minisbert import SentenceEncoder
 from minisbert.data import load_dataset
 from minisbert.evaluate import encode_unique, pair_scores, spearman
 from minisbert.losses import cosent_loss, cosine_similarity_loss
-from minisbert.train import TrainConfig, train
+from minisbert.optimizer import make_optimizer
+from minisbert.train import Trainable, compute_loss, train_step
+from minisbert.training_data import TrainingData
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 BATCH_SIZE = 8 if FAST else 16  # B; the paper's batch size is 16
@@ -187,6 +192,125 @@ print(f"dL/du: max |by hand - jax.grad| = {grad_gap:.1e} (largest entry "
       f"{np.abs(grad_u_library).max():.1e})")
 
 # %% [markdown]
+# ## Exercise 1: write the training step yourself
+#
+# Training repeats one step: embed both sides of a batch with the one model, compute the
+# loss, take its gradient with respect to every weight, and let the optimiser turn the
+# gradient into a change of the weights. `train(config)`, below, runs the library's step,
+# `minisbert.train.train_step`, in a loop. Here you write that step. The pieces:
+#
+# - `Trainable(model)` holds everything the optimiser updates: the sentence model, and for
+#   a loss with weights of its own (the classifier of lesson 5) those too. Here: the model.
+# - `compute_loss(trainable, input_ids, attention_mask, labels, loss_fn)` embeds each side
+#   s of a padded batch, `input_ids[s]` (B, T), with the same model, and hands u, v and
+#   the labels to `loss_fn`: the siamese network of the figure above, as one function.
+# - `nnx.value_and_grad(f)(trainable)` returns `f(trainable)` and its gradient: a tree
+#   with one array per parameter (`nnx.Param`), shaped like the parameter.
+# - `optimizer.update(trainable, grads)` makes one step of the optimiser that `train`
+#   uses (`minisbert.optimizer`: the gradient clipped at norm 1, then AdamW) and writes
+#   the new weights into `trainable`, in place.
+# - `@nnx.jit` compiles the whole step, forward, backward and update, into one XLA
+#   program. Unlike `jax.jit`, it takes NNX modules as arguments, and what the step
+#   changes in them (the weights, Adam's moments, the step count) reaches the objects
+#   outside.
+#
+# First the batch, as `train` sees it: the eight pairs above, tokenized, each side padded
+# (`TrainingData.batch`, in the order given) to (S, B, T) with S = 2 sides.
+
+# %%
+step_data = TrainingData(
+    sides=[encoder.tokenizer.tokenize([e.sentence1 for e in batch]),
+           encoder.tokenizer.tokenize([e.sentence2 for e in batch])],  # S lists of B id lists
+    labels=s,  # (B,) the rescaled gold scores
+    max_length=encoder.tokenizer.max_seq_length,
+    pad_token_id=encoder.tokenizer.pad_token_id,
+)
+step_batch = step_data.batch(np.arange(len(batch)), 0, len(batch))
+step_ids, step_mask, step_labels = step_batch  # (S, B, T), (S, B, T), (B,)
+loss_padded = float(compute_loss(Trainable(encoder.model), jnp.asarray(step_ids),
+                                 jnp.asarray(step_mask), jnp.asarray(step_labels),
+                                 cosine_similarity_loss))
+print(f"input_ids {step_ids.shape} (S, B, T); compute_loss {loss_padded:.6f}, "
+      f"the MSE by hand above {loss_by_hand:.6f}")
+
+# %% [markdown]
+# Write `my_train_step(trainable, optimizer, input_ids, attention_mask, labels)`: one step
+# on `cosine_similarity_loss`, returning the loss *before* the update. Hint: define the
+# loss as a function of the trainable alone, `loss_of(t)`, with the batch taken from the
+# enclosing function; take `nnx.value_and_grad(loss_of)(trainable)`; update; return the
+# loss. About five lines.
+
+# %%
+@nnx.jit
+def my_train_step(
+    trainable: Trainable,
+    optimizer: nnx.Optimizer,
+    input_ids: jax.Array,  # (S, B, T)
+    attention_mask: jax.Array,  # (S, B, T)
+    labels: jax.Array,  # (B,)
+) -> jax.Array:  # () the loss before the update
+    """One optimiser step on cosine_similarity_loss; updates trainable and optimizer in place."""
+    raise NotImplementedError("your code here")
+
+
+# %% [markdown]
+# The check makes two copies of the pretrained model with the same weights, each with
+# dropout off (`trainable.eval()`) so that both steps see the same network, and the same
+# optimiser: AdamW at the paper's learning rate, 2e-5, without warm-up (a warm-up starts
+# at a learning rate of 0, and its first step would change nothing). It runs your step on
+# one copy and the library's `train_step` on the other, on the batch above, and compares
+# the losses and then every weight after the update (1e-6). The copies are
+# `nnx.clone(..., arrays=True)`, copies of the arrays too: `train_step` *donates* its
+# model and optimiser, so that XLA writes the new weights over the old ones, and the
+# arrays passed in are deleted. Your function may not call `train_step`: `lesson.by_hand`
+# makes the check fail if it does. The step compiles twice (yours, the library's), which
+# takes a little while on a CPU.
+
+# %%
+def check_train_step(fn) -> None:
+    assert callable(getattr(fn, "lower", None)), \
+        "my_train_step is not compiled: decorate it with @nnx.jit"
+    fn = lesson.by_hand(fn, train_step)
+    input_ids, attention_mask, labels = (jnp.asarray(x) for x in step_batch)
+
+    def copy() -> tuple[Trainable, nnx.Optimizer]:
+        trainable = nnx.clone(Trainable(encoder.model), arrays=True)  # weights of its own
+        trainable.eval()  # dropout off: both steps see the same network
+        tx = make_optimizer(2e-5, total_steps=10, warmup_ratio=0.0)
+        return trainable, nnx.Optimizer(trainable, tx, wrt=nnx.Param)
+
+    def weights(trainable: Trainable) -> dict[str, np.ndarray]:
+        leaves = jax.tree_util.tree_leaves_with_path(nnx.state(trainable, nnx.Param))
+        return {jax.tree_util.keystr(path, simple=True, separator="."): np.array(x)
+                for path, x in leaves}
+
+    before = weights(Trainable(encoder.model))
+    mine, my_optimizer = copy()
+    loss = fn(mine, my_optimizer, input_ids, attention_mask, labels)
+    library, library_optimizer = copy()
+    expected = float(train_step(library, library_optimizer, input_ids, attention_mask, labels,
+                                cosine_similarity_loss))
+    assert np.shape(loss) == (), f"return the loss, a scalar, not shape {np.shape(loss)}"
+    assert abs(float(loss) - expected) < 1e-6, (
+        f"your loss {float(loss):.6f} is not the library's {expected:.6f}: return "
+        "cosine_similarity_loss of the batch, before the update")
+    after, expected_after = weights(mine), weights(library)
+    assert any(np.any(after[k] != before[k]) for k in before), \
+        "no weight changed: give the gradients to optimizer.update(trainable, grads)"
+    mine_moved = np.concatenate([(after[k] - before[k]).ravel() for k in before])
+    library_moved = np.concatenate([(expected_after[k] - before[k]).ravel() for k in before])
+    hint = ("your weights moved the other way: up the gradient, not down?"
+            if mine_moved @ library_moved < 0
+            else "let the optimiser make the step: optimizer.update(trainable, grads)")
+    for k in before:
+        gap = float(np.abs(after[k] - expected_after[k]).max())
+        assert gap < 1e-6, f"{k} is {gap:.1e} away from the library's step: {hint}"
+
+
+my_train_step = lesson.exercise(check_train_step, my_train_step,
+                                lesson="06_regression_objective")
+
+# %% [markdown]
 # ## Before training
 #
 # The test score is Spearman's rank correlation x100 between cos(u, v) and the gold
@@ -219,18 +343,25 @@ print(f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f},
 # `train` reads its data from a dataset name (`data="stsb"` would take all 5,749 pairs,
 # already rescaled) or from a file. To keep the run short we write a random
 # `TRAIN_STEPS * BATCH_SIZE` of the training pairs, with their rescaled scores, to a
-# JSON-lines file in a temporary folder, and make one pass over them; the run's
-# checkpoints and trained model also go in that folder.
+# JSON-lines file in a temporary folder, and make one pass over them.
 #
-# `train(config)` runs the library's readable step, `minisbert.train.train_step`, on
-# padded batches (S, B, T), each padded to the bucket length of its longest sentence
-# (`minisbert.batching`); jit compiles the step once for every length it meets, and on a
-# CPU each compile takes a while. (The `minisbert train` command and
+# `train(config)` runs the library's readable step, `minisbert.train.train_step` (the step
+# you wrote above), on padded batches (S, B, T), each padded to the bucket length of its
+# longest sentence (`minisbert.batching`); jit compiles the step once for every length it
+# meets, and on a CPU each compile takes a while. (The `minisbert train` command and
 # `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
 # pack several sentences into each row instead, so that little compute goes to padding;
 # jit then compiles one program per row count it uses.) So we leave out the single
 # training pair longer than 64 tokens, which alone would need a longer bucket and a
 # compile of its own; fast mode keeps only pairs of at most 24 tokens a side.
+#
+# `lesson.finetune(**fields)` does what every training lesson does around `train`: it runs
+# `train(TrainConfig(**fields))` with the output in a temporary folder of its own (the
+# run's checkpoint and the trained model, a few hundred MB) and `eval_data="none"` (we
+# evaluate ourselves, below), loads the trained model back with
+# `SentenceEncoder.from_pretrained(result.output)`, deletes the folder, and returns the
+# trained model and the run's `TrainResult`. The fields that say what is trained, and
+# how, are the ones in the call; the rest are `TrainConfig`'s defaults.
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson06-"))
@@ -250,26 +381,21 @@ mse_seen_before = float(np.mean((cosines(encoder, train_check) - gold_check) ** 
 print(f"{len(candidates)} of {len(sts_train)} pairs fit in {MAX_TOKENS} tokens; "
       f"{len(train_pairs)} of them -> {train_file}")
 
-config = TrainConfig(
+trained, result = lesson.finetune(
     data=str(train_file),
     loss="cosine",
-    output=str(workdir / "run"),
     batch_size=BATCH_SIZE,
     epochs=1,
-    eval_data="none",  # we evaluate ourselves, below
-    progress=True,
 )
-result = train(config)
 losses = np.array(result.losses)
 k = max(1, min(20, len(losses) // 4))
-print(f"{result.steps} steps, {result.seconds_per_step:.2f} s per step (median); mean loss "
-      f"of the first and last {k} steps: {losses[:k].mean():.4f} -> {losses[-k:].mean():.4f}")
+print(f"mean loss of the first and last {k} steps: {losses[:k].mean():.4f} -> "
+      f"{losses[-k:].mean():.4f}")
 
 # %% [markdown]
 # ## After training
 
 # %%
-trained = SentenceEncoder.from_pretrained(result.output)
 cos_after = cosines(trained, sts_test)
 spearman_after = 100 * spearman(cos_after, gold_test)
 mse_after = float(np.mean((cos_after - gold_test) ** 2))
@@ -311,7 +437,7 @@ plt.show()
 # CoSENT loss (Su 2022, `cosent_loss`) drops that: it only asks that every pair with a
 # higher gold score get a higher cosine than every pair with a lower one.
 #
-# ## Exercise: CoSENT by hand
+# ## Exercise 2: CoSENT by hand
 #
 # For a batch with cosines cos_i and gold scores s_i, CoSENT is
 #
@@ -370,6 +496,9 @@ cosent = lesson.exercise(check_cosent, cosent, lesson="06_regression_objective")
 # - The regression objective is one cosine per pair and a mean squared error against the
 #   rescaled gold score; by hand it matches `cosine_similarity_loss`, and so does its
 #   gradient, which moves u towards or away from v in proportion to the error.
+# - A training step is the loss of a padded batch through the siamese model
+#   (`compute_loss`), `nnx.value_and_grad`, and `optimizer.update`, compiled with
+#   `nnx.jit`; yours gives the same loss and the same new weights as `train_step`.
 # - Training with `train(TrainConfig(loss="cosine", ...))` lowers the loss on the pairs it
 #   trained on; in full mode it also lowers the test MSE and raises the STS-b test
 #   Spearman of an already strong encoder.
@@ -377,6 +506,7 @@ cosent = lesson.exercise(check_cosent, cosent, lesson="06_regression_objective")
 # %%
 assert abs(loss_by_hand - loss_library) < 1e-6, "the MSE by hand is cosine_similarity_loss"
 assert grad_gap < 1e-6, "the chain rule by hand is jax.grad"
+assert abs(loss_padded - loss_by_hand) < 1e-5, "compute_loss on the padded batch is the same MSE"
 assert np.all(np.isfinite(losses)) and len(losses) == TRAIN_STEPS
 assert mse_seen_after < mse_seen_before, "training lowered the loss on the pairs it saw"
 if not FAST:
@@ -387,4 +517,4 @@ if not FAST:
     assert cos_before[zero].mean() > 0.2, "pretrained: unrelated pairs get cosines well above 0"
     assert cos_after[zero].mean() < cos_before[zero].mean(), "training brings them down"
 print("all claims hold")
-shutil.rmtree(workdir)  # the training run's files (checkpoint and model, a few hundred MB)
+shutil.rmtree(workdir)  # the training pairs' file

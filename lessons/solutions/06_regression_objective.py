@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+from flax import nnx
+
+from minisbert.losses import cosine_similarity_loss
+from minisbert.train import Trainable, compute_loss
 
 
 def cosent(u: np.ndarray, v: np.ndarray, scores: np.ndarray, scale: float = 20.0) -> float:
@@ -16,3 +21,21 @@ def cosent(u: np.ndarray, v: np.ndarray, scores: np.ndarray, scale: float = 20.0
     terms = np.concatenate([[0.0], difference[ranked]])  # the 0 is the "1 +": exp(0) = 1
     top = terms.max()
     return float(top + np.log(np.exp(terms - top).sum()))
+
+
+@nnx.jit
+def my_train_step(
+    trainable: Trainable,
+    optimizer: nnx.Optimizer,
+    input_ids: jax.Array,  # (S, B, T)
+    attention_mask: jax.Array,  # (S, B, T)
+    labels: jax.Array,  # (B,)
+) -> jax.Array:  # () the loss before the update
+    """One optimiser step on cosine_similarity_loss; updates trainable and optimizer in place."""
+
+    def loss_of(t: Trainable) -> jax.Array:  # the batch is fixed: a function of the weights
+        return compute_loss(t, input_ids, attention_mask, labels, cosine_similarity_loss)
+
+    loss, grads = nnx.value_and_grad(loss_of)(trainable)  # grads: one array per nnx.Param
+    optimizer.update(trainable, grads)  # clip, AdamW: the new weights go into trainable
+    return loss
