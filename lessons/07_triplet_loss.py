@@ -75,7 +75,7 @@ from minisbert.evaluate import encode_unique, triplet_accuracy
 from minisbert.io.checkpoint import save_model
 from minisbert.losses import batch_hard_triplet_loss, triplet_loss
 from minisbert.sentence_encoder import resolve_model_dir
-from minisbert.train import TrainConfig, epoch_order, train
+from minisbert.train import epoch_order
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_HELD_OUT = 100 if FAST else 1000  # held-out triplets we measure on
@@ -288,14 +288,16 @@ plt.show()
 #
 # ## Training with ε = 1 and with ε = 5
 #
-# `train(TrainConfig(loss="triplet", margin=...))` runs the siamese train step (lesson 5):
-# the same encoder embeds the anchors, positives and negatives of a batch, and the triplet
-# loss of the three (B, D) arrays is minimised with AdamW at `TrainConfig`'s defaults: the
-# learning rate climbs linearly from 0 to 2e-5 over the first 10% of the steps
-# (`warmup_ratio=0.1`, the warm-up of the SBERT paper and of sentence-transformers' training
-# examples; sentence-transformers' `fit` itself defaults to a fixed 10,000 warm-up steps),
-# then falls linearly back to 0. `TrainConfig(data=...)` reads triplets from a file with an
-# `anchor`, `positive` and `negative` column, so we write our training triplets to one.
+# `lesson.finetune(loss="triplet", margin=...)` runs `train(TrainConfig(loss="triplet",
+# margin=...))` in a temporary folder and loads the trained model back (lesson 6). `train`
+# runs the siamese train step (lessons 5 and 6): the same encoder embeds the anchors,
+# positives and negatives of a batch, and the triplet loss of the three (B, D) arrays is
+# minimised with AdamW at `TrainConfig`'s defaults: the learning rate climbs linearly from
+# 0 to 2e-5 over the first 10% of the steps (`warmup_ratio=0.1`, the warm-up of the SBERT
+# paper and of sentence-transformers' training examples; sentence-transformers' `fit`
+# itself defaults to a fixed 10,000 warm-up steps), then falls linearly back to 0.
+# `TrainConfig(data=...)` reads triplets from a file with an `anchor`, `positive` and
+# `negative` column, so we write our training triplets to one.
 #
 # We keep training triplets whose three sentences have at most 24 tokens. `train(config)`
 # runs the library's readable step, `minisbert.train.train_step`, on padded batches
@@ -332,27 +334,19 @@ encoder.model.sentence_config = pretrained_config  # the encoder is the pretrain
 # %%
 def fine_tune(margin: float) -> tuple[list[float], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Train with this margin; return the losses and the trained model's held-out and
-    training-triplet embeddings. The run's folder is deleted afterwards."""
-    config = TrainConfig(
+    training-triplet embeddings."""
+    print(f"margin {margin:g}:")
+    trained, result = lesson.finetune(
         model=str(unnormalised_dir),
         data=str(triplet_file),
         loss="triplet",
         margin=margin,
-        output=str(workdir / f"margin-{margin:g}"),
         batch_size=BATCH_SIZE,
         epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
         max_steps=STEPS,
         seed=0,
-        eval_data="none",  # we measure on our held-out triplets ourselves
-        progress=True,
     )
-    result = train(config)
-    trained = SentenceEncoder.from_pretrained(result.output)
-    held, seen = embed(trained, held_out), embed(trained, first_batch_triplets)
-    shutil.rmtree(result.output)
-    print(f"margin {margin:g}: {result.steps} steps, {result.seconds_per_step:.1f} s/step, "
-          f"training loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
-    return result.losses, held, seen
+    return result.losses, embed(trained, held_out), embed(trained, first_batch_triplets)
 
 
 # The triplets of the first batch: the order is a function of the seed and the epoch.

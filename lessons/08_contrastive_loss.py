@@ -71,7 +71,7 @@ from minisbert import SentenceEncoder
 from minisbert.data import CONTRADICTION, ENTAILMENT, PairExample, load_dataset
 from minisbert.evaluate import binary_metrics, encode_unique, evaluate_binary, pair_scores
 from minisbert.losses import contrastive_loss, online_contrastive_loss
-from minisbert.train import TrainConfig, epoch_order, train
+from minisbert.train import epoch_order
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_HELD_OUT_PREMISES = 100 if FAST else 1000  # premises whose pairs we measure on
@@ -275,9 +275,10 @@ cos_before = 1 - held_d  # (N,) the pretrained cosines, from above
 # ## Training with the online contrastive loss
 #
 # `train(TrainConfig(loss="online_contrastive"))` reads pairs with a 0/1 label from a file
-# with `sentence1`, `sentence2` and `label` columns. As in lesson 7, we keep pairs whose
-# sentences fit 24 tokens so that the train step compiles once, and use the library's
-# optimiser defaults. Fast mode trains on one batch, several times: the first of the
+# with `sentence1`, `sentence2` and `label` columns; `lesson.finetune` runs it in a
+# temporary folder and loads the trained model back (lesson 6). As in lesson 7, we keep
+# pairs whose sentences fit 24 tokens so that the train step compiles once, and use the
+# library's optimiser defaults. Fast mode trains on one batch, several times: the first of the
 # training batches whose loss is not 0.
 
 # %%
@@ -302,21 +303,14 @@ with open(pair_file, "w", encoding="utf-8") as f:
     for p in train_pairs:
         f.write(f"{p.sentence1}\t{p.sentence2}\t{p.label}\n")
 
-config = TrainConfig(
+trained, result = lesson.finetune(
     data=str(pair_file),
     loss="online_contrastive",  # margin 0.5, cosine distance: the library's defaults
-    output=str(workdir / "online-contrastive"),
     batch_size=BATCH_SIZE,
     epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
     max_steps=STEPS,
     seed=0,
-    eval_data="none",  # we measure on our held-out pairs ourselves
-    progress=True,
 )
-result = train(config)
-trained = SentenceEncoder.from_pretrained(result.output)
-print(f"{result.steps} steps, {result.seconds_per_step:.1f} s/step, training loss "
-      f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
 
 # The mean loss over the batches it trained on, measured without dropout, before and after.
 seen = [train_pairs[i] for i in epoch_order(0, 0, len(train_pairs))[: STEPS * BATCH_SIZE]]

@@ -71,7 +71,7 @@ from minisbert import SentenceEncoder, cos_sim
 from minisbert.data import load_dataset
 from minisbert.evaluate import encode_unique, evaluate_sts, triplet_accuracy
 from minisbert.losses import multiple_negatives_ranking_loss
-from minisbert.train import TrainConfig, epoch_order, train
+from minisbert.train import epoch_order
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_HELD_OUT = 256 if FAST else 1000  # held-out SNLI triplets
@@ -282,9 +282,10 @@ plt.show()
 #
 # `train(TrainConfig(loss="mnrl"))` on triplets calls the loss with the hard negatives,
 # `multiple_negatives_ranking_loss(anchor, positive, negative)`. Same recipe as lessons 7
-# and 8: sentences of at most 24 tokens, the library's optimiser defaults, seed 0, and in
-# fast mode one batch seen several times. We measure on the held-out triplets (MNRL loss
-# at two batch sizes, triplet accuracy) and on the STS Benchmark dev set (Spearman x100).
+# and 8 (`lesson.finetune`, the run in a temporary folder): sentences of at most 24
+# tokens, the library's optimiser defaults, seed 0, and in fast mode one batch seen
+# several times. We measure on the held-out triplets (MNRL loss at two batch sizes,
+# triplet accuracy) and on the STS Benchmark dev set (Spearman x100).
 
 # %%
 sts = load_dataset("stsb", "dev")
@@ -323,21 +324,14 @@ with open(triplet_file, "w", encoding="utf-8") as f:
     for t in train_triplets:
         f.write(f"{t.anchor}\t{t.positive}\t{t.negative}\n")
 
-config = TrainConfig(
+trained, result = lesson.finetune(
     data=str(triplet_file),
     loss="mnrl",  # scale 20, cosine, hard negatives appended: the library's defaults
-    output=str(workdir / "mnrl"),
     batch_size=BATCH_SIZE,
     epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
     max_steps=STEPS,
     seed=0,
-    eval_data="none",  # we measure ourselves
-    progress=True,
 )
-result = train(config)
-trained = SentenceEncoder.from_pretrained(result.output)
-print(f"{result.steps} steps, {result.seconds_per_step:.1f} s/step, training loss "
-      f"{result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
 
 # The loss on the first batch it trained on, measured without dropout, before and after.
 first = [train_triplets[i] for i in epoch_order(0, 0, len(train_triplets))[:BATCH_SIZE]]

@@ -69,7 +69,7 @@ from minisbert.distances import cos_sim, normalize  # noqa: F401  (yours to use 
 from minisbert.evaluate import evaluate_sts
 from minisbert.loss_check import check_loss, random_inputs
 from minisbert.losses import multiple_negatives_ranking_loss, triplet_loss
-from minisbert.train import TrainConfig, epoch_order, train
+from minisbert.train import epoch_order
 
 LossFn = Callable[..., jax.Array]  # embeddings (and labels) -> scalar
 FAST = os.environ.get("MINISBERT_FAST") == "1"
@@ -370,8 +370,9 @@ symmetric_mnrl_loss = lesson.exercise(
 # **Runs.** Both losses train from the same pretrained all-MiniLM-L6-v2 with seed 0: the same
 # batches in the same order, the same dropout masks, the same learning-rate schedule
 # (`TrainConfig`'s defaults). Only the loss differs. Each trained model is scored on the STS
-# Benchmark test set, and its folder (a checkpoint and the model; `train_and_score` prints
-# its size) is deleted straight after; all of it lives in a temporary folder.
+# Benchmark test set. `lesson.finetune` (lesson 6) runs `train(TrainConfig(...), loss_fn=...)`
+# in a temporary folder and deletes it once the trained model is loaded back (a checkpoint
+# and the model; it prints their size).
 #
 # Fast mode trains only your loss, for 5 steps on one batch of 8 triplets: each new loss
 # costs another compile, and the point there is only that training runs and the loss falls.
@@ -425,29 +426,20 @@ print(f"STS-b test ({len(test)} pairs), pretrained: Spearman x100 = {spearman['p
 
 # %%
 def train_and_score(name: str, loss_fn: LossFn) -> list[float]:
-    """Fine-tune with loss_fn, record its STS-b test Spearman, delete the run; return the losses."""
-    config = TrainConfig(
+    """Fine-tune with loss_fn, record its STS-b test Spearman; return the losses."""
+    print(f"{name}:")
+    trained, result = lesson.finetune(
         data=str(triplet_file),
         loss="mnrl",  # triplets, called as loss_fn(anchor, positive, negative)
-        output=str(workdir / name),
+        loss_fn=loss_fn,
         batch_size=BATCH_SIZE,
         epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
         max_steps=STEPS,
         seed=0,
-        eval_data="none",  # we score STS-b test ourselves
-        progress=True,
     )
-    result = train(config, loss_fn=loss_fn)
-    spearman[name] = evaluate_sts(SentenceEncoder.from_pretrained(result.output), test,
-                                  show_progress_bar=True)[
-        "spearman_cosine"
-    ]
-    folder_bytes = sum(f.stat().st_size for f in result.output.rglob("*") if f.is_file())
-    shutil.rmtree(result.output)
-    print(f"{name}: deleted the run's folder, {folder_bytes / 1e9:.2f} GB")
+    spearman[name] = evaluate_sts(trained, test, show_progress_bar=True)["spearman_cosine"]
     n = max(1, STEPS // 4)
-    print(f"{name}: {result.steps} steps, {result.seconds_per_step:.1f} s/step; mean loss "
-          f"{np.mean(result.losses[:n]):.4f} over the first {n} step(s), "
+    print(f"{name}: mean loss {np.mean(result.losses[:n]):.4f} over the first {n} step(s), "
           f"{np.mean(result.losses[-n:]):.4f} over the last {n}; "
           f"STS-b Spearman x100 = {spearman[name]:.2f}")
     return result.losses
