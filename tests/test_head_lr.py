@@ -91,6 +91,7 @@ def test_the_cli_default_is_the_trainers():
     assert TrainConfig().probe_steps is None
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_path):  # noqa: F811
     """The optimiser state now has two groups: checkpoints must restore both."""
     config = config_for(files, tmp_path / "straight", data=str(files["classes"]), loss="softmax",

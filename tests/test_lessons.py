@@ -102,7 +102,9 @@ def run_as_a_student(source: Path, cwd: Path, tmp_path: Path, data_dir: Path,
     execute(source, out_dir=None, timeout=900, cwd=cwd)
 
 
-@pytest.mark.parametrize("where", ["lessons", "empty folder"])
+@pytest.mark.parametrize(
+    "where", ["lessons", pytest.param("empty folder", marks=pytest.mark.slow)]
+)  # the empty folder in the long tier (make test-slow), with the full lesson runs
 def test_a_cheap_lesson_runs_from_anywhere(where, tmp_path, pretrained_dir, data_dir,
                                            monkeypatch):
     (source,) = lesson_sources([CHEAP_LESSON])
@@ -293,6 +295,7 @@ def test_06_check_refuses_a_dot_product():
         check(by_dot_product)
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_06_train_step_check_refuses_wrong_steps():
     """A tiny random model stands in for all-MiniLM-L6-v2; each step that gets past the
     first assert compiles (a few seconds each)."""

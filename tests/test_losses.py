@@ -281,6 +281,7 @@ def test_contrastive_symmetric(
         np.testing.assert_allclose(forward, backward, rtol=1e-5, atol=atol)
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 @settings(max_examples=30, deadline=None)
 @given(data=st.data(), shape=_shapes, with_negatives=st.booleans())
 def test_mnrl_equivariant_to_shuffling_pairs(
@@ -335,6 +336,7 @@ def test_every_loss_is_in_the_registry() -> None:
     assert set(LOSSES) == names and set(REGISTRY) == names
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 @settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_finite_for_zero_vectors_and_duplicate_rows(data: st.DataObject) -> None:

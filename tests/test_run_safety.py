@@ -232,6 +232,7 @@ def nan_gradient_loss(u, v, scores):
     return cosine_similarity_loss(u, v, scores) + jnp.sqrt(0.0 * jnp.sum(u))
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_weights_gone_nan_are_never_written(files, tmp_path):
     output = tmp_path / "run"
     losses = []

@@ -171,7 +171,7 @@ def test_every_registered_loss_has_a_smoke_case():
 
 # Two losses in make test (one with a head, one without), every loss in make test-slow.
 @pytest.mark.parametrize("name", [
-    name if name in ("softmax", "cosine") else pytest.param(name, marks=pytest.mark.slow)
+    name if name == "softmax" else pytest.param(name, marks=pytest.mark.slow)
     for name in sorted(LOSS_BATCH)
 ])  # fmt: skip
 def test_every_loss_trains_finite_and_falling(name):
@@ -195,6 +195,7 @@ def test_every_loss_trains_finite_and_falling(name):
     assert losses[-1] < losses[0], losses
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_softmax_classifier_is_trained_and_saved(files, tmp_path):
     config = config_for(files, tmp_path / "run", data=str(files["classes"]), loss="softmax",
                         epochs=1)  # fmt: skip
@@ -211,6 +212,7 @@ def test_softmax_classifier_is_trained_and_saved(files, tmp_path):
 # ---------------------------------------------------------------- your own loss
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_a_user_defined_loss_plugs_in(files, tmp_path):
     seen = []
 
@@ -238,6 +240,7 @@ def test_same_seed_gives_bit_identical_weights(files, tmp_path):
     assert any(not np.array_equal(wa[n], wc[n]) for n in wa)
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_the_trained_folder_loads_as_a_model(files, tmp_path):
     from minisbert.sentence_encoder import SentenceEncoder
 
@@ -249,6 +252,7 @@ def test_the_trained_folder_loads_as_a_model(files, tmp_path):
 # ---------------------------------------------------------------- clear failures
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(files, tmp_path):
     calls = []
 
@@ -305,6 +309,7 @@ def test_an_option_the_loss_does_not_take_is_refused(files, tmp_path):
         train(config_for(files, tmp_path / "run", margin=0.5))
 
 
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
 def test_train_step_updates_in_place():
     """train_step donates the model and optimiser: their old arrays are consumed, the new
     ones are live, and the step still changes the weights."""
