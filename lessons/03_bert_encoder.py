@@ -190,7 +190,9 @@ q_all = (x0 @ attention.query.kernel[...] + attention.query.bias[...]).reshape(T
 assert jnp.allclose(q_all[:, 0], project(x0, attention.query, 0), atol=1e-6)
 
 a0 = attention_block(x0, attention)  # (T, D)
-mask = jnp.ones((1, T), bool)  # (1, T): every token real
+# The library's attention takes the mask as (B, 1, 1, S): one row of "may this key be
+# seen" per sentence, broadcast over heads and queries (BertEncoder builds it from (B, T)).
+mask = jnp.ones((1, 1, 1, T), bool)  # (B=1, 1, 1, S=T): every token real
 library_a0 = attention(x0[None], mask)[0]
 print("max |by hand - library| =", float(jnp.abs(a0 - library_a0).max()))
 assert jnp.allclose(a0, library_a0, atol=1e-5)
@@ -329,7 +331,7 @@ def check_masked_attention(fn) -> None:
     context = fn(q, k, v, real)
     assert context.shape == (B, T, N, H), f"context shape {context.shape}, expected {(B, T, N, H)}"
     out = layer_norm(x + attention.output(context.reshape(B, T, D)), attention.layer_norm)
-    expected = attention(x, real)
+    expected = attention(x, real[:, None, None, :])  # the library's mask: (B, 1, 1, S)
     assert jnp.allclose(out[real], expected[real], atol=1e-5), "differs from the library"
     n = len(token_ids[0])  # the short sentence alone, no padding at all
     alone = fn(q[:1, :n], k[:1, :n], v[:1, :n], real[:1, :n])
