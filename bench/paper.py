@@ -15,7 +15,8 @@ script runs exactly that, with the commands a user would type, in fresh processe
    the steps of the epoch, is the expected time *on this machine*, printed before the
    long run starts;
 5. ``minisbert train --data allnli --loss softmax``: 1 epoch, batch 16, lr 2e-5 for every
-   parameter (the paper's single learning rate: ``--head-lr same``), 10% linear warm-up,
+   parameter (the paper's single learning rate: ``--head-lr same``, no probe phase:
+   ``--probe-steps 0``), 10% linear warm-up,
    features (u, v, |u - v|), mean pooling. Run again after a kill, it resumes from the
    last checkpoint;
 6. ``minisbert eval sts`` of the trained model; the paper's figures beside ours.
@@ -93,7 +94,7 @@ def train_command(model_dir: Path, output: Path, args: argparse.Namespace,
     command = [
         "train", "--model", str(model_dir), "--data", data, "--split", split,
         "--loss", "softmax", "--epochs", "1", "--batch-size", str(BATCH_SIZE),
-        "--lr", "2e-5", "--head-lr", args.head_lr, "--warmup-ratio", "0.1",
+        "--lr", "2e-5", "--head-lr", args.head_lr, "--probe-steps", "0", "--warmup-ratio", "0.1",
         "--seed", str(args.seed), "--eval-data", "none", "--output", str(output),
     ]  # fmt: skip
     if max_steps:
@@ -189,7 +190,7 @@ def random_shape_cost(shape: str, work: Path, steps: int) -> None:
     marks: list[tuple[float, float]] = []
     train(
         TrainConfig(model=str(model), data="snli", split="dev", loss="softmax",
-                    output=str(output), batch_size=BATCH_SIZE, lr=2e-5, head_lr=None,
+                    output=str(output), batch_size=BATCH_SIZE, lr=2e-5, head_lr=None, probe_steps=0,
                     max_steps=steps, eval_data="none", progress=False,
                     checkpoint_steps=10**6),
         steps=PackedSteps(),  # as `minisbert train` runs

@@ -130,8 +130,8 @@ def test_make_paper_tiny_end_to_end(tmp_path: Path, served: str, data_dir: Path)
     assert len(trains) == 1  # --tiny skips the timed run
     train = trains[0]
     for flag in ("--data allnli", "--loss softmax", "--epochs 1", "--batch-size 16",
-                 "--lr 2e-5", "--head-lr same", "--warmup-ratio 0.1", "--max-steps 4",
-                 "--resume"):  # fmt: skip
+                 "--lr 2e-5", "--head-lr same", "--probe-steps 0", "--warmup-ratio 0.1",
+                 "--max-steps 4", "--resume"):  # fmt: skip
         assert flag in train
     assert (tmp_path / "runs" / "paper-bert-plain-uncased" / "model.safetensors").is_file()
     assert "a GPU: not measured" in out
