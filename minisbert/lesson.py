@@ -29,6 +29,8 @@ through a decorator such as ``@nnx.jit`` to the function the student wrote.
 
 ``finetune(data=..., loss=..., ...)`` is what the training lessons repeat around
 ``train(config)``: a temporary output folder, the training, the trained model loaded back.
+``over_seeds(run, seeds)``, ``seed_table`` and ``beyond_noise`` repeat a run over several
+seeds and say whether its effect is larger than the differences between seeds.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import runpy
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,3 +274,49 @@ def finetune(
           f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; the run's folder "
           f"({size / 1e9:.2f} GB) deleted")
     return trained, result
+
+
+def over_seeds(run: Callable[[int], dict[str, float]], seeds: Sequence[int]) -> dict[str, Any]:
+    """``run(seed)`` for each seed, its figures stacked: ``{name: (len(seeds),) array}``.
+
+    One training run is one draw: the seed decides the classifier's start, the batch order
+    and the dropout masks, and a gain smaller than the spread between seeds is noise.
+    """
+    import numpy as np
+
+    runs = []
+    for seed in seeds:
+        print(f"seed {seed}:")
+        runs.append(run(seed))
+    return {name: np.array([figures[name] for figures in runs]) for name in runs[0]}
+
+
+def beyond_noise(before: float, after: Any, *, lower_is_better: bool = False) -> bool:
+    """Did every seed improve on ``before``, by a mean gain above twice the seeds' spread?
+
+    ``after``: one figure per seed. With a single seed (fast mode) only the first half
+    can be asked: the one run improved.
+    """
+    import numpy as np
+
+    gains = np.asarray(after, dtype=float) - before
+    if lower_is_better:
+        gains = -gains
+    spread = float(np.std(gains, ddof=1)) if gains.size > 1 else 0.0
+    return bool(np.all(gains > 0) and gains.mean() > 2 * spread)
+
+
+def seed_table(before: dict[str, float], after: dict[str, Any], *, digits: int = 2) -> None:
+    """Print each figure before training, after it as mean ± standard deviation over the
+    seeds, the mean change, and whether the change is beyond the seeds' noise."""
+    import numpy as np
+
+    n = len(next(iter(after.values())))
+    print(f"{'':>22} {'before':>9} {f'after ({n} seed' + ('s)' if n > 1 else ')'):>18} "
+          f"{'change':>8}")
+    for name, values in after.items():
+        values = np.asarray(values, dtype=float)
+        spread = f" ± {np.std(values, ddof=1):.{digits}f}" if n > 1 else ""
+        change = values.mean() - before[name]
+        print(f"{name:>22} {before[name]:9.{digits}f} {values.mean():>10.{digits}f}{spread:<8} "
+              f"{change:+8.{digits}f}")

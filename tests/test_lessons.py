@@ -233,6 +233,21 @@ def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, mo
     np.testing.assert_array_equal(trained.encode(["the cat sat"]), expected)
 
 
+def test_over_seeds_stacks_each_figure_and_beyond_noise_asks_for_more_than_the_spread(capsys):
+    after = lesson.over_seeds(lambda seed: {"acc": 0.50 + 0.01 * seed, "sts": 80.0}, [0, 1, 2])
+    assert set(after) == {"acc", "sts"}
+    np.testing.assert_allclose(after["acc"], [0.50, 0.51, 0.52])
+    assert lesson.beyond_noise(0.40, after["acc"]), "+0.11 with a spread of 0.01"
+    assert not lesson.beyond_noise(0.505, after["acc"]), "seed 0 did not improve"
+    assert not lesson.beyond_noise(0.40, [0.41, 0.60, 0.42]), "mean gain 0.14 < 2 x 0.11"
+    assert not lesson.beyond_noise(80.0, after["sts"]), "no change is not a gain"
+    assert lesson.beyond_noise(0.5, [0.3, 0.31, 0.29], lower_is_better=True)
+    assert lesson.beyond_noise(0.4, [0.5]), "one seed (fast mode): it improved"
+    lesson.seed_table({"acc": 0.4, "sts": 81.0}, after)
+    out = capsys.readouterr().out
+    assert "after (3 seeds)" in out and "0.51 ± 0.01" in out and "-1.00" in out
+
+
 # ---------------------------------------------------------------- exercise checks
 
 
