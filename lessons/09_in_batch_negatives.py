@@ -105,7 +105,7 @@ def embed(model: SentenceEncoder, examples) -> tuple[np.ndarray, np.ndarray, np.
     """(N, D) anchor, positive and negative vectors, every distinct sentence encoded once."""
     columns = ([t.anchor for t in examples], [t.positive for t in examples],
                [t.negative for t in examples])  # fmt: skip
-    return tuple(encode_unique(model, *columns))
+    return tuple(encode_unique(model, *columns, show_progress_bar=len(examples) > 100))
 
 
 A, P, N = embed(encoder, held_out)  # (N, D) each
@@ -331,7 +331,7 @@ def measure(model: SentenceEncoder) -> dict:
         "retrieval top-1 (%)": 100 * retrieval_top1(a, p, n),
         "triplet accuracy (%)": 100 * triplet_accuracy(a, p, n)["accuracy_cosine"],
         "MNRL@16": float(np.mean([mnrl_by_hand(s) for s in batch_logits(a, p, n, 16)])),
-        "STS-b dev": evaluate_sts(model, sts)["spearman_cosine"],
+        "STS-b dev": evaluate_sts(model, sts, show_progress_bar=True)["spearman_cosine"],
     }
 
 

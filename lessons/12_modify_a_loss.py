@@ -464,7 +464,8 @@ def train_and_score(name: str, loss_fn: LossFn) -> dict:
         )
         assert all(math.isfinite(x) for x in result.losses), f"{name}: a loss was not finite"
         losses.setdefault(name, result.losses)
-        return {"STS-b test": evaluate_sts(trained, test)["spearman_cosine"]}
+        score = evaluate_sts(trained, test, show_progress_bar=True)["spearman_cosine"]
+        return {"STS-b test": score}
 
     print(f"{name}:")
     return lesson.over_seeds(run, SEEDS)
