@@ -33,10 +33,11 @@
 #    `minisbert.losses.triplet_loss`, gradient included;
 # 3. find out what the margin means for a real model: on all-MiniLM-L6-v2's unit-length
 #    vectors, and on the unnormalised vectors the paper's BERT produced;
-# 4. fine-tune with ε = 1 and with ε = 5, and look at what each did to d(a, p), d(a, n) and
-#    the triplet accuracy on held-out triplets.
+# 4. fine-tune with ε = 1 and with ε = 5, three seeds each, and look at what each did to
+#    d(a, p), d(a, n) and the triplet accuracy on held-out triplets.
 #
-# `MINISBERT_FAST=1` trains a few steps on one batch and evaluates on a small sample.
+# `MINISBERT_FAST=1` trains a few steps on one batch, with one seed, and evaluates on a small
+# sample.
 
 # %% [markdown]
 # ## Set-up
@@ -81,6 +82,7 @@ FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_HELD_OUT = 100 if FAST else 1000  # held-out triplets we measure on
 BATCH_SIZE = 8 if FAST else 16
 STEPS = 5 if FAST else 40
+SEEDS = (0,) if FAST else (0, 1, 2)  # one training run per seed and margin
 MAX_TOKENS = 24  # training triplets whose sentences all fit: one jit bucket (see below)
 
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
@@ -308,8 +310,13 @@ plt.show()
 # pack several sentences into each row instead, so that little compute goes to padding,
 # and jit compiles one program per row count it uses.)
 #
-# Both runs use the same seed, so they see the same batches in the same order with the same
-# dropout: only the margin differs. Fast mode trains on a single batch, several times.
+# One training run is one draw: its seed decides the batch order and the dropout masks, and
+# a change in held-out accuracy smaller than the spread between seeds is noise. So each
+# margin trains once per seed in `SEEDS`, and `lesson.seed_table` prints each held-out figure
+# before training and after it, as the mean ± standard deviation over the seeds. Seed s
+# gives both margins the same batches in the same order with the same dropout, so within a
+# seed only the margin differs. The seed-0 models are kept for the closer look further down.
+# Fast mode trains on a single batch, several times, with one seed.
 
 # %%
 short = [t for t in train_pool
@@ -332,10 +339,19 @@ save_model(unnormalised_dir, encoder.model, resolve_model_dir("all-MiniLM-L6-v2"
 encoder.model.sentence_config = pretrained_config  # the encoder is the pretrained one again
 
 # %%
-def fine_tune(margin: float) -> tuple[list[float], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """Train with this margin; return the losses and the trained model's held-out and
-    training-triplet embeddings."""
-    print(f"margin {margin:g}:")
+def held_out_figures(a: np.ndarray, p: np.ndarray, n: np.ndarray) -> dict[str, float]:
+    """What the triplet loss is for, measured on the held-out triplets."""
+    return {
+        "triplet accuracy": triplet_accuracy(a, p, n)["accuracy_euclidean"],
+        "gap d(a,n) - d(a,p)": float(gaps(a, p, n).mean()),
+        "mean |u|": float(np.linalg.norm(a, axis=1).mean()),
+    }
+
+
+def run(margin: float, seed: int) -> dict[str, float]:
+    """Train with this margin and seed; return the held-out figures. The seed-0 model's
+    losses and embeddings are kept for the table and the histograms below."""
+    print(f"margin {margin:g}, seed {seed}:")
     trained, result = lesson.finetune(
         model=str(unnormalised_dir),
         data=str(triplet_file),
@@ -344,9 +360,14 @@ def fine_tune(margin: float) -> tuple[list[float], tuple[np.ndarray, ...], tuple
         batch_size=BATCH_SIZE,
         epochs=STEPS if FAST else 1,  # fast mode: the one batch, STEPS times
         max_steps=STEPS,
-        seed=0,
+        seed=seed,
     )
-    return result.losses, embed(trained, held_out), embed(trained, first_batch_triplets)
+    held_out_embeddings = embed(trained, held_out)
+    if seed == 0:
+        name = f"margin {margin:g}"
+        losses[name], runs[name] = result.losses, held_out_embeddings
+        first_batch[name] = embed(trained, first_batch_triplets)
+    return held_out_figures(*held_out_embeddings)
 
 
 # The triplets of the first batch: the order is a function of the seed and the epoch.
@@ -356,17 +377,42 @@ runs = {"pretrained": raw}
 first_batch = {"pretrained": embed(SentenceEncoder.from_pretrained(unnormalised_dir),
                                    first_batch_triplets)}
 losses = {}
-for margin in (1.0, 5.0):
-    name = f"margin {margin:g}"
-    losses[name], runs[name], first_batch[name] = fine_tune(margin)
+before = held_out_figures(*raw)
+after = {}  # margin -> {figure: one value per seed}
+
+# %%
+after[1.0] = lesson.over_seeds(lambda seed: run(1.0, seed), SEEDS)
+
+# %%
+after[5.0] = lesson.over_seeds(lambda seed: run(5.0, seed), SEEDS)
+
+# %% [markdown]
+# ## Beyond one draw
+#
+# For each margin, the held-out figures of the pretrained model ("before") and of the
+# trained models, as the mean ± standard deviation over the seeds, and the mean change.
+# A gain means something only if it is larger than the spread across seeds, and
+# `lesson.beyond_noise` asks just that: did every seed improve, by a mean gain above twice
+# the seeds' standard deviation? The last line asks the same of the difference between the
+# two margins, seed by seed. (In fast mode there is one seed, so no spread to compare with.)
+
+# %%
+for margin, figures in after.items():
+    print(f"margin {margin:g}, held-out triplets:")
+    lesson.seed_table(before, figures, digits=3)
+    print()
+margin_1_lead = after[1.0]["triplet accuracy"] - after[5.0]["triplet accuracy"]  # (seeds,)
+print(f"margin 1's accuracy minus margin 5's, seed by seed: {margin_1_lead.round(3)}; "
+      f"beyond the seeds' noise: {lesson.beyond_noise(0.0, margin_1_lead)}")
 
 # %% [markdown]
 # ## What each margin did to the distances
 #
-# For every model, on the held-out triplets: the mean length of a sentence vector, the
-# mean d(a, p) and d(a, n), their gap, and the triplet accuracy of `minisbert.evaluate`
-# (the fraction of triplets with d(a, p) < d(a, n)), in euclidean distance and in cosine
-# distance.
+# The seed tables say *whether* the objective works; the seed-0 models show *how*. For the
+# pretrained model and the seed-0 model of each margin, on the held-out triplets: the mean
+# length of a sentence vector, the mean d(a, p) and d(a, n), their gap, and the triplet
+# accuracy of `minisbert.evaluate` (the fraction of triplets with d(a, p) < d(a, n)), in
+# euclidean distance and in cosine distance.
 
 # %%
 table = {}
@@ -405,21 +451,23 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Reading the table and the histogram (full mode; fast mode trains too little to move
-# much):
+# Reading the seed tables, the table and the histogram (full mode; fast mode trains too
+# little to move much):
 #
 # - **Both margins widen the gap** between d(a, n) and d(a, p), and both raise the
-#   euclidean triplet accuracy on triplets the model never saw.
+#   euclidean triplet accuracy on triplets the model never saw, on every seed and by more
+#   than the spread between seeds (the seed tables; the final cell asserts it).
 # - **ε = 5 does it mostly by inflating the space.** Almost every triplet is active, so
 #   every step asks for a larger gap everywhere, and the cheapest way for a network to
 #   make every difference of distances larger is to make every vector longer: the mean
-#   length grows by well over half, and *both* d(a, p) and d(a, n) grow. The positives
+#   length grows by more than half, and *both* d(a, p) and d(a, n) grow. The positives
 #   end up farther from their anchors than before training. Measured in units of the
 #   vector length (the right-hand histogram, the `gap/|u|` column), most of its extra gap
 #   disappears.
 # - **ε = 1 spends its steps on the triplets that are wrong or nearly wrong.** The vectors
-#   grow much less, and in this run its accuracy gain is the larger one (one seed, so
-#   read a difference of a point or so with care).
+#   grow much less (the `mean |u|` rows). Whether its accuracy gain is also the larger
+#   one, read from the last line of the seed tables, not from one run: a difference
+#   between the margins that is smaller than its spread across seeds is a coin toss.
 # - **The cosine accuracy barely moves**, with either margin: the directions of the
 #   vectors, which is all a cosine sees, changed little in these few steps. Which is one
 #   more reason to state the distance whenever you quote a triplet accuracy.
@@ -508,7 +556,7 @@ batch_hard_by_hand = lesson.exercise(check_batch_hard, batch_hard_by_hand, lesso
 #   active triplets, and nearly every triplet is active under both.
 # - Without normalisation, as in the paper, ε = 5 keeps almost every triplet active and
 #   inflates the whole space; ε = 1 works on the hard triplets. Both improve held-out
-#   euclidean triplet accuracy.
+#   euclidean triplet accuracy, by more than the spread across three seeds.
 
 # %%
 assert abs(float(triplet_loss(line_a, line_p, line_n, margin=1.0)) - by_hand[1.0]) < 1e-6
@@ -524,12 +572,18 @@ for name, curve in losses.items():
     assert len(curve) == STEPS and all(math.isfinite(x) for x in curve), f"{name}: bad losses"
 for name in losses:
     margin = float(name.split()[1])
-    before = float(triplet_loss(*map(jnp.asarray, first_batch["pretrained"]), margin=margin))
-    after = float(triplet_loss(*map(jnp.asarray, first_batch[name]), margin=margin))
-    print(f"{name}: loss on the first training batch {before:.4f} -> {after:.4f}")
-    assert after < before, f"{name}: training lowers the loss on a batch it trained on"
+    loss_before = float(triplet_loss(*map(jnp.asarray, first_batch["pretrained"]), margin=margin))
+    loss_after = float(triplet_loss(*map(jnp.asarray, first_batch[name]), margin=margin))
+    print(f"{name}: loss on the first training batch {loss_before:.4f} -> {loss_after:.4f}")
+    assert loss_after < loss_before, f"{name}: training lowers the loss on a batch it trained on"
 if not FAST:
-    pre, m1, m5 = table["pretrained"], table["margin 1"], table["margin 5"]
+    for margin, figures in after.items():  # over the seeds
+        for name in ("triplet accuracy", "gap d(a,n) - d(a,p)"):
+            assert lesson.beyond_noise(before[name], figures[name]), \
+                f"margin {margin:g}: the held-out {name} rose beyond the seeds' noise"
+    inflated = after[5.0]["mean |u|"] > 1.5 * before["mean |u|"]
+    assert np.all(inflated), "margin 5 inflates the vectors by over half, every seed"
+    pre, m1, m5 = table["pretrained"], table["margin 1"], table["margin 5"]  # seed 0
     assert m1["gap"] > pre["gap"] and m5["gap"] > pre["gap"], "both margins widen the gap"
     assert m1["accuracy"] > pre["accuracy"] and m5["accuracy"] > pre["accuracy"]
     assert m5["norm"] > 1.5 * pre["norm"], "margin 5 inflates the vectors by over half"
