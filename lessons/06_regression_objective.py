@@ -31,10 +31,10 @@
 #
 # In this lesson we compute the loss, and its gradient, by hand on real pairs and check
 # both against the library; write the training step (exercise 1) and check it against the
-# library's; fine-tune all-MiniLM-L6-v2 on STS-b train; and compare the STS-b test score
-# before and after, with a picture of what training did to the cosines. Exercise 2 writes
-# another loss for scored pairs, CoSENT.
-# `MINISBERT_FAST=1` trains for a handful of steps and evaluates on a sample.
+# library's; fine-tune all-MiniLM-L6-v2 on STS-b train, three times with three seeds; and
+# compare the STS-b test score before and after, with a picture of what training did to
+# the cosines. Exercise 2 writes another loss for scored pairs, CoSENT.
+# `MINISBERT_FAST=1` trains for a handful of steps, with one seed, and evaluates on a sample.
 
 # %% [markdown]
 # ## Set-up
@@ -77,6 +77,7 @@ from minisbert.training_data import TrainingData
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 BATCH_SIZE = 8 if FAST else 16  # B; the paper's batch size is 16
 TRAIN_STEPS = 8 if FAST else 150  # one pass over TRAIN_STEPS * BATCH_SIZE training pairs
+SEEDS = (0,) if FAST else (0, 1, 2)  # one training run per seed
 MAX_TOKENS = 24 if FAST else 64  # training pairs longer than this, a side, are left out
 N_STS_PAIRS = 300 if FAST else None  # STS-b test pairs; None = all 1,379
 N_TRAIN_CHECK = 200  # training pairs whose loss we measure before and after training
@@ -362,6 +363,12 @@ print(f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f},
 # `SentenceEncoder.from_pretrained(result.output)`, deletes the folder, and returns the
 # trained model and the run's `TrainResult`. The fields that say what is trained, and
 # how, are the ones in the call; the rest are `TrainConfig`'s defaults.
+#
+# One training run is one draw: its seed decides the batch order and the dropout masks, and
+# a change in the test score smaller than the spread between seeds is noise. So we train
+# once per seed in `SEEDS`, on the same training pairs, and measure each trained model on
+# STS-b test; `lesson.over_seeds` collects the figures. The seed-0 model is kept for the
+# closer look below.
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson06-"))
@@ -381,37 +388,67 @@ mse_seen_before = float(np.mean((cosines(encoder, train_check) - gold_check) ** 
 print(f"{len(candidates)} of {len(sts_train)} pairs fit in {MAX_TOKENS} tokens; "
       f"{len(train_pairs)} of them -> {train_file}")
 
-trained, result = lesson.finetune(
-    data=str(train_file),
-    loss="cosine",
-    batch_size=BATCH_SIZE,
-    epochs=1,
-)
+seed_0 = {}  # the seed-0 run's model, TrainResult and test cosines
+
+
+def run(seed: int) -> dict[str, float]:
+    trained, result = lesson.finetune(
+        data=str(train_file),
+        loss="cosine",
+        batch_size=BATCH_SIZE,
+        epochs=1,
+        seed=seed,
+    )
+    cos = cosines(trained, sts_test)  # (N,)
+    if seed == 0:
+        seed_0.update(trained=trained, result=result, cos=cos)
+    return {"test Spearman x100": 100 * spearman(cos, gold_test),
+            "test MSE": float(np.mean((cos - gold_test) ** 2))}
+
+
+after = lesson.over_seeds(run, SEEDS)  # {figure: one value per seed}
+trained, result = seed_0["trained"], seed_0["result"]
 losses = np.array(result.losses)
 k = max(1, min(20, len(losses) // 4))
-print(f"mean loss of the first and last {k} steps: {losses[:k].mean():.4f} -> "
+print(f"seed 0: mean loss of the first and last {k} steps: {losses[:k].mean():.4f} -> "
       f"{losses[-k:].mean():.4f}")
 
 # %% [markdown]
 # ## After training
+#
+# The STS-b test figures before training, and after it over the seeds (mean ± standard
+# deviation). A change means something only if it is larger than the spread across seeds:
+# `lesson.beyond_noise` asks whether every seed improved, by a mean gain above twice the
+# seeds' standard deviation. (In fast mode there is one seed, so no spread to compare
+# with.) Then the seed-0 model's figures, and its loss on the training pairs it saw.
 
 # %%
-cos_after = cosines(trained, sts_test)
+before = {"test Spearman x100": spearman_before, "test MSE": mse_before}
+print(f"STS-b test ({len(sts_test)} pairs):")
+lesson.seed_table(before, after, digits=4)
+for name, values in after.items():
+    beyond = lesson.beyond_noise(before[name], values, lower_is_better=name == "test MSE")
+    print(f"{name}: beyond the seeds' noise: {beyond}")
+
+cos_after = seed_0["cos"]
 spearman_after = 100 * spearman(cos_after, gold_test)
 mse_after = float(np.mean((cos_after - gold_test) ** 2))
 mse_seen_after = float(np.mean((cosines(trained, train_check) - gold_check) ** 2))
-print(f"MSE on {len(train_check)} training pairs: {mse_seen_before:.4f} -> {mse_seen_after:.4f}")
-print(f"STS-b test MSE:            {mse_before:.4f} -> {mse_after:.4f}")
-print(f"STS-b test Spearman x100:  {spearman_before:.2f} -> {spearman_after:.2f}")
+print(f"\nseed 0: MSE on {len(train_check)} training pairs: {mse_seen_before:.4f} -> "
+      f"{mse_seen_after:.4f}")
+print(f"seed 0: STS-b test MSE {mse_before:.4f} -> {mse_after:.4f}, Spearman x100 "
+      f"{spearman_before:.2f} -> {spearman_after:.2f}")
 
 # %% [markdown]
-# Each dot is one test pair: its gold score across, the model's cosine up. The dashed
-# line is what the loss asks for, cos = score / 5.
+# Each dot is one test pair: its gold score across, the model's cosine up (the pretrained
+# model, and the seed-0 trained model). The dashed line is what the loss asks for,
+# cos = score / 5.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
-for ax, cos, title, rho in [(axes[0], cos_before, "pretrained", spearman_before),
-                            (axes[1], cos_after, f"after {result.steps} steps", spearman_after)]:
+panels = [(axes[0], cos_before, "pretrained", spearman_before),
+          (axes[1], cos_after, f"after {result.steps} steps, seed 0", spearman_after)]
+for ax, cos, title, rho in panels:
     ax.scatter(5 * gold_test, cos, s=4, alpha=0.4)
     ax.plot([0, 5], [0, 1], color="black", linestyle="--", linewidth=1)
     ax.set_title(f"{title}: Spearman {rho:.1f}", fontsize=10)
@@ -428,8 +465,10 @@ plt.show()
 #   called unrelated (score 0) still get cosines well above 0: two sentences in the same
 #   language, about everyday things, share something. That costs MSE but not Spearman.
 # - **Training pulls the cloud towards the dashed line.** The low-score pairs come
-#   down, and the test MSE falls: the model learned STS-b's scale.
-# - **The ranking improves too**, on test pairs it never saw. STS-b's sentences (news
+#   down, and the test MSE falls on every seed, by more than the spread between seeds:
+#   the model learned STS-b's scale.
+# - **The ranking improves too**, on test pairs it never saw, again on every seed and by
+#   more than the spread between seeds (the seed table). STS-b's sentences (news
 #   headlines, image captions, forum posts) and its notion of similarity differ from the
 #   pretrained model's training data, and a short run on in-domain data helps.
 #
@@ -501,7 +540,7 @@ cosent = lesson.exercise(check_cosent, cosent, lesson="06_regression_objective")
 #   `nnx.jit`; yours gives the same loss and the same new weights as `train_step`.
 # - Training with `train(TrainConfig(loss="cosine", ...))` lowers the loss on the pairs it
 #   trained on; in full mode it also lowers the test MSE and raises the STS-b test
-#   Spearman of an already strong encoder.
+#   Spearman of an already strong encoder, by more than the spread across three seeds.
 
 # %%
 assert abs(loss_by_hand - loss_library) < 1e-6, "the MSE by hand is cosine_similarity_loss"
@@ -511,8 +550,10 @@ assert np.all(np.isfinite(losses)) and len(losses) == TRAIN_STEPS
 assert mse_seen_after < mse_seen_before, "training lowered the loss on the pairs it saw"
 if not FAST:
     assert len(candidates) == len(sts_train) - 1, "a single pair is longer than 64 tokens"
-    assert mse_after < mse_before, "the test MSE fell"
-    assert spearman_after > spearman_before, "the STS-b test Spearman rose"
+    assert lesson.beyond_noise(mse_before, after["test MSE"], lower_is_better=True), \
+        "the test MSE fell, beyond the seeds' noise"
+    assert lesson.beyond_noise(spearman_before, after["test Spearman x100"]), \
+        "the STS-b test Spearman rose, beyond the seeds' noise"
     zero = 5 * gold_test < 1  # pairs people scored below 1 out of 5
     assert cos_before[zero].mean() > 0.2, "pretrained: unrelated pairs get cosines well above 0"
     assert cos_after[zero].mean() < cos_before[zero].mean(), "training brings them down"
