@@ -62,7 +62,7 @@ def in_sync(source: Path) -> bool:
     return same_cells and no_outputs
 
 
-def execute(source: Path, out_dir: Path | None = None, timeout: int = 900,
+def execute(source: Path, out_dir: Path | None = None, timeout: int = 3600,
             cwd: Path = LESSONS) -> float:
     """Run a lesson top to bottom in ``cwd``; return seconds taken. Raises on the first
     failing cell."""
@@ -91,6 +91,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lessons")
     parser.add_argument("--sync", action="store_true", help="rewrite the .ipynb twins and stop")
     parser.add_argument("--cwd", type=Path, default=LESSONS, help="working directory of the kernel")
+    parser.add_argument("--timeout", type=int, default=3600,
+                        help="seconds one cell may take (full mode trains three seeds in one cell)")
     args = parser.parse_args()
     sources = lesson_sources(args.lessons)
     if args.sync:
@@ -101,7 +103,7 @@ def main() -> int:
         return 0
     mode = "fast" if os.environ.get("MINISBERT_FAST") == "1" else "full"
     for source in sources:
-        seconds = execute(source, args.out, cwd=args.cwd)
+        seconds = execute(source, args.out, timeout=args.timeout, cwd=args.cwd)
         print(f"{source.name}: {seconds:6.1f} s ({mode} mode) -> {args.out}")
     return 0
 
