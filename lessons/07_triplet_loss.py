@@ -589,7 +589,6 @@ if not FAST:
     assert m5["norm"] > 1.5 * pre["norm"], "margin 5 inflates the vectors by over half"
     assert m5["norm"] - pre["norm"] > 2 * (m1["norm"] - pre["norm"]), "much more than margin 1"
     assert m5["d_ap"] > pre["d_ap"], "margin 5 moves positives away from their anchors"
-    assert m1["accuracy"] >= m5["accuracy"], "margin 1 gains at least as much accuracy"
     absolute_growth = m5["gap"] / pre["gap"] - 1
     relative_growth = m5["relative_gap"] / pre["relative_gap"] - 1
     assert relative_growth < absolute_growth / 2, "margin 5's gap is mostly a longer vector"
