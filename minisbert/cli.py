@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -171,8 +172,17 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error stays on one line: a control character the user typed
+    (a carriage return or newline inside a sentence) is shown escaped, as ``\\r``."""
+
+    def error(self, message: str) -> NoReturn:
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        super().error(shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minisbert", description=__doc__.split("\n")[0])
+    parser = Parser(prog="minisbert", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="get a pretrained model and convert it into weights/NAME")

@@ -290,3 +290,9 @@ def test_fuzz_the_cli_and_data_files(command, model):
 @pytest.mark.parametrize("command", list(CASES))
 def test_fuzz_the_cli_and_data_files_long(command, model):
     fuzz(command, model, LONG[command], derandomize=False)
+
+
+def test_a_usage_error_with_a_control_character_stays_on_one_line(model):
+    # Found by the long fuzz run: argparse printed the argument "\r0" raw, splitting its line.
+    code, err = run_cli(["similarity", "", "-:", "\r0", "a\nb", "--model", model], {}, [])
+    assert code == 2 and err.strip().splitlines()[-1].endswith(r"-: \r0 a\nb"), err
