@@ -55,7 +55,6 @@ paths = lesson.setup()
 
 # %%
 # %matplotlib inline
-import json
 import math
 import os
 import shutil
@@ -289,11 +288,12 @@ plt.show()
 # fine-tuned as it is, its held-out figures barely move (try it: `model="all-MiniLM-L6-v2"`
 # in `run` below). A run that shows nothing moving teaches nothing about the loss.
 #
-# So we start where the paper started: from a network whose sentence vector was never
-# trained to be one. The paper's Table 1 found the output at BERT's [CLS] token a poor
-# sentence vector; all-MiniLM-L6-v2 was trained through *mean* pooling, so its own [CLS]
-# output is in the same position. Same network, same weights, one change in the model
-# folder's `sentence.json`: `"pooling": "cls"` (lesson 4). MNRL must now teach the network
+# So, as in lesson 8, we start where the paper started: from a network whose sentence
+# vector was never trained to be one. The paper's Table 1 found the output at BERT's [CLS]
+# token a poor sentence vector; all-MiniLM-L6-v2 was trained through *mean* pooling, so its
+# own [CLS] output is in the same position. Same network, same weights, one change in the
+# model folder's `sentence.json`: `"pooling": "cls"` (lesson 4; `lesson.read_through` makes
+# the copy). MNRL must now teach the network
 # to gather the sentence into the [CLS] position, which is what the paper's objectives did
 # for plain BERT, at a scale a CPU can run in minutes.
 #
@@ -336,11 +336,7 @@ def measure(model: SentenceEncoder) -> dict:
 
 
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson09-"))
-cls_start = workdir / "all-MiniLM-L6-v2-cls"
-shutil.copytree(paths.weights, cls_start)  # the same weights...
-sentence_config = json.loads((cls_start / "sentence.json").read_text())
-sentence_config["pooling"] = "cls"  # ...read through the [CLS] token
-(cls_start / "sentence.json").write_text(json.dumps(sentence_config))
+cls_start = lesson.read_through(paths.weights, "cls", workdir / "all-MiniLM-L6-v2-cls")
 start_encoder = SentenceEncoder.from_pretrained(cls_start)
 
 figures = {"mean pooling (as trained)": measure(encoder),

@@ -51,7 +51,6 @@ paths = lesson.setup()
 
 # %%
 # %matplotlib inline
-import json
 import math
 import os
 import shutil
@@ -395,11 +394,7 @@ N_STS_PAIRS = 200 if FAST else None  # STS-b test pairs scored; None = all 1,379
 
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson12-"))
-cls_start = workdir / "all-MiniLM-L6-v2-cls"
-shutil.copytree(paths.weights, cls_start)  # the same weights, read through [CLS]
-sentence_config = json.loads((cls_start / "sentence.json").read_text())
-sentence_config["pooling"] = "cls"
-(cls_start / "sentence.json").write_text(json.dumps(sentence_config))
+cls_start = lesson.read_through(paths.weights, "cls", workdir / "all-MiniLM-L6-v2-cls")
 start_encoder = SentenceEncoder.from_pretrained(cls_start)
 
 snli = load_dataset("snli-triplets", "dev")

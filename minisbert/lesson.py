@@ -38,8 +38,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import os
 import runpy
+import shutil
 import sys
 import tempfile
 import types
@@ -246,6 +248,23 @@ def _forbidden(
 
 
 # ---------------------------------------------------------------- training in a lesson
+
+
+def read_through(weights: Path | str, pooling: str, folder: Path | str) -> Path:
+    """A copy of the model folder ``weights`` at ``folder``: the same network and weights,
+    its sentence vector read through ``pooling`` ("mean", "cls" or "max": the
+    ``"pooling"`` of ``sentence.json``, lesson 4). Returns ``folder``.
+
+    Lessons 8, 9 and 12 start training from all-MiniLM-L6-v2 read through [CLS]: a sentence
+    vector nobody trained, as BERT's was before the paper's objectives.
+    """
+    folder = Path(folder)
+    shutil.copytree(weights, folder)
+    config_file = folder / "sentence.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["pooling"] = pooling
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder
 
 
 def finetune(

@@ -248,6 +248,20 @@ def test_over_seeds_stacks_each_figure_and_beyond_noise_asks_for_more_than_the_s
     assert "after (3 seeds)" in out and "0.51 ± 0.01" in out and "-1.00" in out
 
 
+def test_read_through_gives_the_same_weights_another_sentence_vector(tmp_path):
+    mean_dir = make_tiny_model_dir(tmp_path / "mean")
+    cls_dir = lesson.read_through(mean_dir, "cls", tmp_path / "cls")
+    mean_model = SentenceEncoder.from_pretrained(mean_dir)
+    cls_model = SentenceEncoder.from_pretrained(cls_dir)
+    assert cls_model.model.sentence_config.pooling == "cls"
+    assert mean_model.model.sentence_config.pooling == "mean", "the source is left as it was"
+    sentences = ["the cat sat on a mat", "a dog"]
+    tokens = mean_model.encode(sentences, output_value="token_embeddings")  # [(L_i, D)]
+    np.testing.assert_allclose(cls_model.encode(sentences), [t[0] for t in tokens], atol=1e-6)
+    np.testing.assert_allclose(mean_model.encode(sentences), [t.mean(0) for t in tokens],
+                               atol=1e-6)
+
+
 # ---------------------------------------------------------------- exercise checks
 
 
