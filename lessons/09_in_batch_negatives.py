@@ -492,8 +492,9 @@ print(f"hard-negative columns: {B} of the {2 * B - 1} wrong candidates of a row,
 #   take the same steps, while without normalisation a large margin inflates the vectors.
 # - **Contrastive (lesson 8)** pulls similar pairs together without limit and pushes
 #   dissimilar ones only out to the margin; the online variant spends each batch on the
-#   pairs where the two groups overlap. The cosines and the best threshold move; the
-#   ranking (average precision) improves a little.
+#   pairs where the two groups overlap. From the [CLS] start, forty steps raise held-out
+#   average precision, F1 and accuracy beyond the seed noise; the cosines and the best
+#   threshold move with them.
 # - **MNRL (this lesson)** needs no negatives in the data: the rest of the batch supplies
 #   them, so a larger batch, or a hard negative per pair, makes a harder task. From a
 #   sentence vector nobody trained ([CLS]), forty steps raise held-out retrieval beyond
