@@ -173,12 +173,33 @@ def positive_int(text: str) -> int:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error stays on one line: a control character the user typed
-    (a carriage return or newline inside a sentence) is shown escaped, as ``\\r``."""
+    """argparse, with two kindnesses in a usage error. It stays on one line: a control
+    character the user typed (a carriage return or newline inside a sentence) is shown
+    escaped, as ``\\r``. And a word that starts with "-" ("-ish"), which argparse
+    takes for an unknown option, gets a hint: put it after ``--``."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._words = list(sys.argv[1:] if args is None else args)  # what this parser read
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        if self._text_taken_for_an_option(message):
+            shown += ("; text that starts with '-' is read as an option: put it after '--', "
+                      "as in: minisbert similarity --model M -- '-ish' 'cold'")
         super().error(shown)
+
+    def _text_taken_for_an_option(self, message: str) -> bool:
+        """Did argparse stop at a word like "-x" or "-5 degrees", none of its options?"""
+        words = getattr(self, "_words", [])
+        if message.startswith("unrecognized arguments: "):
+            words = message.removeprefix("unrecognized arguments: ").split(" ")
+        elif not message.startswith("the following arguments are required"):
+            return False
+        return "--" not in words and any(
+            w.startswith("-") and not w.startswith("--") and w not in self._option_string_actions
+            for w in words
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -295,4 +295,18 @@ def test_fuzz_the_cli_and_data_files_long(command, model):
 def test_a_usage_error_with_a_control_character_stays_on_one_line(model):
     # Found by the long fuzz run: argparse printed the argument "\r0" raw, splitting its line.
     code, err = run_cli(["similarity", "", "-:", "\r0", "a\nb", "--model", model], {}, [])
-    assert code == 2 and err.strip().splitlines()[-1].endswith(r"-: \r0 a\nb"), err
+    assert code == 2 and r"arguments: -: \r0 a\nb;" in err.strip().splitlines()[-1], err
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["similarity", "-ish"], True),  # taken for an option: "required: sentences"
+    (["similarity", "cold", "-ish"], True),  # "unrecognized arguments: -ish"
+    (["similarity", "--", "-ish", "cold"], False),  # the way the hint shows: runs
+    (["similarity", "cold", "--modle", "m"], False),  # a mistyped option, not text
+    (["encode", "in.txt"], False),  # a missing option, not text
+])  # fmt: skip
+def test_text_that_starts_with_a_dash_gets_a_hint(argv, hint, model):
+    command, *rest = argv  # options first: after "--" every word is text
+    code, err = run_cli([command, "--model", model, *rest], {"in.txt": b"a\n"}, ["out.npy"])
+    assert ("put it after '--'" in err) == hint, err
+    assert code == (2 if argv[1] != "--" else 0), err
