@@ -190,7 +190,8 @@ class Parser(argparse.ArgumentParser):
         super().error(shown)
 
     def _text_taken_for_an_option(self, message: str) -> bool:
-        """Did argparse stop at a word like "-x" or "-5 degrees", none of its options?"""
+        """Did argparse stop at a word like "-ish", none of its options? (A word with a space
+        in it, or a negative number, argparse already reads as text.)"""
         words = getattr(self, "_words", [])
         if message.startswith("unrecognized arguments: "):
             words = message.removeprefix("unrecognized arguments: ").split(" ")
