@@ -13,7 +13,9 @@ readers need (plus readme and licence), and writes them into the layout of
 SNLI and MultiNLI together are "AllNLI", the data of the paper's NLI training (about
 570,000 + 433,000 pairs; the zips are about 90 and 230 MB).
 
-Only the standard library is used (urllib, tarfile, zipfile). Every file is written to a
+Only the standard library is used (urllib, tarfile, zipfile). A download counts only when
+whole, as a model's does (``minisbert.io.hub.download_verified``: its Content-Length, a
+size cap, a stall timeout). Every file is written to a
 temporary name in its folder and renamed into place, so an interrupted download never
 leaves a half-written file that a reader would take for data. A dataset whose files are
 all present is skipped unless ``force=True``.
@@ -36,7 +38,6 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -44,6 +45,7 @@ from typing import IO
 
 from minisbert.data.lines import DataError
 from minisbert.io.archive import UnsafeArchiveError, safe_target, tar_member_kind, zip_member_kind
+from minisbert.io.hub import FetchError, download_verified, one_line
 
 MIRROR_ENV = "MINISBERT_DATA_MIRROR"
 OFFICIAL_BASE_URLS = {
@@ -147,21 +149,27 @@ def _base_url(name: str, base_urls: Mapping[str, str] | str | None) -> str:
 
 
 def _fetch_archive(url: str, folder: Path, release: Release, timeout: float) -> None:
-    """Download one archive to a temporary file and unpack the wanted members from it."""
+    """Download one archive to a temporary file and unpack the wanted members from it.
+
+    The download is the model downloads' (``minisbert.io.hub.download_verified``): a body
+    shorter than its Content-Length, or over the size cap, is refused and deleted, so a cut
+    connection reads as a failed download, not as a damaged archive.
+    """
     keep = set(release.required) | set(release.extra)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".download-", delete=False) as tmp:
-        archive = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, tmp)
-        except (urllib.error.URLError, OSError) as e:
-            archive.unlink(missing_ok=True)
-            reason = getattr(e, "reason", e)
-            raise DataError(
-                f"could not download {url} ({reason}); without network, copy the files into "
-                f"{folder} by hand or set {MIRROR_ENV} to a URL that serves the archives"
-            ) from None
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".download-")
+    os.close(fd)
+    archive = Path(name)
     try:
+        try:
+            download_verified(url, archive, timeout)
+        except FetchError as e:  # short, too big, stalled, a redirect loop: says which
+            raise DataError(f"could not download {e}") from None
+        except urllib.error.URLError as e:  # an HTTP error, or no connection
+            raise DataError(
+                f"could not download {url} ({one_line(e.reason)}); without network, copy the "
+                f"files into {folder} by hand or set {MIRROR_ENV} to a URL that serves the "
+                "archives"
+            ) from None
         _unpack(archive, url, folder, keep)
     finally:
         archive.unlink(missing_ok=True)
@@ -194,7 +202,8 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
                     if src is not None:
                         _write_atomic(folder / name, src)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
-        raise DataError(f"{url}: not a readable zip or tar archive ({e})") from None
+        # one_line: tarfile's ReadError lists each compression it tried, a line each
+        raise DataError(f"{url}: not a readable zip or tar archive ({one_line(e)})") from None
 
 
 def _check_member(folder: Path, name: str, kind: str, url: str) -> None:
