@@ -169,3 +169,21 @@ def test_export_round_trip(tmp_path):
                  model.encode(SENTENCES, prompt_name="query"), "exported, prompt")  # fmt: skip
     again = SentenceEncoder.from_pretrained(convert(exported, tmp_path / "again"))
     np.testing.assert_array_equal(again.encode(SENTENCES), ours.encode(SENTENCES))
+
+
+def test_loading_an_export_reports_no_missing_weights(tmp_path):
+    """transformers lists every weight it had to initialise ("MISSING", "newly initialized"):
+    an export carries BERT's pooler (zeros, never run by Sentence-BERT), so it lists none."""
+    import subprocess
+    import sys
+
+    from tiny import make_tiny_model_dir
+
+    exported = export_sentence_transformers(make_tiny_model_dir(tmp_path / "tiny"),
+                                            tmp_path / "exported")  # fmt: skip
+    load = f"from sentence_transformers import SentenceTransformer as S; S({str(exported)!r})"
+    result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = result.stdout + result.stderr
+    assert "MISSING" not in said and "newly initialized" not in said, said[-2000:]

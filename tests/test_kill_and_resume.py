@@ -37,7 +37,9 @@ from tiny import TINY_CONFIG
 
 from minisbert.cli import main
 from minisbert.data import DataError
+from minisbert import SentenceEncoder
 from minisbert.io import checkpoint
+from minisbert.io.manifest import ManifestError
 from minisbert.io.weights import read_safetensors
 from minisbert.losses import cosine_similarity_loss
 from minisbert.train import TrainConfig, TrainingError, epoch_order, train
@@ -86,10 +88,18 @@ DRIVER = textwrap.dedent(
     import minisbert.io.checkpoint as checkpoint
     import minisbert.io.manifest as manifest
     real_write_atomic = manifest.write_atomic
+    def is_target(path):  # the file itself, or its copy in the folder built beside it
+        path = Path(path)
+        if path == target:
+            return True
+        built = path.parent.parent  # OUTPUT/checkpoints/.step-N.partial-PID-X/new/FILE
+        return (path.name == target.name and path.parent.name == "new"
+                and built.parent == target.parent.parent
+                and built.name.startswith(f".{target.parent.name}.partial-"))
     def write_atomic(path, data):  # every file a run writes goes through here
-        if target and Path(path) == target:
+        if target and is_target(path):
             data = data.encode() if isinstance(data, str) else data
-            (target.parent / f".{target.name}.killed.tmp").write_bytes(data[: len(data) // 2])
+            (Path(path).parent / f".{target.name}.killed.tmp").write_bytes(data[: len(data) // 2])
             die()
         real_write_atomic(path, data)
     checkpoint.write_atomic = manifest.write_atomic = write_atomic
@@ -122,6 +132,11 @@ def run_cli(files: dict[str, Path], output: Path, *extra: str, kill: str | None 
 
 def step_dir(output: Path, step: int) -> Path:
     return output / "checkpoints" / f"step-{step:08d}"
+
+
+def partials(output: Path, step: int) -> list[Path]:
+    """The hidden folders that checkpoint ``step`` is built in before it is swapped in."""
+    return sorted((output / "checkpoints").glob(f".step-{step:08d}.partial-*"))
 
 
 def latest_step(output: Path) -> int:
@@ -157,34 +172,39 @@ def straight(files) -> Path:
 def test_sigkill_during_checkpoint_writes_then_resume_equals_uninterrupted(files, straight):
     output = files["root"] / "killed"
 
-    # 1. Killed while writing step 2's optimizer state (its parameters are already on disk).
+    # 1. Killed while writing step 2's optimizer state (its parameters are already on disk,
+    # in the folder built beside step-00000002, which never appears under its name).
     result = run_cli(files, output, kill="checkpoints/step-00000002/optimizer.safetensors")
     assert result.returncode == -9, result.stderr[-3000:]  # died of SIGKILL, nothing cleaned up
-    assert (step_dir(output, 2) / "params.safetensors").is_file()
-    assert not (step_dir(output, 2) / "optimizer.safetensors").exists()  # only a temporary file
+    assert not step_dir(output, 2).exists()
+    assert len(partials(output, 2)) == 1  # the half-built folder of the killed process
     assert latest_step(output) == 1
     assert_checkpoint_equals(output, straight, 1)
 
     # 2. Resumed from step 1, killed halfway through step 4's state.json.
     result = run_cli(files, output, "--resume", kill="checkpoints/step-00000004/state.json")
     assert result.returncode == -9, result.stderr[-3000:]
-    assert not (step_dir(output, 4) / checkpoint.STATE).exists()
+    assert not step_dir(output, 4).exists()
     assert latest_step(output) == 3
-    for step in (2, 3):  # step 2 was rewritten over the half-finished folder
+    assert partials(output, 2) == []  # the dead process's folder was removed
+    for step in (2, 3):
         assert_checkpoint_equals(output, straight, step)
 
     # 3. Resumed from step 3, killed halfway through step 5's manifest, written last: all of
-    # step 5's files are whole, but without its manifest the checkpoint does not count.
+    # step 5's files are whole, but the folder is not swapped in without its manifest.
     result = run_cli(files, output, "--resume", kill="checkpoints/step-00000005/manifest.json")
     assert result.returncode == -9, result.stderr[-3000:]
-    assert (step_dir(output, 5) / checkpoint.STATE).is_file()
+    assert not step_dir(output, 5).exists()
     assert latest_step(output) == 4
 
-    # 4. Resumed from step 4, ran to the end, killed while writing the final model.
+    # 4. Resumed from step 4, ran to the end, killed while writing the final model: the
+    # folder has no manifest yet, so loading it is refused rather than read half-written.
     result = run_cli(files, output, "--resume", kill="model.safetensors")
     assert result.returncode == -9, result.stderr[-3000:]
     assert not (output / "model.safetensors").exists()
     assert latest_step(output) == 6
+    with pytest.raises(ManifestError, match="never finished writing the model"):
+        SentenceEncoder.from_pretrained(output)
 
     # 5. Resumed once more: nothing left to train, the model is written.
     result = run_cli(files, output, "--resume")

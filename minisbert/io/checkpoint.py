@@ -14,15 +14,19 @@
                 manifest.json           the checksums of the three files above, written last
 
 OUTPUT is a minisbert model folder, so ``SentenceEncoder.from_pretrained(OUTPUT)`` and
-``minisbert eval sts --model OUTPUT`` load it.
+``minisbert eval sts --model OUTPUT`` load it. It cannot be swapped whole (it holds the
+checkpoints and the run's lock), so its model files are written as a set instead: the old
+manifest removed first, each file atomically, the new manifest last. Loading refuses a
+training folder without its manifest (``check_model_folder``): a run killed while writing
+its model is never read as a mix of two models.
 
-**A checkpoint exists only when complete.** Every file is written to a temporary name and
-renamed into place (a rename is atomic), and ``manifest.json`` is written last
-(``minisbert.io.manifest``): a run killed between files leaves a folder without a manifest,
-which ``latest_checkpoint`` ignores. So a crash loses at most the steps since the last
-complete checkpoint. Resuming also checks the files against the manifest
-(``verified_checkpoint``): a checkpoint truncated or damaged afterwards is skipped, with a
-message, for the newest one that is whole. Weights holding NaN or inf are never written.
+**A checkpoint exists only when complete.** It is built in a hidden sibling folder, its
+``manifest.json`` written last, and renamed into place whole (``minisbert.io.folders``): a
+run killed while writing leaves only the hidden folder, which the next checkpoint removes.
+So a crash loses at most the steps since the last complete checkpoint. Resuming also
+checks the files against the manifest (``verified_checkpoint``): a checkpoint truncated or
+damaged afterwards is skipped, with a message, for the newest one that is whole. Weights
+holding NaN or inf are never written.
 
 The optimiser state is an optax pytree (clip state, Adam's ``mu`` and ``nu`` per
 parameter, step counts). ``nnx.state(optimizer)`` names every leaf by its path in that
@@ -45,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from minisbert.io.folders import remove_leftovers, write_folder
 from minisbert.io.manifest import (
     MANIFEST,
     ManifestError,
@@ -58,6 +63,7 @@ from minisbert.io.weights import (
     read_safetensors,
     write_safetensors_atomic,
 )
+from minisbert.run_guard import MARKER  # a training run's folder holds it
 
 CHECKPOINTS = "checkpoints"
 STATE = "state.json"
@@ -180,15 +186,19 @@ def save_checkpoint(
     Raises NonFiniteWeights, writing nothing, if a parameter holds NaN or inf."""
     params = flat_arrays(trainable, nnx.Param)
     check_finite(params, f"the weights after step {step}")
-    path = folder / f"step-{step:08d}"
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).unlink(missing_ok=True)  # a left-over folder is incomplete until the end
-    write_safetensors_atomic(params, path / "params.safetensors")
-    write_safetensors_atomic(flat_arrays(optimizer, ...), path / "optimizer.safetensors")
+    optimizer_state = flat_arrays(optimizer, ...)
     full = {"step": step, **state, "dropout_rng": rng_state(trainable)}
-    _write_json_atomic(full, path / STATE)
-    write_manifest(path, ["params.safetensors", "optimizer.safetensors", STATE])  # last
-    return path
+
+    def fill(path: Path) -> None:
+        write_safetensors_atomic(params, path / "params.safetensors")
+        write_safetensors_atomic(optimizer_state, path / "optimizer.safetensors")
+        _write_json_atomic(full, path / STATE)
+
+    for partial in folder.glob(".step-*.partial-*"):  # left by a killed run
+        remove_leftovers(folder / partial.name[1:].split(".partial-")[0], log=lambda _: None)
+    # Built beside, swapped in with its manifest (minisbert.io.folders): a checkpoint is
+    # complete or absent.
+    return write_folder(folder / f"step-{step:08d}", fill, overwrite=True, log=lambda _: None)
 
 
 def _step(path: Path) -> int:
@@ -247,6 +257,28 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 
 
 # ---------------------------------------------------------------- the trained model
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse a model folder caught half-written: a training folder (it holds the run's
+    marker) without its manifest, or a folder whose files differ in size from its manifest.
+
+    Sizes only: this runs on every load and must stay cheap (sha256 is for --resume)."""
+    has_manifest = (folder / MANIFEST).is_file()
+    if not has_manifest and (folder / MARKER).is_file():
+        raise ManifestError(
+            f"{folder}: a training folder without {MANIFEST}, so its run never finished "
+            "writing the model; continue it with `minisbert train ... --resume` (the command "
+            f"is in {folder / MARKER}), or load one of its checkpoints"
+        )
+    if has_manifest:
+        try:
+            verify_manifest(folder, check_sizes_only=True)
+        except ManifestError as err:
+            raise ManifestError(
+                f"{err}; the folder is incomplete or was changed after it was written: write "
+                f"it again (if you edited a file on purpose, delete {folder / MANIFEST})"
+            ) from None
 
 
 def save_model(

