@@ -32,17 +32,36 @@ Around it:
     lesson.py            the lessons' set-up and exercise checks
     cli.py               the `minisbert` command
 
-The teaching core never imports ``minisbert.fast``; this file plugs its packed encode in as
-``SentenceEncoder``'s default batcher (the same vectors to about 1e-7, faster), and the
+The teaching core never imports ``minisbert.fast``. This file plugs its packed encode in as
+``SentenceEncoder``'s default batcher (the same vectors to about 1e-7, faster) the first time a
+name is taken from the package (``from minisbert import SentenceEncoder``), and the
 ``minisbert train`` command trains with ``fast.PackedSteps``.
+
+The names below are imported on first use (PEP 562's module ``__getattr__``), so that
+``import minisbert`` and ``minisbert --help`` do not import JAX: that alone takes seconds.
 """
 
-from minisbert.config import BertConfig, SentenceConfig
-from minisbert.fast import PackedBatcher
-from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
-from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
+from __future__ import annotations
 
-SentenceEncoder.default_batcher = PackedBatcher
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from minisbert.config import BertConfig, SentenceConfig
+    from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
+    from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
+
+# Each name of the package, and the module it comes from.
+_MODULES = {
+    "BertConfig": "minisbert.config",
+    "SentenceConfig": "minisbert.config",
+    "SentenceEncoder": "minisbert.sentence_encoder",
+    "SentenceModel": "minisbert.sentence_encoder",
+    "cos_sim": "minisbert.similarity",
+    "dot_score": "minisbert.similarity",
+    "paraphrase_mining": "minisbert.similarity",
+    "semantic_search": "minisbert.similarity",
+}
 
 __all__ = [
     "BertConfig",
@@ -54,3 +73,21 @@ __all__ = [
     "paraphrase_mining",
     "semantic_search",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``minisbert.NAME``: import it on first use, plugging the speed path in first."""
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _plug_in_packed_encode()
+    value = getattr(importlib.import_module(_MODULES[name]), name)
+    globals()[name] = value  # the next use is an ordinary attribute
+    return value
+
+
+def _plug_in_packed_encode() -> None:
+    """The one place that makes ``minisbert.fast.PackedBatcher`` encode's default."""
+    from minisbert.fast import PackedBatcher
+    from minisbert.sentence_encoder import SentenceEncoder
+
+    SentenceEncoder.default_batcher = PackedBatcher

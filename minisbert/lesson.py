@@ -13,7 +13,8 @@ Where things are looked for, first match wins:
   ``weights/`` (next to the ``minisbert`` package), then ``~/.cache/minisbert/weights``
   (``$MINISBERT_CACHE/weights``), where ``setup`` fetches them when they are nowhere.
 - **data** (STS Benchmark, SICK, SNLI): ``$MINISBERT_DATA``, then ``~/.cache/minisbert/data``
-  (fill it with ``minisbert data fetch --dest ~/.cache/minisbert/data``), then
+  (``$MINISBERT_CACHE/data``; ``minisbert data fetch`` fills it, and the command line reads
+  it: ``minisbert.data.data_folder``), then
   ``../shared/data`` and ``data/`` next to the repository. ``setup`` sets
   ``MINISBERT_DATA`` to the folder it found, so ``load_dataset`` finds it too.
 - **solutions**: ``lessons/solutions/`` of the repository that holds the ``minisbert``
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minisbert.data.lines import DataError
+from minisbert.data.loading import DATA_ENV, cache_dir, data_folder
 
 if TYPE_CHECKING:
     from minisbert.sentence_encoder import SentenceEncoder
@@ -58,14 +60,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout, when minisbert is installed from one
 MODEL = "all-MiniLM-L6-v2"
-DATA_ENV = "MINISBERT_DATA"
 LESSONS_ENV = "MINISBERT_LESSONS"
 DATA_MARKERS = ("stsbenchmark", "sick", "snli")  # a data folder holds at least one of these
-
-
-def cache_dir() -> Path:
-    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert``: the cache of ``minisbert fetch``."""
-    return Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +107,9 @@ def _is_data(folder: Path) -> bool:
 
 
 def data_candidates() -> list[Path]:
-    """Where the data is looked for when ``MINISBERT_DATA`` is unset, in order."""
-    return [cache_dir() / "data", REPO.parent / "shared" / "data", REPO / "data"]
+    """Where the data is looked for when ``MINISBERT_DATA`` is unset, in order: first where
+    the command line looks (``data_folder()``: the cache's ``data``), then beside the repo."""
+    return [data_folder(), REPO.parent / "shared" / "data", REPO / "data"]
 
 
 def find_data(*, download: bool = True) -> Path:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -195,6 +196,8 @@ def _loop(
             progress.close()
             raise guard.interrupted(step, run.total, run.last_good)
         epoch, index = divmod(step, run.steps_per_epoch)
+        if step == run.start and config.progress:  # the long wait, before the bar moves
+            progress.write(COMPILING, file=sys.stderr)
         began = time.perf_counter()
         batch = run.steps.batch(data, epoch_order(config.seed, epoch, len(data)), index,
                                 config.batch_size)  # fmt: skip
@@ -346,12 +349,27 @@ class Run:
         """Evaluate, write the trained model, and report."""
         metrics = self.evaluate()
         if metrics:
-            print(f"final evaluation: {metrics}")
+            print(metrics_table(metrics))
         checkpoint.save_model(self.output, self.trainable.model, self.base_dir,
                               self.trainable.classifier)  # fmt: skip
         # The median step: the few steps that compile a new shape do not count.
         median = float(np.median(self.times)) if self.times else 0.0
         return TrainResult(self.output, self.total, self.losses, metrics, median)
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    """The final evaluation, a metric a row, x100: correlations come x100 from evaluate.py,
+    accuracies, F1, precision and recall come as fractions. A threshold is a cosine."""
+    rows = ["final evaluation:", f"  {'metric':<36} {'x100':>8}"]
+    for name, value in metrics.items():
+        if name.endswith("threshold"):
+            shown = f"{value:8.4f} (cosine, not x100)"
+        elif "pearson" in name or "spearman" in name:
+            shown = f"{value:8.2f}"
+        else:
+            shown = f"{100 * value:8.2f}"
+        rows.append(f"  {name:<36} {shown}")
+    return "\n".join(rows)
 
 
 def seed_dropout(model: nnx.Module, seed: int) -> None:
@@ -380,6 +398,9 @@ def _check_same_run(
             f"its examples {before[:12]}... then, {fingerprint[:12]}... now); restore it, or "
             "pass --allow-data-change to go on with the new data"
         )
+
+
+COMPILING = "compiling the training step (about 10-30 s on a CPU, once per batch shape)..."
 
 
 def _progress(total: int, start: int, show: bool) -> Any:

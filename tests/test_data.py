@@ -405,9 +405,10 @@ def test_jsonl_errors_name_line(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- data_dir and load_dataset
 
 
-def test_data_dir_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_dir_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
-    with pytest.raises(DataError, match="MINISBERT_DATA is not set.*fetch_datasets"):
+    monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path))  # no data in the cache's data/ either
+    with pytest.raises(DataError, match="MINISBERT_DATA is not set.*minisbert data fetch"):
         data_dir()
     with pytest.raises(DataError, match="MINISBERT_DATA is not set"):
         load_dataset("stsb", split="dev")
@@ -448,7 +449,7 @@ def test_load_dataset_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has no split 'validation'"):
         load_dataset("stsb", split="validation", root=tmp_path)
     missing = tmp_path / "stsbenchmark" / "sts-train.csv"
-    with raises_at(missing, None, "not found; set MINISBERT_DATA.*fetch_datasets"):
+    with raises_at(missing, None, "not found; fill .*minisbert data fetch --dest .*fetch_datasets"):
         load_dataset("stsb", split="train", root=tmp_path)
     with pytest.raises(DataError, match=r"snli_1\.0_test\.jsonl: file not found; neither"):
         load_dataset("snli", split="test", root=tmp_path)

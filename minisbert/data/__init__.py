@@ -7,7 +7,8 @@ The package, one concept per module:
 - ``sts``: STS Benchmark and SICK readers;
 - ``nli``: SNLI readers (jsonl and line-aligned) and NLI triplets;
 - ``files``: your own CSV / TSV / JSONL pairs and triplets;
-- ``loading``: ``data_dir()`` from ``MINISBERT_DATA`` and ``load_dataset(name, split)``;
+- ``loading``: the data folder (``data_folder()``: ``$MINISBERT_DATA``, else
+  ``~/.cache/minisbert/data``) and ``load_dataset(name, split)``;
 - ``fetch``: ``fetch_datasets(dest)`` from the official sources.
 
 >>> from minisbert.data import load_dataset
@@ -28,7 +29,7 @@ from minisbert.data.examples import (
 from minisbert.data.fetch import MIRROR_ENV, OFFICIAL_BASE_URLS, fetch_datasets
 from minisbert.data.files import read_examples, read_pairs, read_triplets
 from minisbert.data.lines import DataError
-from minisbert.data.loading import DATA_ENV, DATASETS, data_dir, load_dataset
+from minisbert.data.loading import DATA_ENV, DATASETS, data_dir, data_folder, load_dataset
 from minisbert.data.nli import nli_triplets, read_snli_jsonl, read_snli_lines
 from minisbert.data.sts import read_sick, read_sick_entailment, read_stsb
 
@@ -45,6 +46,7 @@ __all__ = [
     "PairExample",
     "TripletExample",
     "data_dir",
+    "data_folder",
     "fetch_datasets",
     "load_dataset",
     "nli_triplets",

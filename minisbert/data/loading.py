@@ -1,6 +1,7 @@
 """Datasets by name: where the data folder is, and which file each split lives in.
 
-The data folder comes from the environment variable ``MINISBERT_DATA`` and holds::
+The data folder is ``$MINISBERT_DATA`` if set, else ``~/.cache/minisbert/data`` (``data`` in
+``$MINISBERT_CACHE`` if that is set), where ``minisbert data fetch`` downloads to. It holds::
 
     stsbenchmark/sts-{train,dev,test}.csv
     sick/SICK_{train,trial,test_annotated}.txt
@@ -44,12 +45,8 @@ from minisbert.data.nli import nli_triplets, read_snli_jsonl, read_snli_lines
 from minisbert.data.sts import read_sick, read_sick_entailment, read_stsb
 
 DATA_ENV = "MINISBERT_DATA"
+CACHE_ENV = "MINISBERT_CACHE"
 DATASETS = ("stsb", "sick", "sick-nli", "snli", "snli-triplets", "mnli", "allnli")
-MISSING_HINT = (
-    f"set {DATA_ENV} to a folder holding stsbenchmark/, sick/, snli/ and multinli/, or "
-    f"download them with `minisbert data fetch --dest DIR` (minisbert.data.fetch_datasets) "
-    f"and point {DATA_ENV} at DIR"
-)
 SICK_FILES = {
     "train": "SICK_train.txt",
     "trial": "SICK_trial.txt",
@@ -63,15 +60,37 @@ ALLNLI_SPLITS = {"train": ("train", "train"), "dev": ("dev", "dev_matched"),
                  "test": ("test", "dev_mismatched")}  # fmt: skip
 
 
-def data_dir() -> Path:
-    """The data folder named by ``MINISBERT_DATA``; a ``DataError`` says what to set if not."""
+def cache_dir() -> Path:
+    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert``: where minisbert keeps its downloads."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minisbert").expanduser()
+
+
+def data_folder() -> Path:
+    """Where the datasets are: ``$MINISBERT_DATA`` if set, else ``cache_dir() / "data"``. The
+    command line and the lessons read this; ``minisbert data fetch`` writes here."""
     root = os.environ.get(DATA_ENV)
-    if not root:
-        raise DataError(f"{DATA_ENV} is not set: {MISSING_HINT}")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise DataError(f"{DATA_ENV}={root} is not a folder: {MISSING_HINT}")
-    return path
+    return Path(root).expanduser() if root else cache_dir() / "data"
+
+
+def missing_hint(folder: Path) -> str:
+    """What to do when a dataset is not in ``folder``: where it was looked for, and why there."""
+    if folder != data_folder():  # a root= of one's own
+        return f"fill {folder} with `minisbert data fetch --dest {folder}` (fetch_datasets)"
+    root = os.environ.get(DATA_ENV)
+    why = f"{DATA_ENV}={root}" if root else f"{DATA_ENV} is not set"
+    return (
+        f"the data folder is {folder} ({why}): fill it with `minisbert data fetch` "
+        f"(minisbert.data.fetch_datasets), or set {DATA_ENV} to a folder holding "
+        "stsbenchmark/, sick/, snli/ and multinli/"
+    )
+
+
+def data_dir() -> Path:
+    """``data_folder()``; a ``DataError`` says how to fill it if it is not there."""
+    folder = data_folder()
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder; {missing_hint(folder)}")
+    return folder
 
 
 def load_dataset(
@@ -88,51 +107,52 @@ def load_dataset(
             f"unknown dataset {name!r}: use one of {', '.join(DATASETS)} or a file path"
         )
     folder = Path(root) if root is not None else data_dir()
+    hint = missing_hint(folder)
     if name == "stsb":
         _check_split(name, split, ("train", "dev", "test"))
         return read_stsb(
             folder / "stsbenchmark" / f"sts-{split}.csv",
             normalize=normalize,
-            missing_hint=MISSING_HINT,
+            missing_hint=hint,
         )
     if name in ("sick", "sick-nli"):
         _check_split(name, split, tuple(SICK_FILES))
         path = folder / "sick" / SICK_FILES[split]
         if name == "sick":
-            return read_sick(path, normalize=normalize, missing_hint=MISSING_HINT)
-        return read_sick_entailment(path, missing_hint=MISSING_HINT)
+            return read_sick(path, normalize=normalize, missing_hint=hint)
+        return read_sick_entailment(path, missing_hint=hint)
     if name == "mnli":
         _check_split(name, split, tuple(MNLI_SPLITS))
-        return _read_mnli(folder / "multinli", MNLI_SPLITS[split])
+        return _read_mnli(folder / "multinli", MNLI_SPLITS[split], hint)
     if name == "allnli":
         _check_split(name, split, tuple(ALLNLI_SPLITS))
         snli_split, mnli_split = ALLNLI_SPLITS[split]
-        return _read_snli(folder / "snli", snli_split) + _read_mnli(
-            folder / "multinli", mnli_split
+        return _read_snli(folder / "snli", snli_split, hint) + _read_mnli(
+            folder / "multinli", mnli_split, hint
         )
     _check_split(name, split, ("train", "dev", "test"))
-    pairs = _read_snli(folder / "snli", split)
+    pairs = _read_snli(folder / "snli", split, hint)
     return nli_triplets(pairs) if name == "snli-triplets" else pairs
 
 
-def _read_snli(folder: Path, split: str) -> list[PairExample]:
+def _read_snli(folder: Path, split: str, hint: str) -> list[PairExample]:
     """The official jsonl file if present, else the line-aligned copy."""
     jsonl = folder / f"snli_1.0_{split}.jsonl"
     if jsonl.is_file() or not (folder / f"s1.{split}").is_file():
-        hint = f"neither it nor {folder / f's1.{split}'} exists; {MISSING_HINT}"
-        return read_snli_jsonl(jsonl, missing_hint=hint)
+        neither = f"neither it nor {folder / f's1.{split}'} exists; {hint}"
+        return read_snli_jsonl(jsonl, missing_hint=neither)
     return read_snli_lines(
         folder / f"s1.{split}",
         folder / f"s2.{split}",
         folder / f"labels.{split}",
-        missing_hint=MISSING_HINT,
+        missing_hint=hint,
     )
 
 
-def _read_mnli(folder: Path, split: str) -> list[PairExample]:
+def _read_mnli(folder: Path, split: str, hint: str) -> list[PairExample]:
     """MultiNLI's official jsonl file: the same fields as SNLI's (``gold_label``, ...)."""
-    hint = f"fetch it with `minisbert data fetch --names mnli`; {MISSING_HINT}"
-    return read_snli_jsonl(folder / f"multinli_1.0_{split}.jsonl", missing_hint=hint)
+    mnli = f"fetch it with `minisbert data fetch --names mnli`; {hint}"
+    return read_snli_jsonl(folder / f"multinli_1.0_{split}.jsonl", missing_hint=mnli)
 
 
 def _check_split(name: str, split: str, splits: tuple[str, ...]) -> None:

@@ -1,8 +1,10 @@
 """The loss registry: every objective `minisbert train --loss NAME` knows, and what it trains on.
 
 Adding a loss is one file and one line: write the function in ``minisbert/losses/`` and add
-a ``Loss`` to ``REGISTRY`` below. The command line's choices, the check that the data suits
-the loss, the loss checker's cases and the tests all read this table.
+a row to ``TABLE`` below. The command line's choices, the check that the data suits the loss,
+the loss checker's cases and the tests all read this table. ``TABLE`` is plain data (where
+each function lives, not the function), so that ``minisbert train --help`` lists the losses
+without importing JAX; ``REGISTRY`` holds the same rows as ``Loss``es, imported on first use.
 
 How the train step calls a loss. It embeds the S sides of a batch with the same model
 (e_1, ..., e_S, each (B, D)) and calls
@@ -28,19 +30,17 @@ triplets, ``(anchor, positive)`` unlabelled pairs.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
-
-from minisbert.losses.contrastive import contrastive_loss, online_contrastive_loss
-from minisbert.losses.ranking import multiple_negatives_ranking_loss
-from minisbert.losses.regression import cosent_loss, cosine_similarity_loss
-from minisbert.losses.softmax import softmax_loss
-from minisbert.losses.triplet import batch_hard_on_triplets, batch_hard_triplet_loss, triplet_loss
+if TYPE_CHECKING:
+    import jax
 
 # The kinds of training data, and where a user gets each.
 DATA_KINDS = {
@@ -71,18 +71,54 @@ class Loss:
         return self.on_batch or self.function
 
 
-REGISTRY: dict[str, Loss] = {
-    "softmax": Loss(softmax_loss, ("class pairs",), head=True),
-    "cosine": Loss(cosine_similarity_loss, ("scored pairs",)),
-    "cosent": Loss(cosent_loss, ("scored pairs",)),
-    "contrastive": Loss(contrastive_loss, ("0/1 pairs",)),
-    "online_contrastive": Loss(online_contrastive_loss, ("0/1 pairs",)),
-    "triplet": Loss(triplet_loss, ("triplets",)),
-    "batch_hard_triplet": Loss(
-        batch_hard_triplet_loss, ("triplets",), on_batch=batch_hard_on_triplets
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A ``Loss`` written as plain data: ``function`` and ``on_batch`` are "module.name" in
+    ``minisbert/losses/``."""
+
+    function: str
+    data: tuple[str, ...]
+    head: bool = False
+    on_batch: str | None = None
+
+    def load(self) -> Loss:
+        """The ``Loss`` this row names: imports its module (and so JAX)."""
+        on_batch = _function(self.on_batch) if self.on_batch is not None else None
+        return Loss(_function(self.function), self.data, head=self.head, on_batch=on_batch)
+
+
+TABLE: dict[str, Row] = {
+    "softmax": Row("softmax.softmax_loss", ("class pairs",), head=True),
+    "cosine": Row("regression.cosine_similarity_loss", ("scored pairs",)),
+    "cosent": Row("regression.cosent_loss", ("scored pairs",)),
+    "contrastive": Row("contrastive.contrastive_loss", ("0/1 pairs",)),
+    "online_contrastive": Row("contrastive.online_contrastive_loss", ("0/1 pairs",)),
+    "triplet": Row("triplet.triplet_loss", ("triplets",)),
+    "batch_hard_triplet": Row(
+        "triplet.batch_hard_triplet_loss", ("triplets",), on_batch="triplet.batch_hard_on_triplets"
     ),
-    "mnrl": Loss(multiple_negatives_ranking_loss, ("triplets", "unlabelled pairs")),
+    "mnrl": Row("ranking.multiple_negatives_ranking_loss", ("triplets", "unlabelled pairs")),
 }
+
+
+def _function(where: str) -> Callable[..., jax.Array]:
+    module, _, name = where.rpartition(".")
+    return getattr(importlib.import_module(f"minisbert.losses.{module}"), name)
+
+
+@functools.cache
+def load_registry() -> dict[str, Loss]:
+    """Every row of ``TABLE`` as a ``Loss``, built once: always the same dict, so a loss added
+    to it (``REGISTRY["mine"] = Loss(...)``) is one that ``get_loss`` finds."""
+    return {name: row.load() for name, row in TABLE.items()}
+
+
+def __getattr__(name: str) -> dict[str, Loss]:
+    """``REGISTRY`` is ``load_registry()``, built on first use (PEP 562)."""
+    if name == "REGISTRY":
+        return load_registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # What a loss's parameter names say about the data it needs (for losses loaded from a file).
 _DATA_BY_PARAMETERS = {
@@ -95,11 +131,12 @@ _DATA_BY_PARAMETERS = {
 
 def get_loss(spec: str) -> Loss:
     """The registry's loss named ``spec``, or ``FILE.py:FUNCTION`` loaded from a file."""
-    if spec in REGISTRY:
-        return REGISTRY[spec]
+    losses = load_registry()
+    if spec in losses:
+        return losses[spec]
     if ":" not in spec:
         raise LossError(
-            f"unknown loss {spec!r}; use one of {', '.join(REGISTRY)}, or FILE.py:FUNCTION "
+            f"unknown loss {spec!r}; use one of {', '.join(losses)}, or FILE.py:FUNCTION "
             "for a loss of your own"
         )
     return load_file_loss(spec)
@@ -139,3 +176,4 @@ def load_file_loss(spec: str) -> Loss:
             f"arguments as one of {known}"
         )
     return Loss(function, data, head=head)
+
