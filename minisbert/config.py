@@ -13,9 +13,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from minisbert.io.bounded import UnreadableFile, read_json_bounded
+
 
 class ConfigError(ValueError):
     """A config file is missing, unreadable, or describes a model minisbert cannot build."""
+
+
+# The largest size of each kind that minisbert builds: far above any released BERT (bert-large
+# has 24 layers, D 1024, F 4096; LaBSE's vocabulary 501,153 tokens), far below a config.json
+# that would take minutes and gigabytes to build before any weight is compared with it.
+MAX_SIZES = {
+    "vocab_size": 2**22,  # 4,194,304 tokens
+    "hidden_size": 65536,
+    "num_hidden_layers": 256,
+    "num_attention_heads": 65536,  # and at most hidden_size: each head has H >= 1 units
+    "intermediate_size": 262144,
+    "max_position_embeddings": 2**20,
+    "type_vocab_size": 1024,  # BERT has 2 (sentence A, sentence B)
+}
+MAX_PARAMETERS = 20 * 10**9  # 80 GB of float32 weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +57,16 @@ class BertConfig:
                 raise ConfigError(f"{field.name} must be a positive integer, found {value!r}")
             if field.type == "float" and (type(value) not in (int, float) or not 0 <= value < 1):
                 raise ConfigError(f"{field.name} must be a number in [0, 1), found {value!r}")
+        for name, limit in MAX_SIZES.items():
+            if getattr(self, name) > limit:
+                raise ConfigError(
+                    f"{name} is {getattr(self, name)}, above minisbert's limit of {limit}"
+                )
+        if self.num_attention_heads > self.hidden_size:
+            raise ConfigError(
+                f"num_attention_heads {self.num_attention_heads} is more than hidden_size "
+                f"{self.hidden_size}: a head needs at least one unit"
+            )
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by "
@@ -50,10 +77,24 @@ class BertConfig:
                 f"hidden_act {self.hidden_act!r} is not supported; minisbert's BERT uses the "
                 "exact GELU ('gelu') that BERT and MiniLM were trained with"
             )
+        if self.parameter_count > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the config describes {self.parameter_count:.3g} parameters, above minisbert's "
+                f"limit of {MAX_PARAMETERS:.3g} ({4 * MAX_PARAMETERS / 1e9:.0f} GB of float32)"
+            )
 
     @property
     def head_size(self) -> int:  # H
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def parameter_count(self) -> int:
+        """How many numbers the encoder holds, counted from the config alone (see bert.py)."""
+        V, D, F = self.vocab_size, self.hidden_size, self.intermediate_size
+        embeddings = (V + self.max_position_embeddings + self.type_vocab_size) * D + 2 * D
+        attention = 4 * (D * D + D) + 2 * D  # query, key, value, output; LayerNorm
+        feed_forward = (D * F + F) + (F * D + D) + 2 * D  # intermediate, output; LayerNorm
+        return embeddings + self.num_hidden_layers * (attention + feed_forward)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BertConfig:
@@ -72,9 +113,11 @@ class BertConfig:
     def from_json(cls, path: str | Path) -> BertConfig:
         path = Path(path)
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = read_json_bounded(path)  # a plain file of at most 1 MB
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except UnreadableFile as err:
+            raise ConfigError(str(err)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
         try:
@@ -91,6 +134,7 @@ class BertConfig:
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 LATER_POOLING_MODES = ("weightedmean", "lasttoken")
 ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")
+MAX_DENSE_FEATURES = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +151,10 @@ class DenseConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigError(f"dense {name} must be a positive integer, found {value!r}")
+            if value > MAX_DENSE_FEATURES:
+                raise ConfigError(
+                    f"dense {name} is {value}, above minisbert's limit of {MAX_DENSE_FEATURES}"
+                )
         if type(self.bias) is not bool:
             raise ConfigError(f"dense bias must be true or false, found {self.bias!r}")
         if self.activation not in ACTIVATIONS:
@@ -184,12 +232,14 @@ class SentenceConfig:
     def from_json(cls, path: str | Path) -> SentenceConfig:
         path = Path(path)
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = read_json_bounded(path)  # a plain file of at most 1 MB
             if not isinstance(values, dict):
                 raise ConfigError(f"expected a JSON object, found {type(values).__name__}")
             return cls(**values)
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
+        except UnreadableFile as err:
+            raise ConfigError(str(err)) from None
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ConfigError) as err:
             raise ConfigError(f"{path}: {err}") from None
 

@@ -23,6 +23,7 @@ import numpy as np
 import tokenizers
 
 from minisbert.config import ConfigError
+from minisbert.io.bounded import UnreadableFile, read_bytes_bounded
 
 
 class Tokenizer:
@@ -37,8 +38,14 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path, max_seq_length: int) -> Tokenizer:
+        try:  # read here, bounded (64 MB, a plain file): tokenizers would read any size
+            text = read_bytes_bounded(path).decode("utf-8", errors="replace")
+        except UnreadableFile as err:
+            raise ConfigError(str(err)) from None
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found; fetch or convert the model again") from None
         try:
-            backend = tokenizers.Tokenizer.from_file(str(path))
+            backend = tokenizers.Tokenizer.from_str(text)
         except Exception as err:  # the Rust library raises a bare Exception with no file name
             raise ConfigError(
                 f"{path}: not a readable tokenizer.json ({err}); the file may be truncated or "

@@ -187,10 +187,14 @@ class Pipeline:
 
 def read_json(path: Path, what: str = "a JSON object") -> Any:
     """A JSON file's content, or a one-line ConfigError naming the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
+    from minisbert.io.bounded import UnreadableFile, read_json_bounded
+
+    try:  # a plain file of bounded size: a link to /dev/zero or a FIFO is refused unread
+        return read_json_bounded(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; the folder is incomplete") from None
+    except UnreadableFile as err:
+        raise ConfigError(str(err)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(
             f"{path}: not valid JSON ({err}); the file is damaged: download or save the model again"
