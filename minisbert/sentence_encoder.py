@@ -36,7 +36,7 @@ from minisbert.batching import smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
 from minisbert.dense import Dense
-from minisbert.io.weights import load_params
+from minisbert.io.weights import check_file_params, load_params, param_shapes
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
 
@@ -236,7 +236,7 @@ class SentenceEncoder:
         """
         folder = resolve_model_dir(name_or_path)
         for name in ("config.json", "sentence.json", "tokenizer.json", "model.safetensors"):
-            if not (folder / name).is_file():
+            if not (folder / name).exists():  # a link to a device is refused where it is read
                 hint = (
                     " This looks like a sentence-transformers folder: convert it with "
                     f"`minisbert convert {folder} weights/NAME`."
@@ -258,8 +258,12 @@ class SentenceEncoder:
                 f"the embedding matrix (embeddings.word_embeddings.embedding) has only "
                 f"{config.vocab_size} rows; the tokenizer belongs to another model"
             )
-        # Build the model abstractly (no memory, no random init), then fill it from the file.
+        # Build the model abstractly (no memory, no random init), compare its shapes with the
+        # files' headers, and only then make its arrays and fill them from the files.
         model = nnx.eval_shape(lambda: SentenceModel(config, sentence_config, rngs=nnx.Rngs(seed)))
+        check_file_params(param_shapes(model.bert), folder / "model.safetensors")
+        if sentence_config.dense:
+            check_file_params(param_shapes(model.dense), folder / "dense.safetensors")
         _materialize(model)
         load_params(model.bert, folder / "model.safetensors")
         if sentence_config.dense:  # the Dense layers' weights, kept apart from BERT's

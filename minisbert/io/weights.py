@@ -8,14 +8,23 @@ module paths of the parameters, joined by dots, exactly as ``nnx.state`` names t
     layers.0.intermediate.kernel              (D, F)
     ...
 
-Loading compares the file against the freshly built model before touching it: a
-missing tensor, an unexpected one, a wrong shape or a wrong dtype is a ``WeightsError``
-naming the file and the tensor. safetensors holds raw arrays only, so loading can never
-run code (unlike pickle, which minisbert never loads).
+Loading compares the file against the model before touching it: a missing tensor, an
+unexpected one, a wrong shape or a wrong dtype is a ``WeightsError`` naming the file and
+the tensor. safetensors holds raw arrays only, so loading can never run code (unlike
+pickle, which minisbert never loads).
+
+A safetensors file is an 8-byte little-endian header length, a JSON header giving every
+tensor's dtype, shape and byte range, then the bytes. ``read_safetensors_header`` reads
+only the header, with a bounded length, and checks it against the file's size: so the
+names and shapes are compared with a config before any array is made, and a truncated
+file is named as such.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from pathlib import Path
 
 import jax
@@ -26,10 +35,82 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from minisbert.io import manifest
+from minisbert.io.bounded import UnreadableFile, open_regular_file
+
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+# safetensors dtype -> (numpy's name for it, bytes per element)
+DTYPES = {
+    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2), "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1),
+    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
+    "U64": ("uint64", 8), "U32": ("uint32", 4), "U16": ("uint16", 2), "U8": ("uint8", 1),
+    "BOOL": ("bool", 1), "C64": ("complex64", 8),
+}  # fmt: skip
+TensorInfo = tuple[str, tuple[int, ...]]  # (dtype name, shape)
 
 
 class WeightsError(ValueError):
     """A weights file is missing, damaged, or does not fit the model it is loaded into."""
+
+
+def _damaged(path: Path, problem: str) -> WeightsError:
+    return WeightsError(
+        f"{path}: not a readable safetensors file ({problem}); the file may be truncated "
+        "or damaged: fetch or convert it again"
+    )
+
+
+def read_safetensors_header(path: str | Path) -> dict[str, TensorInfo]:
+    """Every tensor's (dtype, shape), from the header alone: no tensor is read.
+
+    Refuses a file that is missing, not a regular file, whose header is over
+    ``MAX_HEADER_BYTES``, or whose size differs from what its header describes."""
+    path = Path(path)
+    try:
+        file = open_regular_file(path)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: file not found") from None
+    except UnreadableFile as err:
+        raise WeightsError(str(err)) from None
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        length = int.from_bytes(file.read(8), "little")
+        if size < 8:
+            raise _damaged(path, f"truncated: {size} bytes, not even the 8-byte header length")
+        if length > MAX_HEADER_BYTES:
+            raise _damaged(path, f"a header of {length} bytes, over the {MAX_HEADER_BYTES} allowed")
+        if 8 + length > size:
+            raise _damaged(path, f"truncated: a header of {length} bytes, but {size} in all")
+        try:
+            header = json.loads(file.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise _damaged(path, f"its header is not JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, "its header is not a JSON object")
+    tensors, end = {}, 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        info = entry if isinstance(entry, dict) else {}
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in DTYPES or not _ints(shape) or not _ints(offsets) or len(offsets) != 2:
+            raise _damaged(path, f"tensor {name!r} has no valid dtype, shape and data_offsets")
+        begin, stop = offsets
+        if stop - begin != math.prod(shape) * DTYPES[dtype][1]:
+            raise _damaged(path, f"tensor {name!r}: {stop - begin} bytes for shape {shape}")
+        tensors[name] = (DTYPES[dtype][0], tuple(shape))
+        end = max(end, stop)
+    data = size - 8 - length
+    if end > data:
+        raise _damaged(path, f"truncated: the header describes {end} bytes of tensors, the "
+                             f"file holds {data}")  # fmt: skip
+    if end < data:
+        raise _damaged(path, f"{data - end} bytes after the last tensor")
+    return tensors
+
+
+def _ints(values: object) -> bool:
+    return isinstance(values, list) and all(type(v) is int and v >= 0 for v in values)
 
 
 def _key(path: tuple) -> str:
@@ -54,19 +135,21 @@ def param_shapes(model: nnx.Module) -> dict[str, jax.ShapeDtypeStruct]:
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """Read a safetensors file, turning a damaged file into a clear error."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: file not found")
+    read_safetensors_header(path)  # a plain file, whole, with a sane header
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(
-            f"{path}: not a readable safetensors file ({err}); the file may be truncated "
-            "or damaged: fetch or convert it again"
-        ) from None
+        raise _damaged(path, str(err)) from None
 
 
-def check_params(
-    expected: dict[str, jax.ShapeDtypeStruct], found: dict[str, np.ndarray], source: str | Path
+def check_file_params(expected: dict[str, jax.ShapeDtypeStruct], path: str | Path) -> None:
+    """``check_shapes`` on a file's header: a file that does not fit the model is refused
+    before any of its arrays (or the model's) is made."""
+    check_shapes(expected, read_safetensors_header(path), path)
+
+
+def check_shapes(
+    expected: dict[str, jax.ShapeDtypeStruct], found: dict[str, TensorInfo], source: str | Path
 ) -> None:
     """Raise WeightsError unless ``found`` has exactly the names, shapes, dtypes of ``expected``."""
     missing = sorted(set(expected) - set(found))
@@ -83,23 +166,33 @@ def check_params(
             + "; the file does not belong to a model of this config"
         )
     for name, want in expected.items():
-        got = found[name]
-        if got.shape != want.shape:
+        dtype, shape = found[name]
+        if shape != want.shape:
             raise WeightsError(
-                f"{source}: tensor {name!r} has shape {got.shape}, the config needs {want.shape}"
+                f"{source}: tensor {name!r} has shape {shape}, the config needs {want.shape}"
             )
-        if got.dtype != want.dtype:
+        if dtype != str(want.dtype):
             raise WeightsError(
-                f"{source}: tensor {name!r} has dtype {got.dtype}, expected {want.dtype}"
+                f"{source}: tensor {name!r} has dtype {dtype}, expected {want.dtype}"
             )
+
+
+def check_params(
+    expected: dict[str, jax.ShapeDtypeStruct], found: dict[str, np.ndarray], source: str | Path
+) -> None:
+    """``check_shapes`` on arrays, and every value finite."""
+    check_shapes(expected, {k: (str(v.dtype), v.shape) for k, v in found.items()}, source)
+    for name, got in found.items():
         if not np.all(np.isfinite(got)):
             raise WeightsError(f"{source}: tensor {name!r} contains NaN or inf")
 
 
 def load_params(model: nnx.Module, path: str | Path) -> None:
     """Fill ``model``'s parameters from a minisbert safetensors file, in place."""
+    expected = param_shapes(model)
+    check_file_params(expected, path)  # names and shapes before any array is read
     found = read_safetensors(path)
-    check_params(param_shapes(model), found, path)
+    check_params(expected, found, path)
     state = nnx.state(model, nnx.Param)
     for key_path, var in nnx.to_flat_state(state):
         var.set_value(jnp.asarray(found[_key(key_path)]))
