@@ -123,6 +123,11 @@ def checkpoint_to_minisbert(
     for ours, (theirs, transpose) in mapping.items():
         if theirs not in tensors:
             raise WeightsError(f"{source}: missing tensor {theirs!r} (needed for {ours})")
+        if str(tensors[theirs].dtype) not in ("float16", "bfloat16", "float32", "float64"):
+            raise WeightsError(
+                f"{source}: tensor {theirs!r} has dtype {tensors[theirs].dtype}; a weight must "
+                "be float16, bfloat16, float32 or float64 (a quantized model is not supported)"
+            )
         weight = tensors[theirs].astype(np.float32)
         params[ours] = weight.T if transpose else weight  # (out, in) -> (in, out)
     check_params(expected_params(config), params, source)
@@ -464,6 +469,11 @@ def dense_to_minisbert(
     for ours, (theirs, transpose) in params.items():
         if theirs not in tensors:
             raise WeightsError(f"{source}: missing tensor {theirs!r}")
+        if str(tensors[theirs].dtype) not in ("float16", "bfloat16", "float32", "float64"):
+            raise WeightsError(
+                f"{source}: tensor {theirs!r} has dtype {tensors[theirs].dtype}; a weight must "
+                "be float16, bfloat16, float32 or float64"
+            )
         weight = tensors[theirs].astype(np.float32)
         out[ours] = weight.T if transpose else weight
     expected = (config.in_features, config.out_features)
