@@ -51,6 +51,7 @@ from flax import nnx
 from minisbert import run_guard
 from minisbert.io import checkpoint
 from minisbert.losses import SoftmaxClassifier, get_loss
+from minisbert.losses.registry import check_loss_value
 from minisbert.optimizer import group_schedule, make_optimizer
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir
 from minisbert.train_config import HEAD_LR, PROBE_RATIO, TrainConfig
@@ -257,6 +258,7 @@ class Run:
                 rngs=nnx.Rngs(config.seed),
             )  # fmt: skip
         self.trainable = Trainable(self.encoder.model, classifier)
+        self._check_loss(loss_fn)
         seed_dropout(self.trainable, config.seed)
         self.probe_steps = config.probe_steps  # the head alone first: PROBE_RATIO by default
         if self.probe_steps is None:
@@ -277,6 +279,20 @@ class Run:
         steps.prepare(self.data, config, self.total, self.trainable, self.optimizer)
         self.losses: list[float] = []
         self.times: list[float] = []
+
+    def _check_loss(self, loss_fn: LossFn | None) -> None:
+        """Call the loss once on the first batch's shapes, abstractly (``nnx.eval_shape``: no
+        compute, nothing compiled): a loss that raises or returns no scalar stops here, in one
+        line, rather than inside the jitted step."""
+        input_ids, attention_mask, labels = self.data.batch(
+            np.arange(len(self.data)), 0, self.config.batch_size
+        )  # (S, B, T) twice, (B,) or None
+        value = nnx.eval_shape(
+            lambda t: compute_loss(t, input_ids, attention_mask, labels, self.loss_fn),
+            self.trainable,
+        )
+        name = getattr(loss_fn, "__name__", repr(loss_fn))
+        check_loss_value(value, self.config.loss if loss_fn is None else f"loss_fn={name}")
 
     def _optimizer(self, classifier: SoftmaxClassifier | None) -> Any:
         """AdamW; a loss's own parameters (the softmax head) start random: their own rate."""

@@ -24,7 +24,9 @@ classifier); ``labels`` only when the data has them. So the data decides the arg
 **Your own loss from a file.** ``--loss my_losses.py:my_loss`` trains the function
 ``my_loss`` of that file. Its parameter names say which data it needs: ``(u, v, scores)``
 scored pairs, ``(u, v, labels)`` 0/1 or class pairs, ``(anchor, positive, negative)``
-triplets, ``(anchor, positive)`` unlabelled pairs.
+triplets, ``(anchor, positive)`` unlabelled pairs. It must return a scalar jax array; one that
+returns anything else, or raises, stops the run in one line naming the file and function
+(and, for an exception, the line of the file that raised it).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -175,5 +178,47 @@ def load_file_loss(spec: str) -> Loss:
             f"--loss {spec}: cannot tell which data {name}{tuple(required)} trains on; name its "
             f"arguments as one of {known}"
         )
-    return Loss(function, data, head=head)
+    return Loss(_checked(function, spec, path), data, head=head)
 
+
+def check_loss_value(value: object, name: str) -> None:
+    """Refuse, in one line naming the loss, a loss value that is not a scalar float array."""
+    import jax  # here, not at the top: the registry's names are read without JAX
+    import jax.numpy as jnp
+
+    if isinstance(value, jax.Array | jax.ShapeDtypeStruct):
+        if value.shape != ():
+            got = f"shape {value.shape}"
+        elif not jnp.issubdtype(value.dtype, jnp.floating):
+            got = f"a scalar of dtype {value.dtype}"
+        else:
+            return
+    else:
+        got = "None" if value is None else f"a {type(value).__name__}"
+    raise LossError(f"{name}: a loss must return a scalar jax array of floats, got {got}")
+
+
+def _checked(function: Callable, spec: str, path: Path) -> Callable:
+    """A user's loss whose exceptions and wrong results are one-line LossErrors.
+
+    The loss first runs while JAX traces the train step, where its exception would surface
+    as a long traceback through JAX; this names the file, the function and the line."""
+
+    @functools.wraps(function)  # keeps the signature, which says which data it takes
+    def loss(*args: object, **kwargs: object) -> object:
+        try:
+            value = function(*args, **kwargs)
+        except Exception as err:
+            lines = str(err).splitlines()
+            message = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+            raise LossError(f"{spec} raised {message}{_user_line(err, path)}") from None
+        check_loss_value(value, spec)
+        return value
+
+    return loss
+
+
+def _user_line(err: Exception, path: Path) -> str:
+    """Where in the user's file ``err`` was raised (its deepest frame there), as " (at F:N)"."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
