@@ -8,10 +8,13 @@ manager around the rest of the run. Together they do three things:
    marker (an earlier run, to resume); any other folder (a model, a project holding its
    own config.json) is refused unless ``overwrite``. The --model folder is refused always,
    with or without ``overwrite``: the run would replace the weights it starts from.
+   A run that stops before it wrote anything (refused settings or data, a bad loss) takes
+   its marker back: the folder is left as it found it.
 2. **One run per folder.** An advisory lock (``fcntl.flock``) on ``.minisbert-run.lock``,
    whose text is the holder's pid, host and start time, for the message a second run
    gets. The kernel drops a flock when its process dies, so a killed run leaves no stale
-   lock behind; the file stays, and the next run takes it over.
+   lock behind; the file stays, and the next run takes it over. A run that ends (finished,
+   failed or interrupted) removes the file itself, while it still holds the lock.
 3. **Ctrl-C (SIGINT) and SIGTERM stop between steps.** The handlers only set a flag; the
    training loop looks at it before each step (``stop_requested``) and raises
    ``interrupted``. So a signal never lands inside a jitted step: raising
@@ -86,6 +89,11 @@ def lock_output(output: Path) -> int | None:
     fd = os.open(output / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A run that ended between our open and our flock removed the file we locked: a
+        # third run would lock a new one. Lock the file that is there now instead.
+        if os.fstat(fd).st_ino != _inode(output / LOCK):
+            os.close(fd)
+            return lock_output(output)
     except BlockingIOError:
         holder = os.read(fd, 4096).decode("utf-8", "replace")
         os.close(fd)
@@ -108,6 +116,13 @@ def lock_output(output: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
     return fd
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def resume_command(config: Any) -> str:
@@ -138,14 +153,16 @@ class RunGuard:
         self.signum: int | None = None  # the first SIGINT / SIGTERM received, if any
         self._fd: int | None = None
         self._previous: dict[int, Any] = {}
+        self._found: set[str] = set()  # what the folder held before the run, but for ours
 
     def __enter__(self) -> RunGuard:
+        self._found = set(os.listdir(self.output))
         self._fd = lock_output(self.output)
         marker = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": str(self.model_dir)}
         try:
             write_atomic(self.output / MARKER, json.dumps(marker) + "\n")
-        except BaseException:
-            self.__exit__()
+        except BaseException as err:
+            self.__exit__(type(err), err, None)
             raise
         if threading.current_thread() is threading.main_thread():  # signal.signal's rule
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -153,11 +170,17 @@ class RunGuard:
                     self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object = None, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
+        ours = {MARKER, LOCK}
+        if exc_type is not None and MARKER not in self._found:
+            now = set(os.listdir(self.output))
+            if now - ours == self._found - ours:  # the run wrote nothing: take the marker back
+                (self.output / MARKER).unlink(missing_ok=True)
         if self._fd is not None:
+            (self.output / LOCK).unlink(missing_ok=True)  # while still holding the lock
             os.close(self._fd)  # releases the lock
             self._fd = None
 
