@@ -40,7 +40,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers import util as st_util
 
-    from minisbert import SentenceEncoder
+    from minisbert import FastEncoder as SentenceEncoder  # the command's encoder: packed
     from minisbert.data import load_dataset
     from minisbert.fast import compute_in_bfloat16
     from minisbert.io.convert import export_sentence_transformers

@@ -320,7 +320,7 @@ def main() -> None:
         )
         return
 
-    from minisbert import SentenceEncoder
+    from minisbert import FastEncoder as SentenceEncoder  # the command's encoder: packed
     from minisbert.data import load_dataset
 
     encoder = SentenceEncoder.from_pretrained(args.model)

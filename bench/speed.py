@@ -104,7 +104,7 @@ def first_call_seconds(encoder, sentences: list[str]) -> tuple[float, float, int
 
 MEMORY_SCRIPT = """
 import sys
-from minisbert import SentenceEncoder
+from minisbert import FastEncoder as SentenceEncoder  # the command's encoder: packed
 
 def peak_kib():  # VmHWM: this process image's peak RSS (ru_maxrss would count the parent's)
     for line in open("/proc/self/status"):

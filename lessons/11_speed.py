@@ -53,19 +53,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
-from minisbert import SentenceEncoder
+from minisbert import FastEncoder, SentenceEncoder
 from minisbert.batching import BUCKETS, bucket_length, smart_batches
 from minisbert.data import load_dataset
 from minisbert.fast.model import embed_packed
 from minisbert.fast.packing import encode_row_length, pack, packed_calls
-from minisbert.sentence_encoder import SmartBatcher
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
 N_SENTENCES = 256 if FAST else 1280  # STS-b sentences encoded in the races
 BATCH_SIZE = 32
 
-encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")  # encode packs by default
-plain = SentenceEncoder(encoder.model, encoder.tokenizer, batcher=SmartBatcher())  # pads
+encoder = FastEncoder.from_pretrained("all-MiniLM-L6-v2")  # encode packs
+plain = SentenceEncoder(encoder.model, encoder.tokenizer)  # the core's: smart batching, padded
 model = encoder.model  # the SentenceModel: BERT + mean pooling + normalisation
 MAX_LENGTH = encoder.max_seq_length  # 256 for this model
 
@@ -319,12 +318,13 @@ print(f"packed vs padded: max difference {packing_gap:.1e}")
 # The price: attention scores `(L, L)` per row instead of `(T, T)` per sentence, and a
 # step's shape is its number of rows `R`, rounded up to a few buckets like lengths.
 #
-# `encode` packs too, by default, for sentence vectors: sorted batches still round up to
-# a bucket. It lays a call's sentences into rows of one length `L`, long enough for 99% of
-# them (the rest are padded apart), about `batch_size` sentences per forward pass: one
-# shape per call. `encoder.batcher.pack_sentences = False` switches it to padded batches;
-# `SentenceEncoder(model, tokenizer, batcher=SmartBatcher())`, our `plain`, is the plain
-# path. On our sentences, the slots and the time of a whole `encode`:
+# `FastEncoder` (from `minisbert.fast`, what the `minisbert` command uses) packs `encode`'s
+# sentence vectors too: sorted batches still round up to a bucket. It lays a call's
+# sentences into rows of one length `L`, long enough for 99% of them (the rest are padded
+# apart), about `batch_size` sentences per forward pass: one shape per call.
+# `encoder.batcher.pack_sentences = False` switches it to padded batches; the core's
+# `SentenceEncoder`, our `plain`, is the paper's smart batching (`SmartBatcher`). On our
+# sentences, the slots and the time of a whole `encode`:
 
 # %%
 row_length = encode_row_length(lengths, MAX_LENGTH)

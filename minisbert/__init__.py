@@ -24,18 +24,19 @@ A map of the package, one concept per module. The teaching core:
     evaluate.py          STS Spearman, triplet accuracy, pair classification, NLI accuracy
     data/                dataset readers and downloads
 Around it:
-    fast/                the speed path, plugged in: packed rows, shape buckets, 16-bit
-                         dropout, bfloat16, several devices (see fast/__init__.py)
+    dropout.py           nnx.Dropout from 16-bit random draws (--dropout-bits 16)
+    fast/                the speed path, plugged in: packed rows, shape buckets,
+                         bfloat16, several devices (see fast/__init__.py)
     io/                  weights, the atomic write and manifests, checkpoints, convert,
                          fetch, hub, archives (see io/__init__.py)
     run_guard.py         a run's output folder: marker, lock, Ctrl-C and SIGTERM
     lesson.py            the lessons' set-up and exercise checks
     cli.py               the `minisbert` command
 
-The teaching core never imports ``minisbert.fast``. This file plugs its packed encode in as
-``SentenceEncoder``'s default batcher (the same vectors to about 1e-7, faster) the first time a
-name is taken from the package (``from minisbert import SentenceEncoder``), and the
-``minisbert train`` command trains with ``fast.PackedSteps``.
+The teaching core never imports ``minisbert.fast``, and nothing plugs it in behind your back:
+``SentenceEncoder`` encodes with the paper's smart batching; ``FastEncoder`` (from
+``minisbert.fast``) packs several sentences to a row for the same vectors, faster, and is what
+the ``minisbert`` command uses; the command trains with ``fast.PackedSteps``.
 
 The names below are imported on first use (PEP 562's module ``__getattr__``), so that
 ``import minisbert`` and ``minisbert --help`` do not import JAX: that alone takes seconds.
@@ -48,12 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from minisbert.config import BertConfig, SentenceConfig
+    from minisbert.fast.encode import FastEncoder
     from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
     from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
 
 # Each name of the package, and the module it comes from.
 _MODULES = {
     "BertConfig": "minisbert.config",
+    "FastEncoder": "minisbert.fast.encode",
     "SentenceConfig": "minisbert.config",
     "SentenceEncoder": "minisbert.sentence_encoder",
     "SentenceModel": "minisbert.sentence_encoder",
@@ -65,6 +68,7 @@ _MODULES = {
 
 __all__ = [
     "BertConfig",
+    "FastEncoder",
     "SentenceConfig",
     "SentenceEncoder",
     "SentenceModel",
@@ -76,18 +80,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``minisbert.NAME``: import it on first use, plugging the speed path in first."""
+    """``minisbert.NAME``: import it on first use."""
     if name not in _MODULES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _plug_in_packed_encode()
     value = getattr(importlib.import_module(_MODULES[name]), name)
     globals()[name] = value  # the next use is an ordinary attribute
     return value
 
-
-def _plug_in_packed_encode() -> None:
-    """The one place that makes ``minisbert.fast.PackedBatcher`` encode's default."""
-    from minisbert.fast import PackedBatcher
-    from minisbert.sentence_encoder import SentenceEncoder
-
-    SentenceEncoder.default_batcher = PackedBatcher

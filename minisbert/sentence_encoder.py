@@ -11,7 +11,7 @@ for the same model folder (same tokens, same pooling, same normalisation).
 How ``encode`` lays sentences out in batches is its *batcher*'s job. ``SmartBatcher``, here,
 is the paper's smart batching (sort by length, pad each batch to a bucket length);
 ``minisbert.fast.PackedBatcher`` packs several sentences into each row, for the same
-vectors from fewer token slots, and is the default (``minisbert/__init__.py`` plugs it in).
+vectors from fewer token slots: ``minisbert.fast.FastEncoder`` is this class with it.
 
 Shapes: B batch, T tokens, D hidden size, N sentences in a call.
 """
@@ -36,6 +36,7 @@ from minisbert.batching import smart_batches
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, SentenceConfig
 from minisbert.dense import Dense
+from minisbert.io.checkpoint import check_model_folder
 from minisbert.io.weights import check_file_params, load_params, param_shapes
 from minisbert.pooling import normalize, pool
 from minisbert.tokenizer import Tokenizer
@@ -159,14 +160,8 @@ class Batcher(Protocol):
     """How ``encode`` turns sentences into forward passes: one array per sentence, in order
     ((D,) sentence vectors, or (T_i, D) token vectors with ``tokens``)."""
 
-    def __call__(
-        self,
-        encoder: SentenceEncoder,
-        sentences: list[str],
-        batch_size: int,
-        tokens: bool,
-        progress: Progress,
-    ) -> list[np.ndarray]: ...
+    def __call__(self, encoder: SentenceEncoder, sentences: list[str], batch_size: int,
+                 tokens: bool, progress: Progress) -> list[np.ndarray]: ...  # fmt: skip
 
 
 class SmartBatcher:
@@ -174,14 +169,8 @@ class SmartBatcher:
     ``batch_size`` padded to a bucket length (``minisbert.batching``), one jitted forward
     pass per batch. Sentences are tokenized ``CHUNK_SIZE`` at a time, which bounds memory."""
 
-    def __call__(
-        self,
-        encoder: SentenceEncoder,
-        sentences: list[str],
-        batch_size: int,
-        tokens: bool,
-        progress: Progress,
-    ) -> list[np.ndarray]:
+    def __call__(self, encoder: SentenceEncoder, sentences: list[str], batch_size: int,
+                 tokens: bool, progress: Progress) -> list[np.ndarray]:  # fmt: skip
         graphdef, state = nnx.split(encoder.model)
         forward = _token_embeddings if tokens else _sentence_embeddings
         what = "token_embeddings" if tokens else "sentence_embedding"
@@ -204,8 +193,8 @@ class SmartBatcher:
 class SentenceEncoder:
     """Tokenizer + ``SentenceModel``: strings in, sentence embeddings out."""
 
-    # What makes encode's batcher when none is given; minisbert/__init__.py plugs in
-    # minisbert.fast.PackedBatcher. Each encoder gets its own (its settings are its own).
+    # What makes encode's batcher when none is given (minisbert.fast.FastEncoder: the packed
+    # one). Each encoder gets its own (its settings are its own).
     default_batcher: type = SmartBatcher
 
     def __init__(self, model: SentenceModel, tokenizer: Tokenizer, batcher: Batcher | None = None):
@@ -235,6 +224,7 @@ class SentenceEncoder:
         names and shapes, the tokenizer's vocabulary against the embedding matrix.
         """
         folder = resolve_model_dir(name_or_path)
+        check_model_folder(folder)  # not caught half-written
         for name in ("config.json", "sentence.json", "tokenizer.json", "model.safetensors"):
             if not (folder / name).exists():  # a link to a device is refused where it is read
                 hint = (

@@ -15,10 +15,11 @@ away, as in the paper.
 
 **How batches become steps** is a ``Steps`` object's job. ``PaddedSteps`` (the default
 here) pads each side of a batch, (S, B, T), and runs ``train_step``: what this file shows.
-``minisbert.fast.PackedSteps`` computes the same loss from the batch's S * B sentences
-packed several to a row, splits the batch across devices, and is what ``minisbert train``
-runs: ``train(config, steps=PackedSteps())``. tests/test_packing.py checks that the two
-give the same losses, gradients and weights.
+``minisbert.fast.PackedSteps`` packs the batch's S * B sentences several to a row, splits
+the batch across devices, and runs this same ``train_step`` with another ``embed`` (its
+packed rows through the same ``BertEncoder``); it is what ``minisbert train`` runs:
+``train(config, steps=PackedSteps())``. With dropout off the two give the same losses,
+gradients and weights (tests/test_packing.py); see **Determinism** for dropout on.
 
 **Your own loss.** ``train(config, loss_fn=f)`` trains with ``f`` instead of the registry
 loss named by ``config.loss``; ``config.loss`` still says which data ``f`` gets and how it
@@ -28,9 +29,15 @@ is called, so ``f`` must take the same arguments: ``f(u, v, scores)`` for cosine
 unlabelled pairs). ``f`` must be jittable and return a scalar. On the command line,
 ``--loss my_losses.py:my_loss`` does the same (``minisbert.losses.registry``).
 
-**Determinism.** The same config and seed give bit-identical losses and weights on the same
-machine (the shuffle, the dropout keys and the classifier all come from ``seed``). Another
-CPU or jaxlib may round float sums in another order, so the last bits can differ.
+**Determinism.** The same config, seed and ``Steps`` give bit-identical losses and weights
+on the same machine (the shuffle, the dropout keys and the classifier all come from
+``seed``). ``PaddedSteps`` and ``PackedSteps`` compute the same function: with dropout off
+they give the same losses, gradients and weights to float rounding (tests/test_packing.py).
+With dropout on they draw masks for differently shaped arrays, so each path's run is
+reproducible but the two end on different weights. ``dropout_bits=16`` (``--dropout-bits
+16``) draws every mask from half the random bits on either path (``minisbert.dropout``);
+it changes the masks, so a resumed run must keep it. Another CPU or jaxlib may round float
+sums in another order, so the last bits can differ.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import numpy as np
 from flax import nnx
 
 from minisbert import run_guard
+from minisbert.dropout import use_16bit_dropout
 from minisbert.io import checkpoint
 from minisbert.losses import SoftmaxClassifier, get_loss
 from minisbert.losses.registry import check_loss_value
@@ -81,6 +89,10 @@ class TrainResult:
     seconds_per_step: float  # median wall time of a step (compiling steps are the outliers)
 
 
+# How a batch becomes the sides' sentence vectors: (model, input_ids, attention_mask) -> (S, B, D).
+Embed = Callable[[SentenceModel, Any, Any], jax.Array]
+
+
 class Trainable(nnx.Module):
     """Everything the optimiser updates: the sentence model and, for softmax, its classifier."""
 
@@ -92,15 +104,29 @@ class Trainable(nnx.Module):
 # ---------------------------------------------------------------- the step
 
 
+def embed_sides(
+    model: SentenceModel,
+    input_ids: jax.Array,  # (S, B, T)
+    attention_mask: jax.Array,  # (S, B, T)
+) -> jax.Array:  # (S, B, D)
+    """Every side through the same model, one padded forward pass each: the siamese network."""
+    return jnp.stack([model(input_ids[s], attention_mask[s]) for s in range(input_ids.shape[0])])
+
+
 def compute_loss(
     trainable: Trainable,
     input_ids: jax.Array,  # (S, B, T)
     attention_mask: jax.Array,  # (S, B, T)
     labels: jax.Array | None,  # (B,) or None
     loss_fn: LossFn,
+    embed: Embed = embed_sides,
 ) -> jax.Array:  # ()
-    """Embed every side with the same model, then hand the embeddings to the loss."""
-    sides = [trainable.model(input_ids[s], attention_mask[s]) for s in range(input_ids.shape[0])]
+    """Embed every side with the same model, then hand the embeddings to the loss.
+
+    ``embed`` is how the batch becomes sentence vectors (S, B, D): ``embed_sides`` here; the
+    speed path passes its own (``minisbert.fast.training.embed_packed_sides``: the sides'
+    sentences packed several to a row, its ``PackedBatch`` as ``input_ids``, no mask)."""
+    sides = embed(trainable.model, input_ids, attention_mask)  # (S, B, D)
     head = [trainable.classifier] if trainable.classifier is not None else []
     tail = [labels] if labels is not None else []
     return loss_fn(*head, *sides, *tail)  # each side (B, D)
@@ -108,7 +134,7 @@ def compute_loss(
 
 # Donating the model and the optimiser lets XLA write the new parameters and Adam's moments
 # over the old ones instead of into new buffers (the arrays passed in are deleted).
-@nnx.jit(static_argnames=("loss_fn",), donate_argnames=("trainable", "optimizer"))
+@nnx.jit(static_argnames=("loss_fn", "embed"), donate_argnames=("trainable", "optimizer"))
 def train_step(
     trainable: Trainable,
     optimizer: nnx.Optimizer,
@@ -116,11 +142,12 @@ def train_step(
     attention_mask: jax.Array,  # (S, B, T)
     labels: jax.Array | None,  # (B,)
     loss_fn: LossFn,
+    embed: Embed = embed_sides,
 ) -> jax.Array:  # () the loss before the update
     """One optimiser step. Updates ``trainable`` and ``optimizer`` in place (nnx.jit does)."""
 
     def loss_of(t: Trainable) -> jax.Array:
-        return compute_loss(t, input_ids, attention_mask, labels, loss_fn)
+        return compute_loss(t, input_ids, attention_mask, labels, loss_fn, embed)
 
     loss, grads = nnx.value_and_grad(loss_of)(trainable)  # grads: same tree as the Params
     optimizer.update(trainable, grads)
@@ -259,6 +286,8 @@ class Run:
             )  # fmt: skip
         self.trainable = Trainable(self.encoder.model, classifier)
         self._check_loss(loss_fn)
+        if config.dropout_bits == 16:  # the same masks' distribution from half the random bits
+            use_16bit_dropout(self.trainable)
         seed_dropout(self.trainable, config.seed)
         self.probe_steps = config.probe_steps  # the head alone first: PROBE_RATIO by default
         if self.probe_steps is None:
@@ -402,7 +431,8 @@ def _check_same_run(
     """Refuse to resume ``path`` (whose state.json is ``state``) with other settings or data."""
     now, saved = config.to_dict(), state["config"]
     for name in TrainConfig.MATH_FIELDS:
-        if now[name] != saved.get(name):
+        default = TrainConfig.__dataclass_fields__[name].default  # a field newer than `path`
+        if now[name] != saved.get(name, default):
             raise TrainingError(
                 f"--resume: {path} was trained with {name}={saved.get(name)!r}, this command "
                 f"has {name}={now[name]!r}; resume with the same settings"

@@ -45,6 +45,7 @@ class TrainConfig:
     scale: float | None = None
     distance: str | None = None
     concat: tuple[str, ...] = ("u", "v", "abs_diff")  # softmax features; the paper's ablation
+    dropout_bits: int = 32  # 16: dropout masks from half the random bits (minisbert.dropout)
     eval_data: str = "auto"  # auto, none, a dataset name or a file; split "dev"
     eval_steps: int = 0  # evaluate every this many steps (0: only at the end)
     checkpoint_steps: int = 500
@@ -59,6 +60,7 @@ class TrainConfig:
         "model", "data", "loss", "split", "epochs", "batch_size", "lr", "head_lr", "probe_steps",
         "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
+        "dropout_bits",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -104,6 +106,7 @@ SETTING_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "eval_steps": ("an integer >= 0 (0: evaluate at the end only)", _integer(0)),
     "checkpoint_steps": ("an integer >= 1", _integer(1)),
     "keep_checkpoints": ("an integer >= 1", _integer(1)),
+    "dropout_bits": ("16 or 32", lambda v: v in (16, 32) and not isinstance(v, bool)),
 }
 NAME_SETTINGS = ("model", "data", "loss", "output", "split", "eval_data")  # non-empty text
 

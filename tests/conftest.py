@@ -50,8 +50,17 @@ def pretrained_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder(pretrained_dir: Path):  # noqa: ANN201 - SentenceEncoder, imported lazily
-    """The pretrained all-MiniLM-L6-v2 SentenceEncoder, loaded once per test session."""
+def encoder(pretrained_dir: Path):  # noqa: ANN201 - FastEncoder, imported lazily
+    """The pretrained all-MiniLM-L6-v2, loaded once per test session, as the ``minisbert``
+    command loads it: a ``FastEncoder`` (packed encode). ``plain_encoder``: the core's."""
+    from minisbert.fast import FastEncoder
+
+    return FastEncoder.from_pretrained(pretrained_dir)
+
+
+@pytest.fixture(scope="session")
+def plain_encoder(encoder):  # noqa: ANN201 - SentenceEncoder, imported lazily
+    """The same model and tokenizer through the core's ``SentenceEncoder`` (smart batching)."""
     from minisbert import SentenceEncoder
 
-    return SentenceEncoder.from_pretrained(pretrained_dir)
+    return SentenceEncoder(encoder.model, encoder.tokenizer)

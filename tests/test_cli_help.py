@@ -59,17 +59,22 @@ def test_the_minisbert_command_helps():
     assert "Sentence-BERT in JAX/Flax" in done.stdout
 
 
-def test_the_package_is_lazy_and_plugs_in_packed_encode():
+def test_the_package_is_lazy_and_importing_the_core_loads_no_speed_path():
     assert heavy_modules_after("import minisbert") == "[]"
     out = run_python(
+        "import sys\n"
+        "import minisbert.bert, minisbert.train, minisbert.losses, minisbert.sentence_encoder\n"
         "import minisbert\n"
         "for name in minisbert.__all__:\n"
-        "    getattr(minisbert, name)\n"
+        "    if name != 'FastEncoder':\n"
+        "        getattr(minisbert, name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('minisbert.fast')))\n"
         "from minisbert.sentence_encoder import SentenceEncoder\n"
         "print(SentenceEncoder.default_batcher.__name__,\n"
-        "      minisbert.SentenceEncoder is SentenceEncoder)"
+        "      minisbert.SentenceEncoder is SentenceEncoder,\n"
+        "      minisbert.FastEncoder.default_batcher.__name__)"
     )
-    assert out.split() == ["PackedBatcher", "True"]
+    assert out.splitlines() == ["[]", "SmartBatcher True PackedBatcher"]
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         import minisbert
 

@@ -1,4 +1,4 @@
-"""minisbert.fast.dropout.Dropout: nnx.Dropout's behaviour, drawn from 16-bit random numbers.
+"""minisbert.dropout.Dropout: nnx.Dropout's behaviour, drawn from 16-bit random numbers.
 
 Each test would fail on a plausible mistake: a wrong threshold or scale, halves taken from
 the wrong words (an odd size), a key reused between calls, the mask ignored in the gradient.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from minisbert.fast.dropout import LEVELS, Dropout
+from minisbert.dropout import LEVELS, Dropout
 
 RATE = 0.1
 THRESHOLD = round(RATE * LEVELS)  # 6554: a draw below it drops the value

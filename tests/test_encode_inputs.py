@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tiny import make_tiny_model_dir
 
-from minisbert import SentenceEncoder  # the package's: packed encode, whose plan is tested
 from minisbert.cli import main, read_lines
 from minisbert.data import DataError
 from minisbert.data.files import read_examples, read_pairs
+from minisbert.fast import FastEncoder as SentenceEncoder  # packed encode, whose plan is tested
 from minisbert.fast.packing import packed_calls
 
 FIVE = ["the cat sat on the mat", "a dog", "the dog is running", "cats!", "a cat, a dog, a mat"]

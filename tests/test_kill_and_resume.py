@@ -35,9 +35,9 @@ from test_damaged_files import random_model_dir
 from test_train import write_pairs
 from tiny import TINY_CONFIG
 
+from minisbert import SentenceEncoder
 from minisbert.cli import main
 from minisbert.data import DataError
-from minisbert import SentenceEncoder
 from minisbert.io import checkpoint
 from minisbert.io.manifest import ManifestError
 from minisbert.io.weights import read_safetensors

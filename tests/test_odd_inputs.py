@@ -301,7 +301,7 @@ def test_cli_a_full_disk_keeps_the_previous_output(tiny_dir, lines, tmp_path, ca
         file.write(b"\x93NUMPY partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("minisbert.cli.np.save", full_disk)
+    monkeypatch.setattr("numpy.save", full_disk)
     assert main(["encode", str(lines), "-o", str(out), "--model", tiny_dir]) == 1
     err = capsys.readouterr().err
     assert "minisbert encode: error: [Errno 28] No space left on device" in err

@@ -62,3 +62,12 @@ def test_batch_size_does_not_change_reference_embeddings(encoder, reference):
     for batch_size in (1, 7, 64):
         ours = encoder.encode(sentences, batch_size=batch_size)
         assert np.abs(ours - expected).max() <= ATOL, batch_size
+
+
+def test_the_core_encoder_matches_reference_too(plain_encoder, reference):
+    """``SentenceEncoder`` (smart batching, no packing): the paper's path, the same vectors."""
+    assert type(plain_encoder.batcher).__name__ == "SmartBatcher"
+    sentences, expected, _, _ = reference
+    ours = plain_encoder.encode(sentences, batch_size=16)
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    assert np.abs(ours - expected).max() <= ATOL

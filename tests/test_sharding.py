@@ -26,7 +26,7 @@ from minisbert.config import SentenceConfig
 from minisbert.losses import cosine_similarity_loss, multiple_negatives_ranking_loss
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.fast import sharding
-from minisbert.fast.training import compute_packed_loss, packed_batch
+from minisbert.fast.training import embed_packed_sides, packed_batch
 from minisbert.train import Trainable, compute_loss, seed_dropout
 from minisbert.training_data import TrainingData
 
@@ -64,7 +64,8 @@ def loss_and_grads(devices, loss_name, train_mode, packing=False):
 
     @nnx.jit
     def packed_step(t, rows, labels):
-        return nnx.value_and_grad(lambda t: compute_packed_loss(t, rows, labels, fn))(t)
+        loss = lambda t: compute_loss(t, rows, None, labels, fn, embed_packed_sides)  # noqa: E731
+        return nnx.value_and_grad(loss)(t)
 
     if packing:
         loss, grads = packed_step(trainable, rows, labels)

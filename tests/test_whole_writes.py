@@ -21,7 +21,7 @@ from minisbert.sentence_encoder import SentenceEncoder
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (hidden ones too) -> its sha256: 'byte-identical' in one value."""
+    """Every file under ``folder`` (hidden ones too) -> its sha256: byte-identity in one value."""
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))

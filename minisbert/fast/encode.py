@@ -1,8 +1,9 @@
 """``encode``'s fast batcher: a call's sentences packed several to a row.
 
-``SentenceEncoder(model, tokenizer, batcher=PackedBatcher())`` (the default: see
-``minisbert/__init__.py``). ``minisbert.sentence_encoder.SmartBatcher`` pads batches of
-sorted sentences to a bucket length; this batcher instead
+``FastEncoder.from_pretrained(path)``, or ``SentenceEncoder(model, tokenizer,
+batcher=PackedBatcher())``: the core's ``SentenceEncoder`` keeps the paper's smart batching
+(``minisbert.sentence_encoder.SmartBatcher``: batches of sorted sentences padded to a bucket
+length); this batcher instead
 
 1. counts every sentence's tokens first (a call of several chunks counts the later ones in
    a cheap first pass), and chooses the call's shapes once (``plan``): one packed row
@@ -69,14 +70,8 @@ class PackedBatcher:
         self.pack_sentences = pack_sentences  # off: padded batches only
         self.sort_by_length = sort_by_length  # smart batching; off only to measure it
 
-    def __call__(
-        self,
-        encoder: SentenceEncoder,
-        sentences: list[str],
-        batch_size: int,
-        tokens: bool,
-        progress: Progress,
-    ) -> list[np.ndarray]:
+    def __call__(self, encoder: SentenceEncoder, sentences: list[str], batch_size: int,
+                 tokens: bool, progress: Progress) -> list[np.ndarray]:  # fmt: skip
         graphdef, state = nnx.split(encoder.model)
         results: list[Any] = [None] * len(sentences)
         CHUNK_SIZE = sentence_encoder.CHUNK_SIZE  # sentences tokenized and laid out together
@@ -162,3 +157,11 @@ class PackedBatcher:
                 padded_counts, rows, max_length, self.sort_by_length, max_shapes
             )
         return EncodePlan(row_length, mean_length, rows, buckets, batch_size)
+
+
+class FastEncoder(SentenceEncoder):
+    """``SentenceEncoder`` whose ``encode`` packs sentences several to a row (``PackedBatcher``):
+    the same vectors to about 1e-7, from fewer token slots. What the ``minisbert`` command
+    encodes and evaluates with; ``minisbert.FastEncoder`` imports it on first use."""
+
+    default_batcher = PackedBatcher

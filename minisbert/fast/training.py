@@ -11,8 +11,6 @@ on the same batches, computed differently:
   from the rows every batch needs (``minisbert.fast.buckets.choose_buckets``): at most 8,
   each costing as much as ``COMPILE_STEPS`` steps of its rows would, so a long run gets fine
   buckets and a short one few. jit compiles one program per bucket.
-- **16-bit dropout** (``minisbert.fast.dropout``): the same masks' distribution, from half
-  the random bits.
 - **several devices** (``minisbert.fast.sharding``): rows split along a mesh's "data" axis,
   parameters and optimiser state copied to every device.
 
@@ -31,10 +29,10 @@ from flax import nnx
 from minisbert.batching import bucket_length
 from minisbert.fast import sharding
 from minisbert.fast.buckets import ENCODE_BUCKETS, choose_buckets
-from minisbert.fast.dropout import use_16bit_dropout
 from minisbert.fast.model import embed_packed
 from minisbert.fast.packing import PackedBatch, pack, rows_needed
-from minisbert.train import Trainable
+from minisbert.sentence_encoder import SentenceModel
+from minisbert.train import Trainable, train_step
 from minisbert.train_config import TrainConfig
 from minisbert.training_data import LossFn, TrainingData, epoch_order
 
@@ -42,26 +40,21 @@ from minisbert.training_data import LossFn, TrainingData, epoch_order
 COMPILE_STEPS = 30
 
 
-def compute_packed_loss(
-    trainable: Trainable,
+def embed_packed_sides(
+    model: SentenceModel,
     batch: PackedBatch,  # rows (R, L); token_index and token_mask (S, B, L)
-    labels: jax.Array | None,  # (B,) or None
-    loss_fn: LossFn,
-) -> jax.Array:  # ()
-    """``minisbert.train.compute_loss`` on a packed batch: the same sentence vectors, from
-    fewer token slots."""
+    attention_mask: None,  # the rows' masks come from batch.segment_ids
+) -> jax.Array:  # (S, B, D)
+    """``minisbert.train.embed_sides`` on a packed batch: the same sentence vectors, from
+    fewer token slots. ``train_step(..., embed=embed_packed_sides)`` is the packed step."""
     S, B, L = batch.token_index.shape
     flat = batch._replace(
         token_index=batch.token_index.reshape(S * B, L),
         token_mask=batch.token_mask.reshape(S * B, L),
     )
-    embeddings = embed_packed(trainable.model, flat).reshape(S, B, -1)  # (S, B, D)
-    head = [trainable.classifier] if trainable.classifier is not None else []
-    tail = [labels] if labels is not None else []
-    return loss_fn(*head, *embeddings, *tail)  # each side (B, D)
+    return embed_packed(model, flat).reshape(S, B, -1)  # (S, B, D)
 
 
-@nnx.jit(static_argnames=("loss_fn",), donate_argnames=("trainable", "optimizer"))
 def packed_train_step(
     trainable: Trainable,
     optimizer: nnx.Optimizer,
@@ -69,14 +62,8 @@ def packed_train_step(
     labels: jax.Array | None,  # (B,)
     loss_fn: LossFn,
 ) -> jax.Array:  # () the loss before the update
-    """``minisbert.train.train_step`` on a packed batch."""
-
-    def loss_of(t: Trainable) -> jax.Array:
-        return compute_packed_loss(t, batch, labels, loss_fn)
-
-    loss, grads = nnx.value_and_grad(loss_of)(trainable)
-    optimizer.update(trainable, grads)
-    return loss
+    """The core's ``train_step``, with the packed batch and ``embed_packed_sides``."""
+    return train_step(trainable, optimizer, batch, None, labels, loss_fn, embed_packed_sides)
 
 
 def row_length(data: TrainingData) -> int:
@@ -116,11 +103,10 @@ def packed_batch(
 
 class PackedSteps:
     """Packed batches and ``packed_train_step``, data-parallel over ``devices`` (default: all
-    local devices), with 16-bit dropout unless ``fast_dropout=False``."""
+    local devices). Dropout as the config says (``dropout_bits``), as on the padded path."""
 
-    def __init__(self, devices: list[jax.Device] | None = None, fast_dropout: bool = True):
+    def __init__(self, devices: list[jax.Device] | None = None):
         self.devices = devices
-        self.fast_dropout = fast_dropout
         self.row_length = 0  # L, set by prepare
         self.row_buckets: tuple[int, ...] = ()  # the numbers of rows R batches are packed into
 
@@ -141,8 +127,6 @@ class PackedSteps:
             for i in range(steps_per_epoch)
         ][:total]  # one per step
         self.row_buckets = plan_rows(needed, self.mesh.size)
-        if self.fast_dropout:
-            use_16bit_dropout(trainable)
         nnx.update(trainable, sharding.replicate(nnx.state(trainable), self.mesh))
         nnx.update(optimizer, sharding.replicate(nnx.state(optimizer), self.mesh))
 

@@ -45,6 +45,7 @@ from flax import nnx
 
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, DenseConfig, SentenceConfig
+from minisbert.io.folders import Log, check_apart, check_replaceable, write_folder
 from minisbert.io.weights import (
     WeightsError,
     check_params,
@@ -485,13 +486,19 @@ def dense_to_minisbert(
     return out
 
 
-def convert(src: str | Path, dst: str | Path) -> Path:
+def convert(
+    src: str | Path, dst: str | Path, *, overwrite: bool = False, log: Log = print
+) -> Path:
     """Convert a sentence-transformers or HF BERT folder ``src`` into a minisbert folder ``dst``.
 
-    Everything is read and checked before anything is written."""
+    Everything is read and checked before anything is written, and ``dst`` is written whole
+    (``minisbert.io.folders``): built beside, swapped in, refused if it is ``src``, lies in it
+    or holds it, and an existing folder minisbert did not write is kept unless ``overwrite``."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder to convert")
+    check_apart(dst, [src])
+    check_replaceable(dst, overwrite)
     pipeline = read_sentence_transformers_pipeline(src)
     transformer_dir, sentence_config = pipeline.transformer_dir, pipeline.sentence_config
     config = BertConfig.from_json(transformer_dir / "config.json")
@@ -518,16 +525,17 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     ):
         dense_params.update(dense_to_minisbert(read_weights(file), layer, dense, file))
 
-    dst.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(params, dst / "model.safetensors")
-    if dense_params:
-        write_safetensors_atomic(dense_params, dst / "dense.safetensors")
-    (dst / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    (dst / "sentence.json").write_text(json.dumps(sentence_config.to_dict(), indent=2) + "\n")
-    for name in TOKENIZER_FILES:
-        if (transformer_dir / name).is_file():
-            shutil.copyfile(transformer_dir / name, dst / name)
-    return dst
+    def fill(folder: Path) -> None:
+        write_safetensors_atomic(params, folder / "model.safetensors")
+        if dense_params:
+            write_safetensors_atomic(dense_params, folder / "dense.safetensors")
+        _write_json(config.to_dict(), folder / "config.json")
+        _write_json(sentence_config.to_dict(), folder / "sentence.json")
+        for name in TOKENIZER_FILES:
+            if (transformer_dir / name).is_file():
+                shutil.copyfile(transformer_dir / name, folder / name)
+
+    return write_folder(dst, fill, sources=[src], overwrite=overwrite, log=log)
 
 
 TORCH_ACTIVATIONS = {
@@ -539,78 +547,91 @@ TORCH_ACTIVATIONS = {
 }
 
 
-def export_sentence_transformers(src: str | Path, dst: str | Path) -> Path:
-    """Write minisbert folder ``src`` as a sentence-transformers folder.
+def export_sentence_transformers(
+    src: str | Path, dst: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Write minisbert folder ``src`` as a sentence-transformers folder ``dst``, whole
+    (``minisbert.io.folders``: built beside, swapped in; ``dst`` may not be, be in, or hold
+    ``src``; a folder minisbert did not write is kept unless ``overwrite``).
 
     ``SentenceTransformer(dst)`` loads the result, in 6.2, 6.3 and older releases alike:
     the module classes under their long-standing ``sentence_transformers.models`` names
     (which 6.x still resolves), the maximum length both as sentence_bert_config.json's
     ``max_seq_length`` and as tokenizer_config.json's ``model_max_length``, the pooling as
-    6.x writes it (``pooling_mode``, ``embedding_dimension``)."""
+    6.x writes it (``pooling_mode``, ``embedding_dimension``). BERT's pooler, which
+    Sentence-BERT never runs, is written as zeros, so that transformers finds every weight it
+    expects (no "MISSING" load report) and nobody mistakes it for a trained layer."""
     src, dst = Path(src), Path(dst)
+    check_apart(dst, [src])
+    check_replaceable(dst, overwrite)
     config = BertConfig.from_json(src / "config.json")
     sentence_config = SentenceConfig.from_json(src / "sentence.json")
     params = read_safetensors(src / "model.safetensors")
     check_params(expected_params(config), params, src / "model.safetensors")
     dense = read_safetensors(src / "dense.safetensors") if sentence_config.dense else {}
-
-    dst.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(minisbert_to_checkpoint(params, config), dst / "model.safetensors")
-    hf_config = {"architectures": ["BertModel"], "position_embedding_type": "absolute",
-                 "pad_token_id": 0, **config.to_dict()}  # fmt: skip
-    _write_json(hf_config, dst / "config.json")
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
     tokenizer_config = dict(
         _json_object(src / "tokenizer_config.json")
         if (src / "tokenizer_config.json").is_file()
         else {"tokenizer_class": "BertTokenizer"}
     )
     tokenizer_config["model_max_length"] = sentence_config.max_seq_length
-    _write_json(tokenizer_config, dst / "tokenizer_config.json")
-    _write_json(
-        {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False},
-        dst / "sentence_bert_config.json",
-    )
-    modules = [{"path": "", "type": "Transformer"}, {"path": "1_Pooling", "type": "Pooling"}]
-    poolings = [mode.replace("mean_sqrt_len", "mean_sqrt_len_tokens")
-                for mode in sentence_config.poolings]  # fmt: skip
-    pooling = {
-        "embedding_dimension": config.hidden_size,
-        "pooling_mode": poolings[0] if len(poolings) == 1 else poolings,
-        "include_prompt": True,
-    }
-    _write_json(pooling, dst / "1_Pooling" / "config.json")
-    for layer, dense_config in enumerate(sentence_config.dense):
-        folder = f"{len(modules)}_Dense"
-        modules.append({"path": folder, "type": "Dense"})
+    checkpoint = minisbert_to_checkpoint(params, config)
+    width = config.hidden_size
+    checkpoint["pooler.dense.weight"] = np.zeros((width, width), np.float32)  # (out, in)
+    checkpoint["pooler.dense.bias"] = np.zeros((width,), np.float32)
+
+    def fill(folder: Path) -> None:
+        write_safetensors_atomic(checkpoint, folder / "model.safetensors")
+        hf_config = {"architectures": ["BertModel"], "position_embedding_type": "absolute",
+                     "pad_token_id": 0, **config.to_dict()}  # fmt: skip
+        _write_json(hf_config, folder / "config.json")
+        for name in TOKENIZER_FILES:
+            if (src / name).is_file():
+                shutil.copyfile(src / name, folder / name)
+        _write_json(tokenizer_config, folder / "tokenizer_config.json")
         _write_json(
-            {"in_features": dense_config.in_features, "out_features": dense_config.out_features,
-             "bias": dense_config.bias,
-             "activation_function": TORCH_ACTIVATIONS[dense_config.activation]},
-            dst / folder / "config.json",
-        )  # fmt: skip
-        tensors = {"linear.weight": dense[f"{layer}.linear.kernel"].T}  # (in, out) -> (out, in)
-        if dense_config.bias:
-            tensors["linear.bias"] = dense[f"{layer}.linear.bias"]
-        write_safetensors_atomic(tensors, dst / folder / "model.safetensors")
-    if sentence_config.normalize:
-        modules.append({"path": f"{len(modules)}_Normalize", "type": "Normalize"})
-        (dst / modules[-1]["path"]).mkdir(exist_ok=True)
-    if sentence_config.prompts:
+            {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False},
+            folder / "sentence_bert_config.json",
+        )
+        modules = [{"path": "", "type": "Transformer"}, {"path": "1_Pooling", "type": "Pooling"}]
+        poolings = [mode.replace("mean_sqrt_len", "mean_sqrt_len_tokens")
+                    for mode in sentence_config.poolings]  # fmt: skip
+        pooling = {
+            "embedding_dimension": config.hidden_size,
+            "pooling_mode": poolings[0] if len(poolings) == 1 else poolings,
+            "include_prompt": True,
+        }
+        _write_json(pooling, folder / "1_Pooling" / "config.json")
+        for layer, dense_config in enumerate(sentence_config.dense):
+            name = f"{len(modules)}_Dense"
+            modules.append({"path": name, "type": "Dense"})
+            _write_json(
+                {"in_features": dense_config.in_features,
+                 "out_features": dense_config.out_features, "bias": dense_config.bias,
+                 "activation_function": TORCH_ACTIVATIONS[dense_config.activation]},
+                folder / name / "config.json",
+            )  # fmt: skip
+            tensors = {"linear.weight": dense[f"{layer}.linear.kernel"].T}  # (in, out) -> (out, in)
+            if dense_config.bias:
+                tensors["linear.bias"] = dense[f"{layer}.linear.bias"]
+            write_safetensors_atomic(tensors, folder / name / "model.safetensors")
+        if sentence_config.normalize:
+            modules.append({"path": f"{len(modules)}_Normalize", "type": "Normalize"})
+            (folder / modules[-1]["path"]).mkdir(exist_ok=True)
+        if sentence_config.prompts:
+            _write_json(
+                {"prompts": sentence_config.prompt_texts,
+                 "default_prompt_name": sentence_config.default_prompt_name,
+                 "similarity_fn_name": "cosine"},
+                folder / "config_sentence_transformers.json",
+            )  # fmt: skip
         _write_json(
-            {"prompts": sentence_config.prompt_texts,
-             "default_prompt_name": sentence_config.default_prompt_name,
-             "similarity_fn_name": "cosine"},
-            dst / "config_sentence_transformers.json",
+            [{"idx": i, "name": str(i), "path": m["path"],
+              "type": f"sentence_transformers.models.{m['type']}"} for i, m in enumerate(modules)],
+            folder / "modules.json",
         )  # fmt: skip
-    _write_json(
-        [{"idx": i, "name": str(i), "path": m["path"],
-          "type": f"sentence_transformers.models.{m['type']}"} for i, m in enumerate(modules)],
-        dst / "modules.json",
-    )  # fmt: skip
-    return dst
+
+    return write_folder(dst, fill, sources=[src], overwrite=overwrite)
 
 
 def _write_json(values: Any, path: Path) -> None:
