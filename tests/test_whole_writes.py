@@ -206,3 +206,27 @@ def test_export_writes_a_zero_pooler_so_transformers_finds_every_weight(models, 
     back = SentenceEncoder.from_pretrained(convert(out, tmp_path / "back")).encode("a cat")
     np.testing.assert_allclose(back, SentenceEncoder.from_pretrained(models["a"]).encode("a cat"),
                                atol=1e-6)  # fmt: skip
+
+
+def test_a_config_that_does_not_fit_the_weights_is_refused_from_the_header(models, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """config.json says 4x the vocabulary: refused from the file's header, before any tensor
+    of the checkpoint is read."""
+    import json
+    import shutil
+
+    import minisbert.io.convert as convert_module
+
+    src = tmp_path / "st"
+    shutil.copytree(models["st_a"], src)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "vocab_size": 4 * 99}))
+
+    def no_reading(path):
+        raise AssertionError(f"{path} was read before the header check")
+
+    monkeypatch.setattr(convert_module, "read_weights", no_reading)
+    with pytest.raises(ValueError, match=r"word_embeddings.embedding\) has shape \(99, 36\), but "
+                                         r"config.json needs \(396, 36\)"):  # fmt: skip
+        convert(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

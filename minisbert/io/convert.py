@@ -51,6 +51,7 @@ from minisbert.io.weights import (
     check_params,
     param_shapes,
     read_safetensors,
+    read_safetensors_header,
     write_safetensors_atomic,
 )
 from minisbert.tokenizer import Tokenizer
@@ -133,6 +134,26 @@ def checkpoint_to_minisbert(
         params[ours] = weight.T if transpose else weight  # (out, in) -> (in, out)
     check_params(expected_params(config), params, source)
     return params
+
+
+def check_header_fits(file: Path, config: BertConfig) -> None:
+    """Compare a checkpoint's tensor shapes, read from its header alone, with ``config``: a
+    config that does not fit its weights is refused before any array is made. (Missing and
+    left-over tensors are named by ``checkpoint_to_minisbert``.)"""
+    if file.name.endswith(".index.json"):
+        return  # the shards are checked as they are read
+    header = read_safetensors_header(file)  # name -> (dtype, shape)
+    found = {name.removeprefix("bert."): info for name, info in header.items()}
+    expected = expected_params(config)
+    for ours, (theirs, transpose) in name_map(config).items():
+        if theirs in found:
+            want = expected[ours].shape[::-1] if transpose else expected[ours].shape
+            if tuple(found[theirs][1]) != tuple(want):
+                raise WeightsError(
+                    f"{file}: tensor {theirs!r} (minisbert's {ours}) has shape "
+                    f"{tuple(found[theirs][1])}, but "
+                    f"config.json needs {tuple(want)}; the config belongs to another model"
+                )
 
 
 def minisbert_to_checkpoint(
@@ -518,6 +539,7 @@ def convert(
         )
 
     weights_file = _weights_file(transformer_dir)
+    check_header_fits(weights_file, config)  # before any tensor is read
     params = checkpoint_to_minisbert(read_weights(weights_file), config, weights_file)
     dense_params: dict[str, np.ndarray] = {}
     for layer, (dense, file) in enumerate(
