@@ -385,7 +385,8 @@ for score, i, j in paraphrase_mining_embeddings(embeddings, top_k=5)[:3]:
 # ## What we showed
 #
 # - A cross-encoder must run BERT on every pair: for 10,000 sentences that is about
-#   50 million passes, hours even for a small model.
+#   50 million passes: thousands of times the bi-encoder's 10,000, hours on a CPU even
+#   for a small model (the assert below checks the ratio, which holds on any device).
 # - A bi-encoder runs BERT once per sentence and compares vectors with one matrix
 #   product: seconds to a minute on a CPU. The price is accuracy: the two sentences never
 #   see each other inside the network. The rest of these lessons are about how SBERT
@@ -396,7 +397,7 @@ for score, i, j in paraphrase_mining_embeddings(embeddings, top_k=5)[:3]:
 # %%
 assert n_pairs == 49_995_000
 assert cross_total / bi_total >= 100, "the bi-encoder should be at least 100x cheaper"
-assert cross_total > 3600, "all pairs with a cross-encoder should take hours"
+assert cross_total / encode_total > 1000, "all pairs take >1000x the bi-encoder's encoding"
 assert matrix_seconds < encode_total, "comparing vectors is cheaper than making them"
 assert seconds_per_sentence / per_score > 1e4, "one BERT pass costs far more than one dot product"
 assert np.abs(ab - ac).max() > 1e-3, "a cross-encoder's output depends on both sentences"

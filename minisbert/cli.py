@@ -250,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="examples:\n" + commands,
     )
+    parser.add_argument(
+        "--precision",
+        choices=["default", "high", "highest"],  # minisbert.precision.PRECISIONS, JAX-free here
+        default="default",
+        help="float32 matrix products: the backend's default (fast; TF32 on recent NVIDIA "
+        "GPUs, bfloat16 passes on TPUs) or 'highest' (full float32 everywhere, the same "
+        "numbers on every device); see minisbert/precision.py (default: %(default)s)",
+    )
     sub = parser.add_subparsers(
         dest="command",
         required=True,
@@ -349,6 +357,10 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.precision != "default":
+            from minisbert import precision
+
+            precision.use(args.precision)
         args.func(args)
     except (OSError, ValueError, TypeError, RuntimeError) as err:
         # ConfigError, WeightsError, DataError and FetchError are among these; OSError covers a

@@ -72,12 +72,20 @@ class LessonPaths:
 
 
 def setup(model: str = MODEL, *, download: bool = True) -> LessonPaths:
-    """Find (or fetch) the weights and the data and the solutions; print where they are."""
+    """Find (or fetch) the weights and the data and the solutions; print where they are.
+
+    Also pins float32 matrix products to full precision (``minisbert.precision``): a lesson
+    compares computations at 1e-5, which a GPU's TF32 or a TPU's bfloat16 default would not
+    meet, and its printed figures should not depend on the device."""
+    from minisbert import precision
+
+    precision.use("highest")
     paths = LessonPaths(weights=find_weights(model, download=download),
                         data=find_data(download=download), solutions=solutions_dir())
     os.environ[DATA_ENV] = str(paths.data)  # load_dataset reads it
     print(f"weights:   {paths.weights}\ndata:      {paths.data}\n"
-          f"solutions: {paths.solutions or 'not found (only needed for unsolved exercises)'}")
+          f"solutions: {paths.solutions or 'not found (only needed for unsolved exercises)'}\n"
+          "precision: float32 products at 'highest' on every device (minisbert/precision.py)")
     return paths
 
 

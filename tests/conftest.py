@@ -19,6 +19,15 @@ REFERENCE = Path(__file__).resolve().parent / "reference"
 PRETRAINED = ROOT / "weights" / "all-MiniLM-L6-v2"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test compares computations (ours against the reference, packed against padded,
+    jit against eager): full float32 matrix products on every backend (minisbert.precision),
+    so that the stated tolerances hold on a GPU's TF32 or a TPU's bfloat16 default too."""
+    from minisbert import precision
+
+    precision.use("highest")
+
+
 def _missing(reason: str) -> None:
     if os.environ.get("MINISBERT_REQUIRE_DATA") == "1":
         pytest.fail(f"{reason} (MINISBERT_REQUIRE_DATA=1 makes this a failure)")
