@@ -11,6 +11,8 @@
 #   make recipes     the paper's training results, reproduced with the minisbert command
 #   make paper       the paper's central experiment: plain BERT -> SBERT-NLI (hub and a GPU)
 #   make lessons     execute every lesson on real data into build/lessons/
+#   make device-check  on whatever JAX sees (CPU, GPU, TPU): parity, a step against the CPU's,
+#                    throughput, the matmul peak, every lesson in fast mode -> bench/results/
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -21,7 +23,7 @@ WEIGHTS := weights/$(MODEL)/model.safetensors
 MINISBERT_DATA ?= $(abspath ../shared/data)
 export MINISBERT_DATA
 
-.PHONY: demo test test-slow test-all test-live weights reference lessons bench recipes paper lint clean
+.PHONY: demo test test-slow test-all test-live weights reference lessons bench recipes paper lint clean device-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +81,12 @@ reference: $(REF)/.installed $(WEIGHTS)
 
 lessons: $(WEIGHTS)
 	$(VENV)/bin/python lessons/run.py --out build/lessons
+
+# bench/device_check.py; DEVICE_CHECK_FLAGS='--lessons none' leaves out the lessons (CI does:
+# make test-slow runs them). On a GPU machine: pip install -e '.[cuda]' first (README).
+DEVICE_CHECK_FLAGS ?=
+device-check: $(WEIGHTS)
+	$(VENV)/bin/python -m bench.device_check $(DEVICE_CHECK_FLAGS)
 
 bench: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench
