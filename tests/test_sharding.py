@@ -1,7 +1,7 @@
 """Data parallelism: 4 simulated CPU devices give the loss and gradients of one device.
 
-XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts, so the
-4-device half runs in a subprocess with the flag set before ``import jax``.
+JAX reads ``JAX_NUM_CPU_DEVICES`` once, when it starts, so the 4-device half runs in a
+subprocess with it set before ``import jax``. (Several *processes*: tests/test_distributed.py.)
 """
 
 from __future__ import annotations
@@ -97,8 +97,7 @@ print("RESULT" + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def four_devices() -> dict:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")  # fmt: skip
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu")
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(TESTS)], capture_output=True, text=True, env=env,
         timeout=600,

@@ -2,7 +2,8 @@
 
 Shapes: S sides of an example (2 for pairs, 3 for triplets), B batch, T tokens.
 
-A ``Mesh`` lays the local devices out along one named axis, ``"data"``. Then
+A ``Mesh`` lays the devices out along one named axis, ``"data"``: every device of every
+process (``minisbert.fast.distributed`` for runs of several processes). Then
 
     input_ids, attention_mask   (S, B, T)   PartitionSpec(None, "data")   rows B split n ways
     labels                      (B,)        PartitionSpec("data")
@@ -16,8 +17,8 @@ and every device holds B / n rows of the batch and a whole copy of the model.
 *global* arrays; the sharding only says where their pieces live. The compiler (XLA's SPMD
 partitioner) splits the work and inserts the communication the maths needs: each device
 runs BERT on its own rows, and where the loss needs rows from other devices, as the
-in-batch-negative loss does for ``cos_sim(anchors, positives)`` of shape (B, B), it gathers
-them. So the loss is the loss of the global batch, with the negatives of every device, and
+in-batch-negative loss does for ``cos_sim_matrix(anchors, positives)`` of shape (B, B), it
+gathers them. So the loss is the loss of the global batch, with the negatives of every device, and
 the gradient is its gradient (summed across devices for us); the result is the one-device
 result up to the order of floating-point sums. Compare ``pmap``/``shard_map`` written by
 hand, where each device computes a loss on its own B / n rows and the gradients are
@@ -31,17 +32,20 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from minisbert.fast.distributed import global_array, replicated
 from minisbert.fast.packing import PackedBatch
 
 DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A one-axis mesh ``("data",)`` over ``devices`` (default: every local device)."""
-    devices = list(jax.local_devices() if devices is None else devices)
-    return Mesh(np.array(devices), (DATA_AXIS,))
+    """A one-axis mesh ``("data",)`` over ``devices`` (default: every device of every
+    process). The axis type is set, not left to the release's default (which changed): "Auto"
+    lets XLA's partitioner place what the arrays' shardings do not say."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.array(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
@@ -55,7 +59,8 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Put a full copy of every array of ``tree`` (parameters, optimiser state) on each device."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: replicated(x, everywhere), tree)
 
 
 def shard_batch(
@@ -66,10 +71,10 @@ def shard_batch(
 ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Split the batch rows B across the mesh's ``"data"`` axis."""
     rows = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))  # (S, B/n per device, T)
-    input_ids = jax.device_put(input_ids, rows)
-    attention_mask = jax.device_put(attention_mask, rows)
+    input_ids = global_array(input_ids, rows)
+    attention_mask = global_array(attention_mask, rows)
     if labels is not None:
-        labels = jax.device_put(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+        labels = global_array(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
     return input_ids, attention_mask, labels
 
 
@@ -86,12 +91,12 @@ def shard_packed(
     rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))  # (R/n per device, L)
     sentences = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))  # (S, B/n per device, L)
     batch = PackedBatch(
-        input_ids=jax.device_put(batch.input_ids, rows),
-        segment_ids=jax.device_put(batch.segment_ids, rows),
-        position_ids=jax.device_put(batch.position_ids, rows),
-        token_index=jax.device_put(batch.token_index, sentences),
-        token_mask=jax.device_put(batch.token_mask, sentences),
+        input_ids=global_array(batch.input_ids, rows),
+        segment_ids=global_array(batch.segment_ids, rows),
+        position_ids=global_array(batch.position_ids, rows),
+        token_index=global_array(batch.token_index, sentences),
+        token_mask=global_array(batch.token_mask, sentences),
     )
     if labels is not None:
-        labels = jax.device_put(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+        labels = global_array(labels, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
     return batch, labels
