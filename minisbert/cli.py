@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from minisbert.train_config import HEAD_LR  # plain Python: no JAX
+from minisbert.train_config import SETTINGS, TrainConfig  # plain Python: no JAX
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 MODEL_HELP = "a model folder, or a name in weights/ (default: %(default)s)"
@@ -379,27 +379,21 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------- train, eval, data
 
 
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of parsed ``minisbert train`` flags: each field from its flag."""
+    values = {name: getattr(args, name) for name in SETTINGS}
+    # --concat's nargs gives a list; the config keeps a tuple, as its default is.
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from minisbert.fast import PackedSteps
     from minisbert.fast.host_memory import keep_freed_memory
-    from minisbert.train import TrainConfig, train
+    from minisbert.train import train
 
     keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
 
-    config = TrainConfig(
-        model=args.model, data=args.data, loss=args.loss, output=args.output, split=args.split,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
-        probe_steps=args.probe_steps, seed=args.seed,
-        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm, max_steps=args.max_steps, margin=args.margin,
-        scale=args.scale, distance=args.distance, concat=tuple(args.concat),
-        dropout_bits=args.dropout_bits,
-        eval_data=args.eval_data, eval_steps=args.eval_steps,
-        checkpoint_steps=args.checkpoint_steps, keep_checkpoints=args.keep_checkpoints,
-        resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
-        allow_data_change=args.allow_data_change,
-    )  # fmt: skip
-    result = train(config, steps=PackedSteps())
+    result = train(config_from_args(args), steps=PackedSteps())
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     print(f"wrote {result.output}: {result.steps} steps, {speed}{last}")
@@ -500,18 +494,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
         print(f"export {DATA_ENV}={dest.resolve()}")
 
 
-def _head_lr(text: str) -> float | None:
-    if text == "same":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'same'") from None
-
-
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
-    from minisbert.losses.registry import TABLE  # the loss names, as plain data: no JAX
-
     p = add_command(
         sub, "train", "fine-tune a model on sentence pairs or triplets",
         "The defaults are the SBERT paper's STS fine-tuning: cosine similarity loss on STS "
@@ -522,152 +505,9 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         "once per batch shape). Datasets are read from $MINISBERT_DATA, else "
         "~/.cache/minisbert/data: `minisbert data fetch` fills it.",
     )  # fmt: skip
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to start from: " + MODEL_HELP)
-    p.add_argument(
-        "--data",
-        default="stsb",
-        help="stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), or a CSV / TSV / "
-        "JSONL file of pairs or triplets (default: %(default)s)",
-    )
-    p.add_argument(
-        "--loss",
-        default="cosine",
-        help=", ".join(TABLE) + "; or FILE.py:FUNCTION, a loss of your own (default: %(default)s)",
-    )
-    p.add_argument(
-        "--output",
-        required=True,
-        help="the folder of the trained model; checkpoints in OUTPUT/checkpoints",
-    )
-    p.add_argument(
-        "--split", default="train", help="the split of --data to train on (default: %(default)s)"
-    )
-    p.add_argument(
-        "--epochs", type=int, default=1, help="passes over the data (default: %(default)s)"
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=16,
-        help="examples per step, split across devices (default: %(default)s)",
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=2e-5,
-        help="the encoder's peak learning rate (default: %(default)g)",
-    )
-    p.add_argument(
-        "--head-lr",
-        type=_head_lr,
-        default=HEAD_LR,
-        help=f"the softmax head's peak learning rate (default {HEAD_LR:g}; "
-        "'same' for --lr): a random head needs its own",
-    )
-    p.add_argument(
-        "--probe-steps",
-        type=int,
-        default=None,
-        help="train the softmax head alone (encoder frozen) for the first N steps "
-        "(default: 20%% of the run's steps for --loss softmax; 0: from the first step)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="the shuffle, dropout and head initialisation (default: %(default)s)",
-    )
-    p.add_argument(
-        "--warmup-ratio",
-        type=float,
-        default=0.1,
-        help="the share of steps over which the learning rate rises linearly from 0 "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--weight-decay",
-        type=float,
-        default=0.01,
-        help="AdamW's weight decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-grad-norm",
-        type=float,
-        default=1.0,
-        help="clip the gradient at this global norm (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="stop after this many steps; the schedule ends there too (default: all epochs)",
-    )
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=None,
-        help="triplet / contrastive margin (default: the loss's own)",
-    )
-    p.add_argument(
-        "--scale", type=float, default=None, help="mnrl / cosent scale (default: the loss's own)"
-    )
-    p.add_argument(
-        "--distance", default=None, help="triplet / contrastive distance (default: the loss's own)"
-    )
-    p.add_argument(
-        "--concat",
-        nargs="+",
-        default=["u", "v", "abs_diff"],
-        help="softmax features, from u v abs_diff mul (the paper's ablation)",
-    )
-    p.add_argument(
-        "--dropout-bits",
-        type=int,
-        choices=[16, 32],
-        default=32,
-        help="16: draw dropout masks from half the random bits, a little faster; other "
-        "masks, so other weights than 32 for the same seed (default: %(default)s)",
-    )
-    p.add_argument(
-        "--eval-data",
-        default="auto",
-        help="evaluated on its dev split: auto (STS Benchmark dev; SICK's for --data "
-        "sick; skipped if absent), none, a dataset name or a file",
-    )
-    p.add_argument(
-        "--eval-steps",
-        type=int,
-        default=0,
-        help="evaluate every N steps too (default 0: at the end only)",
-    )
-    p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=500,
-        help="save a checkpoint every N steps, and at the end (default: %(default)s)",
-    )
-    p.add_argument(
-        "--keep-checkpoints",
-        type=int,
-        default=2,
-        help="how many of the newest checkpoints to keep (default: %(default)s)",
-    )
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT's last checkpoint")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="write into a non-empty OUTPUT that is not a minisbert training folder",
-    )
-    p.add_argument(
-        "--allow-data-change",
-        action="store_true",
-        help="let --resume go on although the training data changed",
-    )
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (nor the line before the first step's compile)",
-    )
+    for name, row in SETTINGS.items():  # a flag per TrainConfig field, from its row
+        default = TrainConfig.__dataclass_fields__[name].default
+        p.add_argument(row.flag, dest=name, default=default, help=row.help, **row.parse)
     p.set_defaults(func=cmd_train)
 
     p = add_command(

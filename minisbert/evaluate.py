@@ -18,13 +18,13 @@ the dot product ``u.v`` (negated distances, so that higher means more similar fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from minisbert.data import PairExample, TripletExample
+from minisbert.data import DataError, PairExample, TripletExample, load_dataset
 
 
 class Encoder(Protocol):
@@ -318,3 +318,41 @@ def _number(label: float | int | None) -> float | int:
     if label is None:
         raise ValueError("evaluation needs labelled pairs; found a pair with label None")
     return label
+
+
+# ---------------------------------------------------------------- during training
+
+
+def eval_examples(
+    eval_data: str, train_data: str
+) -> tuple[str, Sequence[PairExample | TripletExample], Callable[..., dict[str, float]]] | None:
+    """What a training run evaluates on (``--eval-data``): ``(name, dev examples,
+    evaluator)``, or None for "none".
+
+    "auto" is the SBERT paper's choice, STS benchmark dev (SICK dev when ``train_data`` is
+    SICK), skipped quietly when the data folder lacks it. The evaluator follows the data:
+    triplet accuracy for triplets, STS correlations for scored pairs, binary metrics for
+    0/1 pairs.
+    """
+    # The kinds of data the losses name; imported here, so the metrics load without JAX.
+    from minisbert.training_data import data_kinds
+
+    name = eval_data
+    if name == "none":
+        return None
+    if name == "auto":
+        name = "sick" if train_data == "sick" else "stsb"
+        try:
+            examples = load_dataset(name, "dev")
+        except DataError:
+            return None
+    else:
+        examples = load_dataset(name, "dev")
+    kinds = data_kinds(examples)
+    if "triplets" in kinds:
+        return name, examples, evaluate_triplets
+    if "scored pairs" in kinds:
+        return name, examples, evaluate_sts
+    if "0/1 pairs" in kinds:
+        return name, examples, evaluate_binary
+    raise DataError(f"--eval-data {name}: no evaluator for {' / '.join(sorted(kinds))}")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from minisbert.io.manifest import write_atomic
+from minisbert.train_config import TrainConfig, flag_words
 
 try:
     import fcntl
@@ -125,24 +126,18 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def resume_command(config: Any) -> str:
-    """The ``minisbert train`` command that continues ``config``'s run (a TrainConfig):
-    its settings that differ from the defaults, --output, and --resume."""
-    args = ["minisbert", "train", "--output", config.output]
+def resume_command(config: TrainConfig) -> str:
+    """The ``minisbert train`` command that continues ``config``'s run: its settings that
+    differ from the defaults, --output, and --resume, each spelled as the parser reads it
+    (``train_config.flag_words``, from the same table the flags are made from)."""
+    args = ["minisbert", "train", *flag_words("output", config.output)]
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if field.name in ("output", "resume", "overwrite", "allow_data_change"):
             continue  # the marker written at the start makes --overwrite unnecessary now
-        if value == field.default:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "progress":
-            args.append("--no-progress")
-        elif field.name == "concat":
-            args += [flag, *value]
-        else:  # None where the default is not None: only --head-lr, whose None is "same"
-            args += [flag, "same" if value is None else str(value)]
-    return shlex.join([*args, "--resume"])
+        if value != field.default:
+            args += flag_words(field.name, value)
+    return shlex.join([*args, *flag_words("resume", True)])
 
 
 class RunGuard:

@@ -57,22 +57,16 @@ from flax import nnx
 
 from minisbert import run_guard
 from minisbert.dropout import use_16bit_dropout
+from minisbert.evaluate import eval_examples
 from minisbert.io import checkpoint
-from minisbert.losses import SoftmaxClassifier, get_loss
+from minisbert.losses import SoftmaxClassifier, get_loss, make_loss
 from minisbert.losses.registry import check_loss_value
 from minisbert.optimizer import group_schedule, make_optimizer
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel, resolve_model_dir
-from minisbert.train_config import HEAD_LR, PROBE_RATIO, TrainConfig
-from minisbert.training_data import (
-    LossFn,
-    TrainingData,
-    epoch_order,
-    eval_examples,
-    load_training_data,
-    make_loss,
-)
+from minisbert.train_config import PROBE_RATIO, TrainConfig
+from minisbert.training_data import LossFn, TrainingData, epoch_order, load_training_data
 
-__all__ = ["HEAD_LR", "PaddedSteps", "Steps", "TrainConfig", "Trainable", "TrainingError",
+__all__ = ["PaddedSteps", "Steps", "TrainConfig", "Trainable", "TrainingError",
            "TrainResult", "compute_loss", "train", "train_step"]  # fmt: skip
 
 
@@ -251,35 +245,62 @@ def _loop(
 
 class Run:
     """A run's state and bookkeeping: the model and data, the optimiser, resuming from a
-    checkpoint, NaN checks, evaluation, checkpoints and the final model."""
+    checkpoint, NaN checks, evaluation, checkpoints and the final model.
+
+    Made in two steps: build everything a run from step 0 needs (``_load``, ``_build_model``,
+    ``_build_optimizer``), then, with --resume, restore the saved step into it (``_restore``).
+    """
 
     def __init__(
         self, config: TrainConfig, output: Path, base_dir: Path, steps: Steps,
-        loss_fn: LossFn | None,
+        loss_fn: LossFn | None = None,
     ) -> None:  # fmt: skip
         self.config, self.output, self.base_dir, self.steps = config, output, base_dir, steps
         self.folder = output / checkpoint.CHECKPOINTS
-        saved = checkpoint.latest_checkpoint(self.folder)
-        if saved is not None and not config.resume:
-            raise TrainingError(
-                f"{output} already holds checkpoints of a run ({saved.name}); pass --resume to "
-                "continue it, or choose another --output"
-            )
-        if config.resume:  # the newest checkpoint that matches its manifest
-            saved = checkpoint.verified_checkpoint(self.folder)
-        self.encoder = SentenceEncoder.from_pretrained(base_dir)
-        self.data = load_training_data(config, self.encoder.tokenizer)
-        self.loss_fn = make_loss(config, loss_fn)
-        self.evaluation = eval_examples(config)
+        saved = self._checkpoint_to_resume()
+        self._load(loss_fn)
+        self._build_model(loss_fn)
+        self._build_optimizer()
+        self._restore(saved)
+        steps.prepare(self.data, config, self.total, self.trainable, self.optimizer)
+        self.losses: list[float] = []
+        self.times: list[float] = []
 
+    def _checkpoint_to_resume(self) -> Path | None:
+        """With --resume, the newest checkpoint that matches its manifest (None if there is
+        none). Without it, a folder holding checkpoints is refused: the runs would mix."""
+        saved = checkpoint.latest_checkpoint(self.folder)
+        if saved is not None and not self.config.resume:
+            raise TrainingError(
+                f"{self.output} already holds checkpoints of a run ({saved.name}); pass --resume "
+                "to continue it, or choose another --output"
+            )
+        return checkpoint.verified_checkpoint(self.folder) if self.config.resume else None
+
+    def _load(self, loss_fn: LossFn | None) -> None:
+        """The model to start from, the loss, the data, what to evaluate on, and the steps.
+
+        The loss is resolved here, once (a ``FILE.py:FUNCTION`` file runs once), and passed
+        on: the data check, the step's function and the classifier all read this one."""
+        config = self.config
+        self.encoder = SentenceEncoder.from_pretrained(self.base_dir)
+        self.objective = get_loss(config.loss)  # its function, its data, whether it has a head
+        self.data = load_training_data(config, self.encoder.tokenizer, self.objective)
+        self.loss_fn = make_loss(self.objective, config.loss, loss_fn=loss_fn,
+                                 margin=config.margin, scale=config.scale,
+                                 distance=config.distance)  # fmt: skip
+        self.evaluation = eval_examples(config.eval_data, config.data)
         self.steps_per_epoch = len(self.data) // config.batch_size  # the short last is dropped
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(self.data)} examples make no batch of {config.batch_size}")
         total = config.epochs * self.steps_per_epoch
         self.total = min(total, config.max_steps) if config.max_steps else total
 
-        classifier = None
-        if get_loss(config.loss).head:
+    def _build_model(self, loss_fn: LossFn | None) -> None:
+        """What the optimiser updates: the encoder and, for a loss with parameters of its
+        own, a new softmax classifier; the loss tried on it; every dropout layer seeded."""
+        config, classifier = self.config, None
+        if self.objective.head:
             classifier = SoftmaxClassifier(
                 self.encoder.dim, self.data.num_classes, concat=config.concat,
                 rngs=nnx.Rngs(config.seed),
@@ -289,6 +310,11 @@ class Run:
         if config.dropout_bits == 16:  # the same masks' distribution from half the random bits
             use_16bit_dropout(self.trainable)
         seed_dropout(self.trainable, config.seed)
+
+    def _build_optimizer(self) -> None:
+        """AdamW and its schedule, a head learning alone first; then room on the disk for
+        the checkpoints."""
+        config, classifier = self.config, self.trainable.classifier
         self.probe_steps = config.probe_steps  # the head alone first: PROBE_RATIO by default
         if self.probe_steps is None:
             self.probe_steps = round(PROBE_RATIO * self.total) if classifier is not None else 0
@@ -296,18 +322,20 @@ class Run:
         self.schedule = group_schedule(config.lr, self.total, self.probe_steps,
                                        config.warmup_ratio)  # fmt: skip
         self._check_disk()
-        self.start = 0
-        self.last_good = saved if config.resume else None
-        if config.resume and saved is None:
+
+    def _restore(self, saved: Path | None) -> None:
+        """With --resume, go on from ``saved``: its settings and data checked to be this
+        run's, then its weights, optimiser state and dropout keys restored, and its step."""
+        self.start, self.last_good = 0, saved
+        if not self.config.resume:
+            return
+        if saved is None:
             print(f"--resume: no complete checkpoint in {self.folder}; starting from step 0")
-        if config.resume and saved is not None:
-            state = checkpoint.read_state(saved)
-            _check_same_run(config, state, saved, self.data.fingerprint)
-            checkpoint.restore_checkpoint(saved, self.trainable, self.optimizer)
-            self.start = state["step"]
-        steps.prepare(self.data, config, self.total, self.trainable, self.optimizer)
-        self.losses: list[float] = []
-        self.times: list[float] = []
+            return
+        state = checkpoint.read_state(saved)
+        _check_same_run(self.config, state, saved, self.data.fingerprint)
+        checkpoint.restore_checkpoint(saved, self.trainable, self.optimizer)
+        self.start = state["step"]
 
     def _check_loss(self, loss_fn: LossFn | None) -> None:
         """Call the loss once on the first batch's shapes, abstractly (``nnx.eval_shape``: no
@@ -397,7 +425,8 @@ class Run:
             print(metrics_table(metrics))
         checkpoint.save_model(self.output, self.trainable.model, self.base_dir,
                               self.trainable.classifier)  # fmt: skip
-        # The median step: the few steps that compile a new shape do not count.
+        # The median, not the mean: the few steps that compile a new shape take seconds and
+        # would swamp a mean of steps that take a fraction of one.
         median = float(np.median(self.times)) if self.times else 0.0
         return TrainResult(self.output, self.total, self.losses, metrics, median)
 
@@ -431,13 +460,13 @@ def _check_same_run(
     """Refuse to resume ``path`` (whose state.json is ``state``) with other settings or data."""
     now, saved = config.to_dict(), state["config"]
     for name in TrainConfig.MATH_FIELDS:
-        default = TrainConfig.__dataclass_fields__[name].default  # a field newer than `path`
+        default = TrainConfig.__dataclass_fields__[name].default  # a setting path's state lacks
         if now[name] != saved.get(name, default):
             raise TrainingError(
                 f"--resume: {path} was trained with {name}={saved.get(name)!r}, this command "
                 f"has {name}={now[name]!r}; resume with the same settings"
             )
-    before = state.get("data_sha256", fingerprint)  # older checkpoints lack it
+    before = state.get("data_sha256", fingerprint)  # no fingerprint saved: nothing to compare
     if before != fingerprint and not config.allow_data_change:
         raise TrainingError(
             f"--resume: the training data --data {config.data} changed since {path} (sha256 of "

@@ -1,4 +1,12 @@
-"""What decides a training run: ``TrainConfig``, every setting checked before any work.
+"""What decides a training run: ``TrainConfig``, one table of every setting, each checked.
+
+Each field of ``TrainConfig`` is a row of the table: beside its default stand its help, its
+range, and how the command line spells and parses it (a ``Setting``). Everything that
+offers or reads a setting reads this row: ``minisbert train``'s flags are made from it and
+the config is made back from the parsed flags by it (cli.py), a value outside the range is
+refused by it (``check_settings``), and the ``--resume`` command an interrupted run prints
+spells its flags by it (``flag_words``, run_guard.py). So a default, a help text or a flag
+is written once, and none of them can drift from the others.
 
 The defaults are the SBERT paper's STS fine-tuning, as sentence-transformers' training
 examples run it: AdamW at lr 2e-5 with weight decay 0.01, 10% linear warm-up, gradient
@@ -8,10 +16,13 @@ it, its value and the range, before it can turn into a ZeroDivisionError or a Na
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from minisbert.losses.registry import TABLE  # the loss names, as plain data: no JAX
 
 # The learning rate of a loss's own, randomly initialised parameters (the softmax head),
 # chosen on pairs held out of SNLI dev: see SoftmaxClassifier and bench/results/nli-ablation-*.
@@ -23,37 +34,208 @@ PROBE_RATIO = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
+class Setting:
+    """A setting's row of the table, but for its default (the dataclass field holds that)."""
+
+    help: str  # its --help; argparse fills in %(default)s
+    must: tuple[str, Callable[[Any], bool]] | None  # its range: in words, and the test
+    flag: str  # how the command line spells it ("" in a field: --NAME-WITH-DASHES)
+    parse: Mapping[str, Any]  # how argparse reads it: type, choices, nargs, action, required
+    none: str | None = None  # the word that sets None, where None is not the default
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    must: tuple[str, Callable[[Any], bool]] | None = None,
+    flag: str | None = None,
+    none: str | None = None,
+    **parse: Any,
+) -> Any:
+    """A ``TrainConfig`` field: its default, and its ``Setting`` in the field's metadata.
+
+    The flag is ``--NAME-WITH-DASHES`` unless ``flag`` says otherwise; ``parse`` are the
+    keywords argparse's ``add_argument`` gets besides the flag, default and help."""
+    row = Setting(help, must, flag or "", parse, none)
+    return dataclasses.field(default=default, metadata={"setting": row})
+
+
+def _integer(low: int, high: float = math.inf, *, optional: bool = False) -> Callable:
+    """An int (not a bool) in [low, high); or None, when ``optional``."""
+
+    def ok(v: Any) -> bool:
+        if v is None:
+            return optional
+        return isinstance(v, int) and not isinstance(v, bool) and low <= v < high
+
+    return ok
+
+
+def _number(low: float, high: float = math.inf, *, above: bool = False,
+            optional: bool = False) -> Callable:  # fmt: skip
+    """A finite number in [low, high], or in (low, high] when ``above``; or None, when
+    ``optional``."""
+
+    def ok(v: Any) -> bool:
+        if v is None:
+            return optional
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return (v > low if above else v >= low) and v <= high
+
+    return ok
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+TEXT = ("a non-empty string", _text)
+SAME = "same"  # --head-lr same: the head learns at --lr
+
+
+def _rate_or_same(text: str) -> float | None:
+    if text == SAME:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or {SAME!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a run. Defaults: the SBERT paper's STS fine-tuning."""
 
-    model: str = "all-MiniLM-L6-v2"  # a folder, or a name under weights/
-    data: str = "stsb"  # stsb, sick, sick-nli, snli, snli-triplets, or a file
-    loss: str = "cosine"  # a name in minisbert.losses.REGISTRY, or FILE.py:FUNCTION
-    output: str = "runs/stsb"
-    split: str = "train"
-    epochs: int = 1
-    batch_size: int = 16  # B, global: split across devices
-    lr: float = 2e-5  # the encoder's
-    head_lr: float | None = HEAD_LR  # a loss's own parameters (softmax head); None: lr
-    probe_steps: int | None = None  # the first steps train the head alone; None: PROBE_RATIO
-    seed: int = 0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None  # stop after this many steps (the schedule ends there too)
-    margin: float | None = None  # None: the loss's own default
-    scale: float | None = None
-    distance: str | None = None
-    concat: tuple[str, ...] = ("u", "v", "abs_diff")  # softmax features; the paper's ablation
-    dropout_bits: int = 32  # 16: dropout masks from half the random bits (minisbert.dropout)
-    eval_data: str = "auto"  # auto, none, a dataset name or a file; split "dev"
-    eval_steps: int = 0  # evaluate every this many steps (0: only at the end)
-    checkpoint_steps: int = 500
-    keep_checkpoints: int = 2
-    resume: bool = False
-    progress: bool = True
-    overwrite: bool = False  # write into a non-empty --output that no run made (run_guard)
-    allow_data_change: bool = False  # let --resume continue on a changed data file
+    model: str = setting(  # a folder, or a name under weights/
+        "all-MiniLM-L6-v2",
+        "the model to start from: a model folder, or a name in weights/ (default: %(default)s)",
+        must=TEXT,
+    )
+    data: str = setting(
+        "stsb",
+        "stsb, sick, snli, snli-triplets, mnli, allnli (SNLI + MultiNLI), or a CSV / TSV / "
+        "JSONL file of pairs or triplets (default: %(default)s)",
+        must=TEXT,
+    )
+    loss: str = setting(  # a name in minisbert.losses.REGISTRY, or FILE.py:FUNCTION
+        "cosine",
+        ", ".join(TABLE) + "; or FILE.py:FUNCTION, a loss of your own (default: %(default)s)",
+        must=TEXT,
+    )
+    output: str = setting(
+        "runs/stsb",
+        "the folder of the trained model; checkpoints in OUTPUT/checkpoints",
+        must=TEXT,
+        required=True,
+    )
+    split: str = setting(
+        "train", "the split of --data to train on (default: %(default)s)", must=TEXT
+    )
+    epochs: int = setting(
+        1, "passes over the data (default: %(default)s)",
+        must=("an integer >= 1", _integer(1)), type=int,
+    )  # fmt: skip
+    batch_size: int = setting(  # B, global: split across devices
+        16, "examples per step, split across devices (default: %(default)s)",
+        must=("an integer >= 1", _integer(1)), type=int,
+    )  # fmt: skip
+    lr: float = setting(  # the encoder's
+        2e-5, "the encoder's peak learning rate (default: %(default)g)",
+        must=("a number in (0, 1]", _number(0, 1, above=True)), type=float,
+    )  # fmt: skip
+    head_lr: float | None = setting(  # a loss's own parameters (softmax head); None: lr
+        HEAD_LR,
+        "the softmax head's peak learning rate (default %(default)g; 'same' for --lr): a "
+        "random head needs its own",
+        must=("a number in (0, 1], or None for lr ('same')",
+              _number(0, 1, above=True, optional=True)),
+        type=_rate_or_same, none=SAME,
+    )  # fmt: skip
+    probe_steps: int | None = setting(  # the first steps train the head alone
+        None,
+        "train the softmax head alone (encoder frozen) for the first N steps (default: "
+        f"{100 * PROBE_RATIO:g}%% of the run's steps for --loss softmax; 0: from the first step)",
+        must=("an integer >= 0, or None for PROBE_RATIO of the steps",
+              _integer(0, optional=True)),
+        type=int,
+    )  # fmt: skip
+    seed: int = setting(  # must fit the 32 bits jax.random.key keeps (2**32: seed 0's dropout)
+        0, "the shuffle, dropout and head initialisation (default: %(default)s)",
+        must=("an integer in [0, 2**32)", _integer(0, 2**32)), type=int,
+    )  # fmt: skip
+    warmup_ratio: float = setting(
+        0.1,
+        "the share of steps over which the learning rate rises linearly from 0 "
+        "(default: %(default)s)",
+        must=("a number in [0, 1]", _number(0, 1)), type=float,
+    )  # fmt: skip
+    weight_decay: float = setting(  # lr * wd <= 1: AdamW's decay never pushes theta past 0
+        0.01, "AdamW's weight decay (default: %(default)s)",
+        must=("a number in [0, 1]", _number(0, 1)), type=float,
+    )  # fmt: skip
+    max_grad_norm: float = setting(
+        1.0, "clip the gradient at this global norm (default: %(default)s)",
+        must=("a number > 0", _number(0, above=True)), type=float,
+    )  # fmt: skip
+    max_steps: int | None = setting(  # the schedule ends there too
+        None, "stop after this many steps; the schedule ends there too (default: all epochs)",
+        must=("an integer >= 1, or None for all epochs", _integer(1, optional=True)), type=int,
+    )  # fmt: skip
+    margin: float | None = setting(  # None: the loss's own default
+        None, "triplet / contrastive margin (default: the loss's own)",
+        must=("a number >= 0, or None for the loss's default", _number(0, optional=True)),
+        type=float,
+    )  # fmt: skip
+    scale: float | None = setting(
+        None, "mnrl / cosent scale (default: the loss's own)",
+        must=("a number > 0, or None for the loss's default",
+              _number(0, above=True, optional=True)),
+        type=float,
+    )  # fmt: skip
+    distance: str | None = setting(None, "triplet / contrastive distance (default: the loss's own)")
+    concat: tuple[str, ...] = setting(  # softmax features; the paper's ablation
+        ("u", "v", "abs_diff"), "softmax features, from u v abs_diff mul (the paper's ablation)",
+        must=("one or more of u, v, abs_diff, mul", bool), nargs="+",
+    )  # fmt: skip
+    dropout_bits: int = setting(  # 16: masks from half the random bits (minisbert.dropout)
+        32,
+        "16: draw dropout masks from half the random bits, a little faster; other masks, so "
+        "other weights than 32 for the same seed (default: %(default)s)",
+        must=("16 or 32", lambda v: v in (16, 32) and not isinstance(v, bool)),
+        type=int, choices=[16, 32],
+    )  # fmt: skip
+    eval_data: str = setting(  # its split "dev"
+        "auto",
+        "evaluated on its dev split: auto (STS Benchmark dev; SICK's for --data sick; skipped "
+        "if absent), none, a dataset name or a file",
+        must=TEXT,
+    )
+    eval_steps: int = setting(
+        0, "evaluate every N steps too (default 0: at the end only)",
+        must=("an integer >= 0 (0: evaluate at the end only)", _integer(0)), type=int,
+    )  # fmt: skip
+    checkpoint_steps: int = setting(
+        500, "save a checkpoint every N steps, and at the end (default: %(default)s)",
+        must=("an integer >= 1", _integer(1)), type=int,
+    )  # fmt: skip
+    keep_checkpoints: int = setting(
+        2, "how many of the newest checkpoints to keep (default: %(default)s)",
+        must=("an integer >= 1", _integer(1)), type=int,
+    )  # fmt: skip
+    resume: bool = setting(False, "continue from OUTPUT's last checkpoint", action="store_true")
+    overwrite: bool = setting(  # a non-empty --output that no run made (run_guard)
+        False, "write into a non-empty OUTPUT that is not a minisbert training folder",
+        action="store_true",
+    )  # fmt: skip
+    allow_data_change: bool = setting(
+        False, "let --resume go on although the training data changed", action="store_true"
+    )
+    progress: bool = setting(
+        True, "no progress bar (nor the line before the first step's compile)",
+        flag="--no-progress", action="store_false",
+    )  # fmt: skip
 
     # Fields that change the numbers: a resumed run must keep them.
     MATH_FIELDS = (
@@ -72,61 +254,36 @@ class TrainConfig:
         return values
 
 
-def _integer(low: int, high: float = math.inf) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v < high
-
-
-def _number(low: float, high: float = math.inf, *, above: bool = False) -> Callable[[Any], bool]:
-    """A finite number in [low, high], or in (low, high] when ``above``."""
-
-    def ok(v: Any) -> bool:
-        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-            return False
-        return (v > low if above else v >= low) and v <= high
-
-    return ok
-
-
-# The range of every numeric setting. lr * weight_decay <= 1 keeps AdamW's decay
-# (theta <- theta - lr * wd * theta) from overshooting zero; the seed must fit the 32 bits
-# jax.random.key keeps (2**32 would give seed 0's dropout).
-SETTING_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "epochs": ("an integer >= 1", _integer(1)),
-    "batch_size": ("an integer >= 1", _integer(1)),
-    "lr": ("a number in (0, 1]", _number(0, 1, above=True)),
-    "head_lr": ("a number in (0, 1], or None for lr ('same')", _number(0, 1, above=True)),
-    "probe_steps": ("an integer >= 0, or None for PROBE_RATIO of the steps", _integer(0)),
-    "seed": ("an integer in [0, 2**32)", _integer(0, 2**32)),
-    "warmup_ratio": ("a number in [0, 1]", _number(0, 1)),
-    "weight_decay": ("a number in [0, 1]", _number(0, 1)),
-    "max_grad_norm": ("a number > 0", _number(0, above=True)),
-    "max_steps": ("an integer >= 1, or None for all epochs", _integer(1)),
-    "margin": ("a number >= 0, or None for the loss's default", _number(0)),
-    "scale": ("a number > 0, or None for the loss's default", _number(0, above=True)),
-    "eval_steps": ("an integer >= 0 (0: evaluate at the end only)", _integer(0)),
-    "checkpoint_steps": ("an integer >= 1", _integer(1)),
-    "keep_checkpoints": ("an integer >= 1", _integer(1)),
-    "dropout_bits": ("16 or 32", lambda v: v in (16, 32) and not isinstance(v, bool)),
+# The table, a row per field in the order of TrainConfig, each flag spelled out.
+SETTINGS: dict[str, Setting] = {
+    f.name: dataclasses.replace(
+        f.metadata["setting"], flag=f.metadata["setting"].flag or "--" + f.name.replace("_", "-")
+    )
+    for f in dataclasses.fields(TrainConfig)
 }
-NAME_SETTINGS = ("model", "data", "loss", "output", "split", "eval_data")  # non-empty text
 
 
 def check_settings(config: TrainConfig) -> None:
     """Refuse a setting outside its range, in one line naming it, its value and the range:
     before any work, and before a bad value turns into a ZeroDivisionError or a NaN model."""
-
-    def refuse(name: str, allowed: str) -> ValueError:
+    for name, row in SETTINGS.items():
         value = getattr(config, name)
-        flag = "--" + name.replace("_", "-")
-        return ValueError(f"{name}={value!r} ({flag}): must be {allowed}")
+        if row.must is not None and not row.must[1](value):
+            raise ValueError(f"{name}={value!r} ({row.flag}): must be {row.must[0]}")
 
-    for name, (allowed, ok) in SETTING_RANGES.items():
-        value = getattr(config, name)
-        may_be_none = name == "head_lr" or TrainConfig.__dataclass_fields__[name].default is None
-        if not (ok(value) or (value is None and may_be_none)):
-            raise refuse(name, allowed)
-    for name in NAME_SETTINGS:
-        if not isinstance(getattr(config, name), str) or not getattr(config, name).strip():
-            raise refuse(name, "a non-empty string")
-    if not config.concat:
-        raise refuse("concat", "one or more of u, v, abs_diff, mul")
+
+def flag_words(name: str, value: Any) -> list[str]:
+    """The command-line words that set ``name`` to ``value``: what the parser reads back.
+
+    A flag without a value (``--resume``, ``--no-progress``) stands for the value that is
+    not its default."""
+    row = SETTINGS[name]
+    if row.parse.get("action") in ("store_true", "store_false"):
+        return [row.flag]
+    if row.parse.get("nargs"):
+        return [row.flag, *map(str, value)]
+    if value is None:
+        if row.none is None:
+            raise ValueError(f"{row.flag} cannot be set to None on the command line")
+        return [row.flag, row.none]
+    return [row.flag, str(value)]

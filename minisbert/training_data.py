@@ -4,18 +4,17 @@ Shapes: S sides of an example (2 for pairs, 3 for triplets), B batch, T tokens, 
 
 A loss names the kinds of data it trains on (``minisbert.losses.registry``): scored pairs
 (cosine), class pairs (softmax), 0/1 pairs (contrastive), triplets, unlabelled pairs
-(in-batch negatives). ``load_training_data`` reads ``--data``, checks that the loss can
-train on it, and tokenizes every side once. Each epoch visits the examples in an order drawn
-from ``numpy.random.default_rng([seed, epoch])`` (``epoch_order``); the short last batch is
-dropped, so every batch has B examples. ``TrainingData.batch`` pads each side of a batch to
-a bucket length (``minisbert.batching``): (S, B, T).
+(in-batch negatives). ``load_training_data`` reads ``--data``, checks that the run's loss
+(resolved once, ``losses.get_loss``) can train on it, and tokenizes every side once. Each
+epoch visits the examples in an order drawn from ``numpy.random.default_rng([seed, epoch])``
+(``epoch_order``); the short last batch is dropped, so every batch has B examples.
+``TrainingData.batch`` pads each side of a batch to a bucket length (``minisbert.batching``):
+(S, B, T).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +23,8 @@ import numpy as np
 
 from minisbert.batching import bucket_length
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
-from minisbert.evaluate import evaluate_binary, evaluate_sts, evaluate_triplets
 from minisbert.io import checkpoint
-from minisbert.losses import DATA_KINDS, get_loss
+from minisbert.losses import DATA_KINDS, Loss, get_loss
 from minisbert.tokenizer import Tokenizer, pad_batch
 from minisbert.train_config import TrainConfig
 
@@ -92,14 +90,17 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:  # (n,)
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingData:
+def load_training_data(
+    config: TrainConfig, tokenizer: Tokenizer, loss: Loss | None = None
+) -> TrainingData:
     """Load ``config.data``, check that ``config.loss`` can train on it, and tokenize it.
 
+    ``loss`` is ``config.loss`` as the run resolved it; without it, it is resolved here.
     stsb and sick scores are rescaled to [0, 1] (cosine compares them with cos(u, v)).
     Contrastive losses need 0/1 labels and are refused on scored data: minisbert does not
     invent a threshold that turns a similarity score into "similar" / "dissimilar".
     """
-    loss = get_loss(config.loss)
+    loss = loss if loss is not None else get_loss(config.loss)
     examples = load_dataset(config.data, config.split, normalize=True)
     if not examples:
         raise DataError(f"--data {config.data} ({config.split}) has no examples")
@@ -118,7 +119,7 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
         labels = None
     else:
         columns = [[e.sentence1 for e in examples], [e.sentence2 for e in examples]]
-        labels = _labels(examples, config)
+        labels = _labels(examples, config, loss.head)
     return TrainingData(
         sides=[tokenizer.tokenize(column) for column in columns],
         labels=labels,
@@ -129,8 +130,11 @@ def load_training_data(config: TrainConfig, tokenizer: Tokenizer) -> TrainingDat
     )
 
 
-def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | None:  # (N,)
-    """The labels as an array, refused (naming the row) where the loss cannot train on them."""
+def _labels(
+    examples: list[PairExample], config: TrainConfig, head: bool
+) -> np.ndarray | None:  # (N,)
+    """The labels as an array, refused (naming the row) where the loss cannot train on them
+    (``head``: the loss classifies them, so they must be class ids 0..C-1)."""
     if examples[0].label is None:
         return None
 
@@ -140,7 +144,6 @@ def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | No
 
     if isinstance(examples[0].label, int):
         classes = np.array([e.label for e in examples], dtype=np.int32)
-        head = get_loss(config.loss).head
         if head and classes.min() < 0:
             i = int(np.argmin(classes))
             raise DataError(f"{row(i)}: label {classes[i]} is negative; class ids are 0..C-1")
@@ -163,49 +166,3 @@ def _labels(examples: list[PairExample], config: TrainConfig) -> np.ndarray | No
             f"[{scores.min():g}, {scores.max():g}]: rescale them"
         )
     return scores
-
-
-def make_loss(config: TrainConfig, loss_fn: LossFn | None = None) -> LossFn:
-    """The loss to train with: ``loss_fn`` or the registry's, with --margin/--scale/--distance."""
-    registered = get_loss(config.loss)
-    base = loss_fn if loss_fn is not None else registered.function
-    options = {
-        name: value
-        for name in ("margin", "scale", "distance")
-        if (value := getattr(config, name)) is not None
-    }
-    if options and loss_fn is None:
-        accepted = inspect.signature(base).parameters
-        unused = [name for name in options if name not in accepted]
-        if unused:
-            raise ValueError(f"--{unused[0]} does not apply to --loss {config.loss}")
-    if registered.on_batch is not None:
-        return functools.partial(registered.on_batch, loss_fn=base, **options)
-    return functools.partial(base, **options) if options else base
-
-
-def eval_examples(config: TrainConfig) -> tuple[str, list[Any], Callable[..., dict]] | None:
-    """What to evaluate on: ``(name, dev examples, evaluator)``, or None.
-
-    "auto" is the SBERT paper's choice, STS benchmark dev (SICK dev when training on SICK),
-    skipped quietly when the data folder lacks it.
-    """
-    name = config.eval_data
-    if name == "none":
-        return None
-    if name == "auto":
-        name = "sick" if config.data == "sick" else "stsb"
-        try:
-            examples = load_dataset(name, "dev")
-        except DataError:
-            return None
-    else:
-        examples = load_dataset(name, "dev")
-    kinds = data_kinds(examples)
-    if "triplets" in kinds:
-        return name, examples, evaluate_triplets
-    if "scored pairs" in kinds:
-        return name, examples, evaluate_sts
-    if "0/1 pairs" in kinds:
-        return name, examples, evaluate_binary
-    raise DataError(f"--eval-data {name}: no evaluator for {' / '.join(sorted(kinds))}")

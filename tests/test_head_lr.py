@@ -17,7 +17,8 @@ from test_train import config_for, files  # noqa: F401 (a fixture)
 
 from minisbert import cli
 from minisbert.io.weights import read_safetensors
-from minisbert.train import HEAD_LR, TrainConfig, make_optimizer, train
+from minisbert.train import TrainConfig, make_optimizer, train
+from minisbert.train_config import HEAD_LR
 
 
 def tree() -> dict:
@@ -85,7 +86,12 @@ def test_probe_steps_need_a_head(files, tmp_path):  # noqa: F811
 
 
 def test_the_cli_default_is_the_trainers():
-    assert cli.HEAD_LR == HEAD_LR == TrainConfig().head_lr
+    assert TrainConfig().head_lr == HEAD_LR  # the one source: the field's default
+    args = cli.build_parser().parse_args(["train", "--output", "x"])
+    assert args.head_lr == HEAD_LR
+    commands = cli.build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    help_text = " ".join(commands.choices["train"].format_help().split())
+    assert f"(default {HEAD_LR:g}; 'same' for --lr)" in help_text
     args = cli.build_parser().parse_args(["train", "--output", "x", "--head-lr", "same"])
     assert args.head_lr is None and args.probe_steps is None  # None: PROBE_RATIO of the steps
     assert TrainConfig().probe_steps is None

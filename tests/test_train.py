@@ -20,11 +20,11 @@ from tiny import TINY_CONFIG, make_tiny_model_dir
 
 from minisbert.config import SentenceConfig
 from minisbert.io.weights import read_safetensors
-from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss
+from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss, get_loss, make_loss
 from minisbert.optimizer import make_optimizer, warmup_linear
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import Trainable, TrainConfig, TrainingError, train, train_step
-from minisbert.training_data import TrainingData, make_loss
+from minisbert.training_data import TrainingData
 
 WORDS = "the cat dog sat on mat a is run".split()
 
@@ -187,7 +187,7 @@ def test_every_loss_trains_finite_and_falling(name):
     trainable.eval()  # no dropout: the same batch must then give a falling loss
     tx = make_optimizer(3e-3, 10**6, warmup_ratio=0.0)
     optimizer = nnx.Optimizer(trainable, tx, wrt=nnx.Param)
-    loss_fn = make_loss(TrainConfig(loss=name))
+    loss_fn = make_loss(get_loss(name), name)
     losses = [
         float(train_step(trainable, optimizer, input_ids, mask, labels, loss_fn)) for _ in range(6)
     ]

@@ -25,7 +25,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from minisbert.losses.registry import DATA_KINDS, Loss, LossError, get_loss, load_registry
+from minisbert.losses.registry import (
+    DATA_KINDS,
+    Loss,
+    LossError,
+    get_loss,
+    load_registry,
+    make_loss,
+)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from collections.abc import Callable
@@ -82,6 +89,7 @@ __all__ = [
     "cosent_loss",
     "cosine_similarity_loss",
     "get_loss",
+    "make_loss",
     "multiple_negatives_ranking_loss",
     "online_contrastive_loss",
     "softmax_loss",

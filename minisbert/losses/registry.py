@@ -27,6 +27,10 @@ scored pairs, ``(u, v, labels)`` 0/1 or class pairs, ``(anchor, positive, negati
 triplets, ``(anchor, positive)`` unlabelled pairs. It must return a scalar jax array; one that
 returns anything else, or raises, stops the run in one line naming the file and function
 (and, for an exception, the line of the file that raised it).
+
+**One run, one lookup.** A run resolves its ``--loss`` once (``get_loss``: a file loss's file
+runs once) and passes the ``Loss`` on: the data check reads what it trains on, the train
+step calls ``make_loss``'s function, with --margin, --scale and --distance bound.
 """
 
 from __future__ import annotations
@@ -68,10 +72,6 @@ class Loss:
     head: bool = False  # takes a trainable module first (the softmax classifier)
     # How the train step calls it, where that differs from ``function``'s own arguments.
     on_batch: Callable[..., jax.Array] | None = None
-
-    @property
-    def step_function(self) -> Callable[..., jax.Array]:
-        return self.on_batch or self.function
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +179,31 @@ def load_file_loss(spec: str) -> Loss:
             f"arguments as one of {known}"
         )
     return Loss(_checked(function, spec, path), data, head=head)
+
+
+def make_loss(
+    loss: Loss,
+    name: str,
+    *,
+    loss_fn: Callable[..., jax.Array] | None = None,
+    **options: object,
+) -> Callable[..., jax.Array]:
+    """The function a train step calls: ``loss``'s own (or ``loss_fn`` in its place), with the
+    options the run sets (margin, scale, distance; None: the loss's own default) bound.
+
+    ``name`` is how the run named the loss (``--loss``), for the message when an option does
+    not apply to it. Options are checked against ``loss``'s own function only: a ``loss_fn``
+    given in its place gets them unchecked."""
+    options = {key: value for key, value in options.items() if value is not None}
+    base = loss_fn if loss_fn is not None else loss.function
+    if options and loss_fn is None:
+        accepted = inspect.signature(base).parameters
+        unused = [key for key in options if key not in accepted]
+        if unused:
+            raise ValueError(f"--{unused[0]} does not apply to --loss {name}")
+    if loss.on_batch is not None:
+        return functools.partial(loss.on_batch, loss_fn=base, **options)
+    return functools.partial(base, **options) if options else base
 
 
 def check_loss_value(value: object, name: str) -> None:
