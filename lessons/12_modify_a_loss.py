@@ -65,7 +65,7 @@ import numpy as np
 
 from minisbert import SentenceEncoder
 from minisbert.data import load_dataset
-from minisbert.distances import cos_sim, normalize  # noqa: F401  (yours to use below)
+from minisbert.distances import cos_sim_matrix, normalize  # noqa: F401  (yours to use below)
 from minisbert.evaluate import evaluate_sts
 from minisbert.loss_check import check_loss, random_inputs
 from minisbert.losses import multiple_negatives_ranking_loss, triplet_loss
@@ -278,7 +278,7 @@ except AssertionError as error:
 #
 # (sentence-transformers has a symmetric variant of MNRL too; here the formula above is the
 # definition.) Write it with the same arguments as `multiple_negatives_ranking_loss`:
-# `negatives` may be None (pairs only), `scale` defaults to 20. `cos_sim(a, b)` from
+# `negatives` may be None (pairs only), `scale` defaults to 20. `cos_sim_matrix(a, b)` from
 # `minisbert.distances` gives the (B, M) cosine matrix, and
 # `optax.softmax_cross_entropy_with_integer_labels(logits, labels)` the cross-entropy of
 # each row of `logits`.
@@ -321,7 +321,7 @@ print(f"rows {golden_rows:.6f}, columns {golden_columns:.6f}, loss {GOLDEN_SYMME
 
 
 def check_symmetric_mnrl(fn: LossFn) -> None:
-    fn = lesson.by_hand(fn, multiple_negatives_ranking_loss)  # write it with cos_sim
+    fn = lesson.by_hand(fn, multiple_negatives_ranking_loss)  # write it with cos_sim_matrix
     anchors = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # (2, 2)
     positives = jnp.array([[1.0, 0.0], [1.0, 1.0]])  # (2, 2)
     value = float(fn(anchors, positives, scale=1.0))
@@ -342,7 +342,7 @@ symmetric_mnrl_loss = lesson.exercise(
 # The check gives away a one-line solution: the column loss is the library's MNRL with the
 # roles of anchors and positives swapped (and no negatives). The check refuses it (its
 # `lesson.by_hand` fails if your function calls `multiple_negatives_ranking_loss`): writing
-# it out with `cos_sim` is the exercise, the (B, 2B) matrix read two ways.
+# it out with `cos_sim_matrix` is the exercise, the (B, 2B) matrix read two ways.
 #
 # ## Train with it
 #
@@ -424,7 +424,7 @@ picks_own = []  # per anchor: is its own entailment the best of the batch's 2B c
 for start in range(0, len(seen) - BATCH_SIZE + 1, BATCH_SIZE):
     rows = slice(start, start + BATCH_SIZE)
     candidates = np.concatenate([seen_p[rows], seen_n[rows]])  # (2B, D)
-    scores = np.asarray(cos_sim(seen_a[rows], candidates))  # (B, 2B), own positive on the diagonal
+    scores = np.asarray(cos_sim_matrix(seen_a[rows], candidates))  # (B, 2B), positive i in column i
     picks_own += list(scores.argmax(axis=1) == np.arange(BATCH_SIZE))
 share_own = float(np.mean(picks_own))
 print(f"before training, {share_own:.0%} of the anchors in the {len(seen) // BATCH_SIZE} "

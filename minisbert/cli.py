@@ -39,30 +39,16 @@ MODEL_HELP = "a model folder, or a name in weights/ (default: %(default)s)"
 
 
 def read_lines(path: str | Path, *, keep_blank: bool = False) -> list[str]:
-    """The lines of a UTF-8 text file, without their line ends; bad bytes are reported with
-    file and line. Blank lines are dropped unless ``keep_blank``: ``encode`` keeps them, so
-    that row i of its array is line i of the file (a blank line embeds the empty string, as
+    """The lines of a UTF-8 text file, without their line ends, read as the datasets are
+    (``minisbert.data.lines``: a byte order mark dropped, a bad byte named by file and line).
+    Blank lines are dropped unless ``keep_blank``: ``encode`` keeps them, so that row i of
+    its array is line i of the file (a blank line embeds the empty string, as
     sentence-transformers embeds ``""``); ``search`` drops them, a blank line is no answer.
-    A UTF-8 byte order mark before the first line is not part of it.
+    An empty file has no lines.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    lines = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start}); "
-                    "save the file as UTF-8"
-                ) from None
-            if keep_blank or line.strip():
-                lines.append(line)
-    return lines
+    from minisbert.data.lines import iter_lines
+
+    return [line for _, line in iter_lines(path, allow_empty=True) if keep_blank or line.strip()]
 
 
 def open_output(path: str | Path) -> tuple[Path, Path]:

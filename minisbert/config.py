@@ -129,11 +129,16 @@ class BertConfig:
         return {"model_type": "bert", **dataclasses.asdict(self)}
 
 
-# The paper's three poolings and mean_sqrt_len, which sentence-transformers added early
-# (lesson 4 compares these four), then two that later models use.
+# The names a sentence.json may use. The functions they name live in pooling.POOLINGS and
+# dense.ACTIVATIONS, which import JAX and check at import that their keys are these; the names
+# are kept here so that reading a config needs no JAX.
+# The paper's three poolings and sentence-transformers' mean_sqrt_len, which lesson 4
+# compares; then weightedmean and lasttoken, two more of sentence-transformers' modes, so
+# that a BERT model saved with either converts.
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
-LATER_POOLING_MODES = ("weightedmean", "lasttoken")
-ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid")
+OTHER_POOLING_MODES = ("weightedmean", "lasttoken")
+ALL_POOLING_MODES = POOLING_MODES + OTHER_POOLING_MODES
+ACTIVATION_NAMES = ("identity", "tanh", "relu", "gelu", "sigmoid")
 MAX_DENSE_FEATURES = 2**20
 
 
@@ -157,8 +162,10 @@ class DenseConfig:
                 )
         if type(self.bias) is not bool:
             raise ConfigError(f"dense bias must be true or false, found {self.bias!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"dense activation {self.activation!r} is not one of {ACTIVATIONS}")
+        if self.activation not in ACTIVATION_NAMES:
+            raise ConfigError(
+                f"dense activation {self.activation!r} is not one of {ACTIVATION_NAMES}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,12 +199,10 @@ class SentenceConfig:
             if len(self.pooling) == 1:
                 object.__setattr__(self, "pooling", self.pooling[0])
         for mode in self.poolings:
-            if mode not in POOLING_MODES + LATER_POOLING_MODES:
-                raise ConfigError(
-                    f"pooling {mode!r} is not one of {POOLING_MODES + LATER_POOLING_MODES}"
-                )
+            if mode not in ALL_POOLING_MODES:
+                raise ConfigError(f"pooling {mode!r} is not one of {ALL_POOLING_MODES}")
         if not self.poolings:
-            raise ConfigError(f"pooling names no mode; choose one of {POOLING_MODES}")
+            raise ConfigError(f"pooling names no mode; choose one of {ALL_POOLING_MODES}")
         if self.max_seq_length < 2:
             raise ConfigError(f"max_seq_length {self.max_seq_length} leaves no room for a token")
         dense = tuple(

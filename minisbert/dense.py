@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from minisbert.config import DenseConfig
+from minisbert.config import ACTIVATION_NAMES, DenseConfig
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
@@ -26,6 +26,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # torch.nn.GELU() is the exact one
     "sigmoid": jax.nn.sigmoid,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "config.ACTIVATION_NAMES names these activations"
 
 
 class Dense(nnx.Module):

@@ -47,7 +47,7 @@ def normalize(x: jax.Array, eps: float = EPS_NORMALIZE) -> jax.Array:  # (..., D
     return x / jnp.maximum(safe_norm(x), eps)[..., None]
 
 
-def cos_sim(
+def cos_sim_matrix(
     a: jax.Array,  # (B, D)
     b: jax.Array,  # (M, D)
     eps: float = EPS_NORMALIZE,
@@ -118,7 +118,7 @@ def manhattan_matrix(x: jax.Array) -> jax.Array:  # (B, D) -> (B, B)
 
 def cosine_distance_matrix(x: jax.Array, eps: float = EPS_NORMALIZE) -> jax.Array:
     """d(x_i, x_j) = 1 - cos(x_i, x_j), all pairs within one batch; x (B, D) -> (B, B)."""
-    return 1.0 - cos_sim(x, x, eps)
+    return 1.0 - cos_sim_matrix(x, x, eps)
 
 
 MATRIX_DISTANCES = {

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from minisbert.config import ALL_POOLING_MODES
 from minisbert.distances import normalize  # noqa: F401 - pooling's last step, re-exported
 
 PoolingFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -108,6 +109,7 @@ POOLINGS: dict[str, PoolingFn] = {
     "weightedmean": weightedmean_pooling,
     "lasttoken": lasttoken_pooling,
 }
+assert tuple(POOLINGS) == ALL_POOLING_MODES, "config.ALL_POOLING_MODES names these poolings"
 
 
 def pool(

@@ -22,7 +22,6 @@ import functools
 import numbers
 import os
 import sys
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,9 +59,9 @@ class SentenceModel(nnx.Module):
         attention_mask: jax.Array,  # (B, T)
     ) -> jax.Array:  # (B, D)
         token_embeddings = self.bert(input_ids, attention_mask)  # (B, T, D)
-        return self.head(token_embeddings, attention_mask)
+        return self.pool_and_project(token_embeddings, attention_mask)
 
-    def head(
+    def pool_and_project(
         self,
         token_embeddings: jax.Array,  # (B, T, D)
         attention_mask: jax.Array,  # (B, T)
@@ -204,7 +203,6 @@ class SentenceEncoder:
         # The (what, shape) of every forward pass run: ("sentence_embedding" or
         # "token_embeddings", (B, T)) for padded batches; the batcher's own for others.
         self.compiled_shapes: set[tuple[str, tuple[int, ...]]] = set()
-        self._warned_truncation = False
 
     @property
     def dim(self) -> int:  # D, or what pooling modes and Dense layers make of it
@@ -348,16 +346,9 @@ class SentenceEncoder:
         return [len(e.ids) for e in encodings]
 
     def token_ids(self, sentences: list[str]) -> list[list[int]]:
-        """Each sentence's token ids, truncated to ``max_seq_length`` (warned about once)."""
-        encodings = self.tokenizer.backend.encode_batch(sentences, add_special_tokens=True)
-        if not self._warned_truncation and any(e.overflowing for e in encodings):
-            self._warned_truncation = True
-            warnings.warn(
-                f"some sentences are longer than max_seq_length={self.max_seq_length} tokens "
-                "and were truncated; only their first tokens are embedded",
-                stacklevel=4,
-            )
-        return [e.ids for e in encodings]
+        """Each sentence's token ids, truncated to ``max_seq_length`` (``Tokenizer.tokenize``
+        warns about it once, as it does for the training data)."""
+        return self.tokenizer.tokenize(sentences)
 
 
 def _materialize(model: nnx.Module) -> None:

@@ -34,8 +34,8 @@ def _as_2d(x: Any) -> jax.Array:
 def cos_sim(a: Any, b: Any) -> jax.Array:  # (N, M)
     """Cosine similarity of every row of ``a`` (N, D) with every row of ``b`` (M, D).
 
-    ``distances.cos_sim`` for anything array-like, a single vector taken as one row."""
-    return distances.cos_sim(_as_2d(a), _as_2d(b))
+    ``distances.cos_sim_matrix`` for anything array-like, a single vector taken as one row."""
+    return distances.cos_sim_matrix(_as_2d(a), _as_2d(b))
 
 
 def dot_score(a: Any, b: Any) -> jax.Array:  # (N, M)

@@ -16,6 +16,9 @@ Shapes: B batch, T tokens.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +38,7 @@ class Tokenizer:
         self.backend = backend
         self.max_seq_length = max_seq_length
         self.pad_token_id = backend.token_to_id("[PAD]") or 0
+        self.warned_truncation = False  # once per tokenizer, not once per batch
 
     @classmethod
     def from_file(cls, path: str | Path, max_seq_length: int) -> Tokenizer:
@@ -58,14 +62,35 @@ class Tokenizer:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     def tokenize(self, sentences: Sequence[str]) -> list[list[int]]:
-        """Token ids of each sentence, ``[CLS]`` first, ``[SEP]`` last, at most max_seq_length."""
+        """Token ids of each sentence, ``[CLS]`` first, ``[SEP]`` last, at most max_seq_length.
+
+        Every path from text to ids (``encode``, the training data) comes through here, so a
+        sentence cut at max_seq_length is warned about the same way on each: once per tokenizer.
+        """
         # encode_batch tokenizes in parallel in Rust; one call per batch of sentences.
         encodings = self.backend.encode_batch(list(sentences), add_special_tokens=True)
+        if not self.warned_truncation and any(encoding.overflowing for encoding in encodings):
+            self.warned_truncation = True
+            warnings.warn(
+                f"some sentences are longer than max_seq_length={self.max_seq_length} tokens "
+                "and were truncated; only their first tokens are embedded",
+                stacklevel=_stacklevel_outside_minisbert(),
+            )
         return [encoding.ids for encoding in encodings]
 
     def tokens(self, sentence: str) -> list[str]:
         """The WordPiece strings of one sentence, for reading rather than computing."""
         return self.backend.encode(sentence).tokens
+
+
+def _stacklevel_outside_minisbert() -> int:
+    """The ``stacklevel`` that points a warning raised by its caller at the first line outside
+    the minisbert package: the user's ``encode`` or training call, however deep the path."""
+    package = os.path.dirname(__file__) + os.sep
+    level, frame = 1, sys._getframe(1)  # the frame that calls warnings.warn is stacklevel 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def pad_batch(

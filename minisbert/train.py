@@ -225,7 +225,7 @@ def _loop(
                                 config.batch_size)  # fmt: skip
         loss = float(run.steps.step(run.trainable, run.optimizer, batch, run.loss_fn))
         run.times.append(time.perf_counter() - began)
-        run.check_finite(loss, step)
+        run.check_finite_loss(loss, step)
         run.losses.append(loss)
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{float(run.schedule(step)):.2e}",
                              refresh=False)  # fmt: skip
@@ -376,7 +376,7 @@ class Run:
         keep = max(self.config.keep_checkpoints, 1) + 1
         checkpoint.check_free_space(self.output, keep * state + params)
 
-    def check_finite(self, loss: float, step: int) -> None:
+    def check_finite_loss(self, loss: float, step: int) -> None:
         if not math.isfinite(loss):
             epoch, index = divmod(step, self.steps_per_epoch)
             where = self.last_good or "none (no checkpoint written yet)"

@@ -27,7 +27,7 @@ def test_encode_reports_invalid_utf8_with_file_and_line(tmp_path, tiny, capsys):
     lines.write_bytes(b"fine line\nbad \xff byte\n")
     assert main(["encode", str(lines), "-o", str(tmp_path / "o.npy"), "--model", tiny]) == 1
     err = capsys.readouterr().err
-    assert "bad.txt, line 2: not valid UTF-8" in err
+    assert "bad.txt:2: invalid UTF-8" in err
     assert "Traceback" not in err
 
 

@@ -87,13 +87,25 @@ def test_accepts_generators_and_numpy_arrays(encoder):
 
 
 def test_long_text_is_truncated_with_a_warning(encoder):
-    encoder._warned_truncation = False
+    encoder.tokenizer.warned_truncation = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         a = encoder.encode("word " * 1000)
         b = encoder.encode("word " * 2000)
-    assert sum("truncated" in str(w.message) for w in caught) == 1  # warned once
+    truncated = [w for w in caught if "truncated" in str(w.message)]
+    assert len(truncated) == 1  # warned once
+    assert truncated[0].filename == __file__  # at the line that called encode
     np.testing.assert_allclose(a, b, atol=1e-6)  # both are cut at 256 tokens
+
+
+def test_training_tokenization_warns_as_encode_does(encoder):
+    encoder.tokenizer.warned_truncation = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = encoder.tokenizer.tokenize(["word " * 1000, "a short one"])
+    truncated = [w for w in caught if "truncated" in str(w.message)]
+    assert len(truncated) == 1 and truncated[0].filename == __file__
+    assert len(ids[0]) == encoder.max_seq_length
 
 
 def test_bad_arguments(encoder):

@@ -41,7 +41,7 @@ from minisbert import lesson
 from minisbert.batching import batch_rows, bucket_length, smart_batches
 from minisbert.config import SentenceConfig
 from minisbert.data import DataError
-from minisbert.distances import cos_sim
+from minisbert.distances import cos_sim_matrix
 from minisbert.loss_check import check_loss, random_inputs
 from minisbert.losses import (
     cosent_loss,
@@ -452,8 +452,8 @@ def test_11_check_refuses_rows_per_batch():
 
 def test_12_checks_refuse_the_library():
     stem = "12_modify_a_loss"
-    common = {"check_loss": check_loss, "random_inputs": random_inputs, "cos_sim": cos_sim,
-              "LossFn": Any}
+    common = {"check_loss": check_loss, "random_inputs": random_inputs,
+              "cos_sim_matrix": cos_sim_matrix, "LossFn": Any}
     check_triplet = check_from(stem, "check_cosine_triplet", triplet_loss=triplet_loss, **common)
     check_triplet(solution(stem, "cosine_triplet_loss"))
     with pytest.raises(AssertionError, match="triplet_loss"):

@@ -271,7 +271,7 @@ def test_cli_a_surrogate_in_a_file_is_invalid_utf8_with_its_line(tiny_dir, tmp_p
     path.write_bytes(b"fine\nalso fine\nbad \xed\xa0\x80 surrogate\n")  # U+D800, CESU style
     assert main(["encode", str(path), "-o", str(tmp_path / "o.npy"), "--model", tiny_dir]) == 1
     err = capsys.readouterr().err
-    assert "surrogate.txt, line 3: not valid UTF-8" in err and "Traceback" not in err
+    assert "surrogate.txt:3: invalid UTF-8" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

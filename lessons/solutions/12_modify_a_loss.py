@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from minisbert.distances import cos_sim, normalize
+from minisbert.distances import cos_sim_matrix, normalize
 
 
 def cosine_triplet_loss(
@@ -35,7 +35,7 @@ def symmetric_mnrl_loss(
     candidates = positives  # (B, D)
     if negatives is not None:
         candidates = jnp.concatenate([positives, negatives])  # (2B, D)
-    scores = scale * cos_sim(anchors, candidates)  # (B, M)
+    scores = scale * cos_sim_matrix(anchors, candidates)  # (B, M)
     targets = jnp.arange(B)  # (B,) the true pairs sit on the diagonal
     # Rows: which candidate belongs to anchor i? Every positive and hard negative competes.
     rows = optax.softmax_cross_entropy_with_integer_labels(scores, targets)  # (B,)

@@ -38,8 +38,13 @@ def read_lines(path: str | Path, *, missing_hint: str = "") -> list[tuple[int, s
     return list(iter_lines(path, missing_hint=missing_hint))
 
 
-def iter_lines(path: str | Path, *, missing_hint: str = "") -> Iterator[tuple[int, str]]:
-    """Like ``read_lines``, one line at a time (for files too big to hold twice)."""
+def iter_lines(
+    path: str | Path, *, missing_hint: str = "", allow_empty: bool = False
+) -> Iterator[tuple[int, str]]:
+    """Like ``read_lines``, one line at a time (for files too big to hold twice).
+
+    ``allow_empty``: an empty file gives no lines instead of a ``DataError`` (the CLI's
+    ``encode`` turns it into an array of 0 rows; a dataset with no rows is an error)."""
     path = Path(path)
     if not path.is_file():
         hint = f"; {missing_hint}" if missing_hint else ""
@@ -58,7 +63,7 @@ def iter_lines(path: str | Path, *, missing_hint: str = "") -> Iterator[tuple[in
                     f"of the line); re-save the file as UTF-8"
                 ) from None
             yield number, text.rstrip("\r\n")
-    if empty:
+    if empty and not allow_empty:
         raise DataError(f"{path}: file is empty")
 
 

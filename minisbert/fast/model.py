@@ -22,9 +22,10 @@ from minisbert.sentence_encoder import SentenceModel
 
 def embed_packed(model: SentenceModel, batch: PackedBatch) -> jax.Array:  # (n, D')
     """The vectors ``model`` gives the batch's sentences padded one to a row, from packed rows:
-    token vectors gathered back per sentence (n, L, D), then the model's own pooling head."""
+    token vectors gathered back per sentence (n, L, D), then the model's own pooling,
+    Dense layers and normalisation (``SentenceModel.pool_and_project``)."""
     R, L = batch.input_ids.shape
     mask = segment_attention_mask(batch.segment_ids)  # (R, L, L): a token sees its sentence
     tokens = model.bert(batch.input_ids, mask, position_ids=batch.position_ids)  # (R, L, D)
     token_embeddings = tokens.reshape(R * L, -1)[batch.token_index]  # (n, L, D)
-    return model.head(token_embeddings, batch.token_mask)  # (n, D')
+    return model.pool_and_project(token_embeddings, batch.token_mask)  # (n, D')

@@ -161,7 +161,7 @@ def _write_json_atomic(values: dict[str, Any], path: Path) -> None:
     write_atomic(path, json.dumps(values, indent=1))
 
 
-def check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
+def check_finite_weights(arrays: dict[str, np.ndarray], what: str) -> None:
     """Raise NonFiniteWeights naming the first array of ``arrays`` holding NaN or inf."""
     for name, value in arrays.items():
         if not np.all(np.isfinite(value)):
@@ -185,7 +185,7 @@ def save_checkpoint(
 
     Raises NonFiniteWeights, writing nothing, if a parameter holds NaN or inf."""
     params = flat_arrays(trainable, nnx.Param)
-    check_finite(params, f"the weights after step {step}")
+    check_finite_weights(params, f"the weights after step {step}")
     optimizer_state = flat_arrays(optimizer, ...)
     full = {"step": step, **state, "dropout_rng": rng_state(trainable)}
 
@@ -290,12 +290,12 @@ def save_model(
     last, lists the model's files (not the checkpoints beside them). Raises NonFiniteWeights,
     writing nothing, if a weight holds NaN or inf."""
     weights = flat_params(model.bert)
-    check_finite(weights, f"the model for {output}")
+    check_finite_weights(weights, f"the model for {output}")
     head = flat_params(classifier) if classifier is not None else {}
-    check_finite(head, f"the classifier for {output}")
+    check_finite_weights(head, f"the classifier for {output}")
     # Dense layers after pooling (some converted models) are kept in a file of their own.
     dense = flat_params(model.dense) if model.sentence_config.dense else {}
-    check_finite(dense, f"the Dense layers for {output}")
+    check_finite_weights(dense, f"the Dense layers for {output}")
     (output / MANIFEST).unlink(missing_ok=True)
     write_safetensors_atomic(weights, output / "model.safetensors")
     _write_json_atomic(model.config.to_dict(), output / "config.json")

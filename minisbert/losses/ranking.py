@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from minisbert.distances import cos_sim
+from minisbert.distances import cos_sim_matrix
 
 
 def multiple_negatives_ranking_loss(
@@ -38,6 +38,6 @@ def multiple_negatives_ranking_loss(
     if negatives is not None:
         hard = negatives.reshape(-1, negatives.shape[-1])  # (K B, D), column after column
         candidates = jnp.concatenate([positives, hard], axis=0)  # (M, D)
-    logits = scale * cos_sim(anchors, candidates)  # (B, M)
+    logits = scale * cos_sim_matrix(anchors, candidates)  # (B, M)
     targets = jnp.arange(anchors.shape[0])  # (B,) the diagonal
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
