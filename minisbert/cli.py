@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Other modules (training, evaluation, data) add their sub-commands here.
+# Functions that add sub-commands after the ones above: register_training_commands (train,
+# eval, data), appended at the end of this file.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 

@@ -3,8 +3,8 @@
 Shapes: n sentences in a batch (S sides x B examples), R rows, L row length, D hidden.
 
 A padded batch is as wide as its longest sentence. Training pairs come in the order the
-shuffle draws them, not sorted by length, so on STS-b train fewer than half of the token
-slots of a padded batch hold a real token; the encoder still computes every slot. Packing
+shuffle draws them, not sorted by length, so much of a padded batch is padding, and the
+encoder still computes every slot (bench/README.md counts them on STS-b train). Packing
 puts whole sentences one after another in rows of L slots, longest sentence first, each
 into the first row with room for it ("first-fit decreasing"):
 
@@ -33,17 +33,18 @@ The price: the attention scores of a packed row are (L, L) where a padded batch 
 up to a few buckets, as padded lengths are (``minisbert.batching``).
 
 ``encode`` packs too (``packed_calls``). Sorted by length, its batches waste little within a
-batch, but each is padded up to one of at most 8 bucket lengths: on STS-b test 13% of the
-slots stay empty at batch 32. Packing a whole call's sentences into rows of one length L
-fills about 97% of them, for one compiled shape. Every packed row attends over all its
-L x L pairs, so L holds 99% of the call's sentences, not necessarily the longest: the few
-longer ones are padded in batches of their own (``encode_row_length``), each with about
-as many token slots as a packed call, since a forward pass's memory grows with its slots.
-A call whose rows would need more than ``MAX_PACKED_ROW_LENGTH`` (96) slots is padded
-altogether: at such lengths the attention over L x L costs what packing saves. Encode packs up
-to 16,384 sentences at a time, so it places them by *best fit* (each, longest first, into
-the row it leaves the least room in), which finds a row by its free slots in at most L
-steps instead of scanning every row as first fit does.
+batch, but each is padded up to one of at most 8 bucket lengths, one compiled shape each.
+Packing a whole call's sentences into rows of one length L leaves fewer slots empty, with
+one compiled shape (bench/README.md, "How encode lays out a call", has the figures). Every
+packed row attends over all its L x L pairs, so L holds ``PACKED_SHARE`` (99%) of the
+call's sentences, not necessarily the longest: the few longer ones are padded in batches of
+their own (``encode_row_length``), each with about as many token slots as a packed call,
+since a forward pass's memory grows with its slots. A call whose rows would need more than
+``MAX_PACKED_ROW_LENGTH`` (96) slots is padded altogether: at such lengths the attention
+over L x L costs what packing saves. Encode packs up to 16,384 sentences at a time
+(``sentence_encoder.CHUNK_SIZE``), so it places them by *best fit* (each, longest first,
+into the row it leaves the least room in), which finds a row by its free slots in at most
+L steps instead of scanning every row as first fit does.
 """
 
 from __future__ import annotations
@@ -212,8 +213,9 @@ def packed_calls(
     two (so that calls of other sizes reuse the program): R to the rows that hold every
     sentence (all of them if ``batch_size`` covers every sentence), n to their number.
     Encoding one sentence then does not cost a whole batch, and memory follows the input,
-    not ``batch_size``: the gathered token vectors are (n, L, D), 2.4 GB of float32 at
-    n = 3 * 16,384, L = 32 and D = 384 had n followed ``batch_size=16384``.
+    not ``batch_size``: the gathered token vectors are (n, L, D), and an n sized from
+    ``batch_size=16384`` alone would make them 3 x 16,384 x 32 x 384 float32 (L = 32,
+    D = 384), 2.4 GB, for a call of a few sentences.
     ``indices[j]`` is the position in ``token_ids`` of the call's j-th sentence, whose
     vector is row j of the output.
     """
