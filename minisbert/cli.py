@@ -24,7 +24,6 @@ Errors a user can fix (a missing model, a bad file) print one clear line, not a 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import textwrap
@@ -51,11 +50,13 @@ def read_lines(path: str | Path, *, keep_blank: bool = False) -> list[str]:
     return [line for _, line in iter_lines(path, allow_empty=True) if keep_blank or line.strip()]
 
 
-def open_output(path: str | Path) -> tuple[Path, Path]:
-    """Check that ``path`` can be written, before any work: ``(path, a temporary file beside it)``.
+def output_path(path: str | Path) -> Path:
+    """``-o PATH`` checked before any work: a file name (``.npy`` added, as ``np.save`` would)
+    in an existing folder where a file can be created.
 
-    The result is written to the temporary file and renamed onto ``path`` at the end, so
-    an interrupted or failed run leaves no half-written file.
+    The array is written at the end through ``minisbert.io.manifest.atomic_file`` (a
+    temporary file beside it, renamed onto it), so an interrupted or failed run leaves no
+    half-written file.
     """
     path = Path(path)
     if path.is_dir():
@@ -65,12 +66,11 @@ def open_output(path: str | Path) -> tuple[Path, Path]:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"-o {path}: {path.parent} is not an existing folder")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with tempfile.TemporaryFile(dir=path.parent):  # nameless: nothing to clean up
+            pass
     except OSError as err:
         raise OSError(f"-o {path}: cannot write in {path.parent} ({err.strerror})") from None
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; an array is an ordinary file
-    return path, Path(tmp)
+    return path
 
 
 def _encoder(name: str):
@@ -102,17 +102,15 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from minisbert.io.manifest import atomic_file
+
     sentences = read_lines(args.file, keep_blank=True)  # row i of the array is line i
-    output, tmp = open_output(args.output)
-    try:
-        embeddings = _encoder(args.model).encode(
-            sentences, batch_size=args.batch_size, show_progress_bar=True
-        )
-        with open(tmp, "wb") as f:
-            np.save(f, embeddings)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    output = output_path(args.output)
+    embeddings = _encoder(args.model).encode(
+        sentences, batch_size=args.batch_size, show_progress_bar=True
+    )
+    with atomic_file(output) as f:
+        np.save(f, embeddings)
     print(f"wrote {output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32")
 
 
@@ -423,34 +421,20 @@ def cmd_eval_triplets(args: argparse.Namespace) -> None:
 
 def cmd_eval_nli(args: argparse.Namespace) -> None:
     """Accuracy of the softmax classifier a `--loss softmax` run saved beside its model."""
-    import json
-
     import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
 
     from minisbert.data import load_dataset
     from minisbert.evaluate import accuracy, encode_unique, require_pairs
-    from minisbert.io.weights import load_params
-    from minisbert.losses import SoftmaxClassifier
+    from minisbert.io.classifier import load_classifier
     from minisbert.sentence_encoder import resolve_model_dir
 
     encoder = _encoder(args.model)
-    folder = resolve_model_dir(args.model)
-    if not (folder / "classifier.json").is_file():
-        raise FileNotFoundError(
-            f"{folder / 'classifier.json'}: no classifier; only a `minisbert train --loss softmax` "
-            "run saves one"
-        )
-    spec = json.loads((folder / "classifier.json").read_text(encoding="utf-8"))
-    classifier = SoftmaxClassifier(
-        encoder.dim, spec["num_labels"], concat=spec["concat"], rngs=nnx.Rngs(0)
-    )
-    load_params(classifier, folder / "classifier.safetensors")
+    classifier = load_classifier(resolve_model_dir(args.model), encoder.dim)
     split = _eval_split(args, "dev")
     examples = load_dataset(args.data, split)
     require_pairs(examples, "NLI evaluation")
-    classes = spec["num_labels"]
+    classes = classifier.linear.out_features  # C
     for e in examples:  # a score or a missing label would count as wrong, silently
         if isinstance(e.label, bool) or not isinstance(e.label, int) or not 0 <= e.label < classes:
             at = f"{args.data}:{e.line}" if e.line is not None else args.data

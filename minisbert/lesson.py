@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minisbert.data.lines import DataError
-from minisbert.data.loading import DATA_ENV, cache_dir, data_folder
+from minisbert.data.loading import DATA_ENV, data_folder
+from minisbert.io.cache import cache_dir
 
 if TYPE_CHECKING:
     from minisbert.sentence_encoder import SentenceEncoder

@@ -16,9 +16,9 @@ SNLI and MultiNLI together are "AllNLI", the data of the paper's NLI training (a
 Only the standard library is used (urllib, tarfile, zipfile). A download counts only when
 whole, as a model's does (``minisbert.io.hub.download_verified``: its Content-Length, a
 size cap, a stall timeout). Every file is written to a
-temporary name in its folder and renamed into place, so an interrupted download never
-leaves a half-written file that a reader would take for data. A dataset whose files are
-all present is skipped unless ``force=True``.
+temporary name in its folder and renamed into place (``minisbert.io.manifest.atomic_file``),
+so an interrupted download never leaves a half-written file that a reader would take for
+data. A dataset whose files are all present is skipped unless ``force=True``.
 
 Where the archives come from, first match wins:
 
@@ -46,6 +46,7 @@ from typing import IO
 from minisbert.data.lines import DataError
 from minisbert.io.archive import UnsafeArchiveError, safe_target, tar_member_kind, zip_member_kind
 from minisbert.io.hub import FetchError, download_verified, one_line
+from minisbert.io.manifest import atomic_file
 
 MIRROR_ENV = "MINISBERT_DATA_MIRROR"
 OFFICIAL_BASE_URLS = {
@@ -191,7 +192,7 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
                     member = PurePosixPath(info.filename)
                     if not info.is_dir() and member.name in keep and "__MACOSX" not in member.parts:
                         with zf.open(info) as src:
-                            _write_atomic(folder / member.name, src)
+                            _write_member(folder / member.name, src)
         else:
             with tarfile.open(archive, "r:*") as tf:
                 for info in tf.getmembers():
@@ -200,7 +201,7 @@ def _unpack(archive: Path, url: str, folder: Path, keep: set[str]) -> None:
                     name = PurePosixPath(info.name).name
                     src = tf.extractfile(info) if info.isfile() and name in keep else None
                     if src is not None:
-                        _write_atomic(folder / name, src)
+                        _write_member(folder / name, src)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         # one_line: tarfile's ReadError lists each compression it tried, a line each
         raise DataError(f"{url}: not a readable zip or tar archive ({one_line(e)})") from None
@@ -213,14 +214,7 @@ def _check_member(folder: Path, name: str, kind: str, url: str) -> None:
         raise DataError(f"{url}: unsafe archive member, refused: {e}") from None
 
 
-def _write_atomic(target: Path, src: IO[bytes]) -> None:
-    """Copy ``src`` to a temporary file beside ``target``, then rename it into place."""
-    with tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", delete=False
-    ) as tmp:
-        try:
-            shutil.copyfileobj(src, tmp)
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    os.replace(tmp.name, target)
+def _write_member(target: Path, src: IO[bytes]) -> None:
+    """Copy ``src`` to ``target`` through the one atomic writer (temporary file, fsync, rename)."""
+    with atomic_file(target) as out:
+        shutil.copyfileobj(src, out)

@@ -43,9 +43,9 @@ from minisbert.data.files import read_examples
 from minisbert.data.lines import DataError
 from minisbert.data.nli import nli_triplets, read_snli_jsonl, read_snli_lines
 from minisbert.data.sts import read_sick, read_sick_entailment, read_stsb
+from minisbert.io.cache import cache_dir
 
 DATA_ENV = "MINISBERT_DATA"
-CACHE_ENV = "MINISBERT_CACHE"
 DATASETS = ("stsb", "sick", "sick-nli", "snli", "snli-triplets", "mnli", "allnli")
 SICK_FILES = {
     "train": "SICK_train.txt",
@@ -60,14 +60,10 @@ ALLNLI_SPLITS = {"train": ("train", "train"), "dev": ("dev", "dev_matched"),
                  "test": ("test", "dev_mismatched")}  # fmt: skip
 
 
-def cache_dir() -> Path:
-    """``$MINISBERT_CACHE``, else ``~/.cache/minisbert``: where minisbert keeps its downloads."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "minisbert").expanduser()
-
-
 def data_folder() -> Path:
-    """Where the datasets are: ``$MINISBERT_DATA`` if set, else ``cache_dir() / "data"``. The
-    command line and the lessons read this; ``minisbert data fetch`` writes here."""
+    """Where the datasets are: ``$MINISBERT_DATA`` if set, else ``cache_dir() / "data"``
+    (``minisbert.io.cache``). The command line and the lessons read this; ``minisbert data
+    fetch`` writes here."""
     root = os.environ.get(DATA_ENV)
     return Path(root).expanduser() if root else cache_dir() / "data"
 

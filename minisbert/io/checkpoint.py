@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from minisbert.io.classifier import save_classifier
 from minisbert.io.folders import remove_leftovers, write_folder
 from minisbert.io.manifest import (
     MANIFEST,
@@ -57,12 +58,8 @@ from minisbert.io.manifest import (
     write_atomic,
     write_manifest,
 )
-from minisbert.io.weights import (
-    check_params,
-    flat_params,
-    read_safetensors,
-    write_safetensors_atomic,
-)
+from minisbert.io.weights import dotted_name, flat_params, load_params, write_safetensors_atomic
+from minisbert.losses.softmax import SoftmaxClassifier
 from minisbert.run_guard import MARKER  # a training run's folder holds it
 
 CHECKPOINTS = "checkpoints"
@@ -100,43 +97,13 @@ def check_free_space(path: Path, needed: int) -> None:
         )
 
 
-# ---------------------------------------------------------------- flat states
-
-
-def _key(path: tuple) -> str:
-    return ".".join(str(part) for part in path)
-
-
-def flat_arrays(node: nnx.Module, variables: Any) -> dict[str, np.ndarray]:
-    """The ``variables`` (an nnx filter) of ``node`` as numpy arrays under dotted paths."""
-    state = nnx.state(node, variables)
-    return {_key(path): np.asarray(var.get_value()) for path, var in nnx.to_flat_state(state)}
-
-
-def load_flat_arrays(node: nnx.Module, variables: Any, path: Path) -> None:
-    """Overwrite ``node``'s ``variables`` from a safetensors file, every name and shape checked."""
-    found = read_safetensors(path)
-    state = nnx.state(node, variables)
-    flat = list(nnx.to_flat_state(state))
-    expected = {}
-    for key_path, var in flat:
-        value = var.get_value()
-        expected[_key(key_path)] = jax.ShapeDtypeStruct(np.shape(value), np.asarray(value).dtype)
-    for name, want in expected.items():
-        # Scalars (step counts) come back with shape (1,): write_safetensors_atomic passes
-        # arrays through np.ascontiguousarray, which never returns a 0-d array.
-        if want.shape == () and name in found and found[name].shape == (1,):
-            found[name] = found[name].reshape(())
-    check_params(expected, found, path)
-    for key_path, var in flat:
-        var.set_value(jnp.asarray(found[_key(key_path)]))
-    nnx.update(node, state)
+# ---------------------------------------------------------------- RNG state
 
 
 def rng_state(node: nnx.Module) -> dict[str, dict[str, Any]]:
     """Every dropout RNG stream's key (as its raw uint32 words) and call count, for JSON."""
     return {
-        _key(path): {
+        dotted_name(path): {
             "key": np.asarray(jax.random.key_data(stream.key.get_value())).tolist(),
             "count": int(stream.count.get_value()),
         }
@@ -148,7 +115,7 @@ def rng_state(node: nnx.Module) -> dict[str, dict[str, Any]]:
 def set_rng_state(node: nnx.Module, saved: dict[str, dict[str, Any]]) -> None:
     for path, stream in nnx.iter_graph(node):
         if isinstance(stream, nnx.RngStream):
-            entry = saved[_key(path)]
+            entry = saved[dotted_name(path)]
             key_data = jnp.asarray(entry["key"], dtype=jnp.uint32)
             stream.key.set_value(jax.random.wrap_key_data(key_data))
             stream.count.set_value(jnp.asarray(entry["count"], dtype=jnp.uint32))
@@ -184,9 +151,9 @@ def save_checkpoint(
     """Write checkpoint ``step`` into ``folder``; ``state`` (JSON-able) goes into state.json.
 
     Raises NonFiniteWeights, writing nothing, if a parameter holds NaN or inf."""
-    params = flat_arrays(trainable, nnx.Param)
+    params = flat_params(trainable)
     check_finite_weights(params, f"the weights after step {step}")
-    optimizer_state = flat_arrays(optimizer, ...)
+    optimizer_state = flat_params(optimizer, ...)  # every leaf of the optax state
     full = {"step": step, **state, "dropout_rng": rng_state(trainable)}
 
     def fill(path: Path) -> None:
@@ -239,8 +206,8 @@ def read_state(path: Path) -> dict[str, Any]:
 def restore_checkpoint(path: Path, trainable: nnx.Module, optimizer: nnx.Optimizer) -> dict:
     """Load parameters, optimiser state and RNG state in place; return state.json's contents."""
     state = read_state(path)
-    load_flat_arrays(trainable, nnx.Param, path / "params.safetensors")
-    load_flat_arrays(optimizer, ..., path / "optimizer.safetensors")
+    load_params(trainable, path / "params.safetensors")
+    load_params(optimizer, path / "optimizer.safetensors", ...)
     set_rng_state(trainable, state["dropout_rng"])
     return state
 
@@ -282,7 +249,7 @@ def check_model_folder(folder: Path) -> None:
 
 
 def save_model(
-    output: Path, model: nnx.Module, base_dir: Path, classifier: nnx.Module | None = None
+    output: Path, model: nnx.Module, base_dir: Path, classifier: SoftmaxClassifier | None = None
 ) -> None:
     """Write ``model`` (a SentenceModel) as a minisbert model folder, tokenizer from ``base_dir``.
 
@@ -310,11 +277,5 @@ def save_model(
                 shutil.copyfile(base_dir / name, output / name)
             written.append(name)
     if classifier is not None:
-        write_safetensors_atomic(head, output / "classifier.safetensors")
-        kernel = classifier.linear.kernel.get_value()  # (K D, C)
-        _write_json_atomic(
-            {"concat": list(classifier.concat), "num_labels": int(kernel.shape[1])},
-            output / "classifier.json",
-        )
-        written += ["classifier.safetensors", "classifier.json"]
+        written += save_classifier(output, classifier)
     write_manifest(output, written)  # last: the model folder is complete

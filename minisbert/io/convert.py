@@ -46,6 +46,8 @@ from flax import nnx
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, DenseConfig, SentenceConfig
 from minisbert.io.folders import Log, check_apart, check_replaceable, write_folder
+from minisbert.io.manifest import write_atomic
+from minisbert.io.modules_json import MODULES_JSON, read_json, read_modules
 from minisbert.io.weights import (
     WeightsError,
     check_params,
@@ -212,22 +214,6 @@ class Pipeline:
     dense_weights: tuple[Path, ...] = ()  # one safetensors file per Dense layer
 
 
-def read_json(path: Path, what: str = "a JSON object") -> Any:
-    """A JSON file's content, or a one-line ConfigError naming the file."""
-    from minisbert.io.bounded import UnreadableFile, read_json_bounded
-
-    try:  # a plain file of bounded size: a link to /dev/zero or a FIFO is refused unread
-        return read_json_bounded(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; the folder is incomplete") from None
-    except UnreadableFile as err:
-        raise ConfigError(str(err)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"{path}: not valid JSON ({err}); the file is damaged: download or save the model again"
-        ) from None
-
-
 def _json_object(path: Path) -> dict[str, Any]:
     values = read_json(path)
     if not isinstance(values, dict):
@@ -236,24 +222,6 @@ def _json_object(path: Path) -> dict[str, Any]:
             "the file is damaged: download or save the model again"
         )
     return values
-
-
-def read_modules(src: Path) -> list[tuple[str, Path]]:
-    """``modules.json`` as (kind, folder) pairs, kind the last part of the class name."""
-    modules_file = src / "modules.json"
-    modules = read_json(modules_file)
-    damaged = f"{modules_file}: expected a list of modules, each an object with a 'type' string"
-    if not isinstance(modules, list) or not modules:
-        raise ConfigError(f"{damaged}; the file is damaged: download or save the model again")
-    pipeline = []
-    for index, module in enumerate(modules):
-        if not isinstance(module, dict) or not isinstance(module.get("type"), str):
-            raise ConfigError(f"{damaged}; entry {index} is {json.dumps(module)[:80]}")
-        path = module.get("path", "")
-        if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
-            raise ConfigError(f"{modules_file}: entry {index} has path {path!r}, not a subfolder")
-        pipeline.append((module["type"].rsplit(".", 1)[-1], src / path))
-    return pipeline
 
 
 def _pooling_modes(settings: dict[str, Any], file: Path) -> tuple[str, ...]:
@@ -392,11 +360,11 @@ def read_sentence_transformers_pipeline(src: Path) -> Pipeline:
     ``modules.json``) gets what sentence-transformers gives it: mean pooling, no
     normalisation, the tokenizer's maximum length capped by the position embeddings.
     """
-    if not (src / "modules.json").is_file():
+    if not (src / MODULES_JSON).is_file():
         config = _bert_config(src)
         return Pipeline(src, SentenceConfig(_max_seq_length(src, config), "mean", False))
-    modules = read_modules(src)
-    modules_file = src / "modules.json"
+    modules = [(kind, src / folder) for kind, folder in read_modules(src)]
+    modules_file = src / MODULES_JSON
     kind, transformer_dir = modules[0]
     if kind not in ("Transformer", "BERT"):
         raise ConfigError(
@@ -657,5 +625,4 @@ def export_sentence_transformers(
 
 
 def _write_json(values: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(values, indent=2) + "\n")
+    write_atomic(path, json.dumps(values, indent=2) + "\n")

@@ -20,8 +20,9 @@ serves, in safetensors only, and never download ``pytorch_model.bin`` (a pickle,
 runs code when it is loaded). It converts into ``weights/NAME``, NAME being the part
 after the slash.
 
-The cache, ``$MINISBERT_CACHE`` (default ``~/.cache/minisbert``), holds ``pypi/NAME``,
-``hub/NAME`` and ``hub/OWNER--NAME``. An entry there is complete and verified, or absent:
+The cache, ``$MINISBERT_CACHE`` (default ``~/.cache/minisbert``; ``minisbert.io.cache``),
+holds ``pypi/NAME``, ``hub/NAME`` and ``hub/OWNER--NAME``. An entry there is complete and
+verified, or absent:
 
 1. files are downloaded or unpacked into a temporary sibling ``.NAME.partial-PID-*``;
 2. they are checked against their pins, and ``manifest.json`` is written last
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minisbert.io.archive import UnsafeArchiveError, safe_target, zip_member_kind
+from minisbert.io.cache import cache_dir
 from minisbert.io.convert import convert
 from minisbert.io.folders import write_folder
 from minisbert.io.hub import (
@@ -117,10 +118,6 @@ KNOWN_MODELS = {
         },
     ),
 }  # fmt: skip
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
 
 
 # ---------------------------------------------------------------- cache entries

@@ -43,7 +43,9 @@ from typing import IO
 
 from tqdm import tqdm
 
-from minisbert.io.archive import UnsafeArchiveError, safe_relative_path
+from minisbert.config import ConfigError
+from minisbert.io.archive import safe_relative_path
+from minisbert.io.modules_json import MODULES_JSON, read_modules
 
 
 class FetchError(RuntimeError):
@@ -293,21 +295,14 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def read_modules(path: Path, repo: str) -> list[tuple[str, str]]:
-    """The (type, folder) of each module in ``modules.json``; a folder that could leave
-    the download folder (``../x``, ``/x``) is refused."""
+def read_pipeline(dest: Path, repo: str) -> list[tuple[str, str]]:
+    """The (kind, folder) of each module in the downloaded ``modules.json``
+    (``minisbert.io.modules_json``: a folder that could leave ``dest``, ``../x`` or ``/x``,
+    is refused), as a FetchError naming the repo."""
     try:
-        modules = json.loads(path.read_text(encoding="utf-8"))
-        pipeline = [(m["type"].rsplit(".", 1)[-1], m.get("path", "")) for m in modules]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise FetchError(f"{repo}: modules.json is not a list of modules ({err!r})") from None
-    for _, folder in pipeline:
-        try:
-            if folder:
-                safe_relative_path(folder)
-        except (UnsafeArchiveError, TypeError) as err:
-            raise FetchError(f"{repo}: modules.json names an unsafe folder: {err}") from None
-    return pipeline
+        return read_modules(dest, name=f"{repo}: {MODULES_JSON}")
+    except ConfigError as err:
+        raise FetchError(str(err)) from None
 
 
 def no_safetensors(repo: str, revision: str, name: str) -> FetchError:
@@ -332,8 +327,7 @@ def from_hub_repo(repo: str, revision: str, dest: Path) -> None:
                 got.add(name)
         return name in got
 
-    pipeline = read_modules(dest / "modules.json", repo) if get("modules.json") else []
-    pipeline = pipeline or [("Transformer", "")]
+    pipeline = read_pipeline(dest, repo) if get(MODULES_JSON) else [("Transformer", "")]
     for name in ("sentence_bert_config.json", "config_sentence_transformers.json"):
         get(name)
     for kind, folder in pipeline:

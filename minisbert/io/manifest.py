@@ -2,8 +2,9 @@
 
 Model folders, download caches and training checkpoints are written the same way:
 
-1. every file goes to a temporary name in the same folder and is renamed into place
-   (``os.replace`` is atomic, so a reader sees the old file or the new one, never half);
+1. every file goes to a temporary name in the same folder, is flushed to disk and renamed
+   into place (``atomic_file``: ``os.replace`` is atomic, so a reader sees the old file or
+   the new one, never half);
 2. ``manifest.json`` is written last, listing the sha256 and size of every other file.
 
 A folder whose manifest is missing was interrupted before it finished; a file whose
@@ -13,11 +14,14 @@ from a good folder in one pass, and says which file is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 MANIFEST = "manifest.json"
 
@@ -26,16 +30,22 @@ class ManifestError(RuntimeError):
     """A folder is incomplete (no manifest) or one of its files does not match it."""
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: its content replaces ``path`` only when the
+    ``with`` block ends without an error, flushed to disk (fsync) and renamed into place.
+
+    The file is a temporary one beside ``path`` (same folder, so the rename is atomic). An
+    error in the block removes it and leaves ``path`` as it was; a kill leaves ``path`` as
+    it was too, and a hidden ``.NAME.*.tmp`` beside it. minisbert's one atomic writer: whole
+    data (``write_atomic``) and streams (a dataset archive's members, ``minisbert encode``'s
+    ``np.save``) alike."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes files private; these are ordinary files
@@ -43,6 +53,12 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` (a str as UTF-8) to ``path`` through ``atomic_file``."""
+    with atomic_file(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def sha256_of(path: str | Path) -> str:

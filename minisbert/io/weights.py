@@ -8,6 +8,13 @@ module paths of the parameters, joined by dots, exactly as ``nnx.state`` names t
     layers.0.intermediate.kernel              (D, F)
     ...
 
+The same format holds any nnx variables, chosen by an nnx filter (``variables``): a
+checkpoint's optimiser state is ``save_params(optimizer, path, ...)``, keys such as
+``opt_state.1.0.mu.linear.kernel`` (Adam's first moment of a classifier's kernel).
+``flat_params`` gathers the arrays (which ``write_safetensors_atomic`` writes;
+``save_params`` does both) and ``load_params`` puts them back, checked, for models,
+classifiers, checkpoints and optimisers alike.
+
 Loading compares the file against the model before touching it: a missing tensor, an
 unexpected one, a wrong shape or a wrong dtype is a ``WeightsError`` naming the file and
 the tensor. safetensors holds raw arrays only, so loading can never run code (unlike
@@ -31,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.filterlib import Filter
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
@@ -113,21 +121,29 @@ def _ints(values: object) -> bool:
     return isinstance(values, list) and all(type(v) is int and v >= 0 for v in values)
 
 
-def _key(path: tuple) -> str:
+def dotted_name(path: tuple) -> str:
+    """An nnx state path as a safetensors key: ``('layers', 0, 'output', 'kernel')`` ->
+    ``layers.0.output.kernel``."""
     return ".".join(str(part) for part in path)
 
 
-def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
-    """Every ``nnx.Param`` of ``model`` as a numpy array under its dotted path."""
-    state = nnx.state(model, nnx.Param)
-    return {_key(path): np.asarray(var.get_value()) for path, var in nnx.to_flat_state(state)}
-
-
-def param_shapes(model: nnx.Module) -> dict[str, jax.ShapeDtypeStruct]:
-    """Shape and dtype of every ``nnx.Param``; works on an abstract ``nnx.eval_shape`` model too."""
-    state = nnx.state(model, nnx.Param)
+def flat_params(node: nnx.Module, variables: Filter = nnx.Param) -> dict[str, np.ndarray]:
+    """The ``variables`` of ``node`` (an nnx filter: its parameters by default, ``...`` for an
+    optimiser's whole state) as numpy arrays under their dotted paths."""
+    state = nnx.state(node, variables)
     return {
-        _key(path): jax.ShapeDtypeStruct(var.get_value().shape, var.get_value().dtype)
+        dotted_name(path): np.asarray(var.get_value()) for path, var in nnx.to_flat_state(state)
+    }
+
+
+def param_shapes(
+    node: nnx.Module, variables: Filter = nnx.Param
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shape and dtype of each of ``flat_params``' arrays; works on an abstract
+    ``nnx.eval_shape`` model too."""
+    state = nnx.state(node, variables)
+    return {
+        dotted_name(path): jax.ShapeDtypeStruct(np.shape(var.get_value()), var.get_value().dtype)
         for path, var in nnx.to_flat_state(state)
     }
 
@@ -187,16 +203,24 @@ def check_params(
             raise WeightsError(f"{source}: tensor {name!r} contains NaN or inf")
 
 
-def load_params(model: nnx.Module, path: str | Path) -> None:
-    """Fill ``model``'s parameters from a minisbert safetensors file, in place."""
-    expected = param_shapes(model)
-    check_file_params(expected, path)  # names and shapes before any array is read
-    found = read_safetensors(path)
+def load_params(node: nnx.Module, path: str | Path, variables: Filter = nnx.Param) -> None:
+    """Fill ``node``'s ``variables`` (its parameters by default) from a file ``save_params``
+    wrote, in place. Names, shapes and dtypes are compared from the header before any array
+    is read; every value must be finite."""
+    expected = param_shapes(node, variables)
+    # A scalar (an optimiser's step count) is saved with shape (1,): np.ascontiguousarray, in
+    # write_safetensors_atomic, never returns a 0-d array.
+    scalars = {name for name, want in expected.items() if want.shape == ()}
+    header = {name: (dtype, () if name in scalars and shape == (1,) else shape)
+              for name, (dtype, shape) in read_safetensors_header(path).items()}  # fmt: skip
+    check_shapes(expected, header, path)  # before any array is read
+    found = {name: array.reshape(()) if name in scalars and array.shape == (1,) else array
+             for name, array in read_safetensors(path).items()}  # fmt: skip
     check_params(expected, found, path)
-    state = nnx.state(model, nnx.Param)
+    state = nnx.state(node, variables)
     for key_path, var in nnx.to_flat_state(state):
-        var.set_value(jnp.asarray(found[_key(key_path)]))
-    nnx.update(model, state)
+        var.set_value(jnp.asarray(found[dotted_name(key_path)]))
+    nnx.update(node, state)
 
 
 def write_safetensors_atomic(tensors: dict[str, np.ndarray], path: str | Path) -> None:
@@ -205,6 +229,6 @@ def write_safetensors_atomic(tensors: dict[str, np.ndarray], path: str | Path) -
     manifest.write_atomic(path, data)
 
 
-def save_params(model: nnx.Module, path: str | Path) -> None:
-    """Write ``model``'s parameters to ``path`` in minisbert's format, atomically."""
-    write_safetensors_atomic(flat_params(model), path)
+def save_params(node: nnx.Module, path: str | Path, variables: Filter = nnx.Param) -> None:
+    """Write ``node``'s ``variables`` (its parameters by default) to ``path``, atomically."""
+    write_safetensors_atomic(flat_params(node, variables), path)
