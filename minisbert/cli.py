@@ -372,16 +372,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from minisbert.fast import PackedSteps
     from minisbert.fast.host_memory import keep_freed_memory
-    from minisbert.train import train
 
     keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
+    config = config_from_args(args)
+    several = args.distributed == "auto" or any(
+        value is not None for value in (args.coordinator, args.num_processes, args.process_id)
+    )
+    if several:  # join the other processes before anything else touches JAX
+        from minisbert.fast import distributed
 
-    result = train(config_from_args(args), steps=PackedSteps())
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                               auto=args.distributed == "auto")  # fmt: skip
+
+    from minisbert.fast import PackedSteps
+    from minisbert.train import train
+
+    result = train(config, steps=PackedSteps())
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
-    print(f"wrote {result.output}: {result.steps} steps, {speed}{last}")
+    if several and not distributed.is_main():
+        print(f"process {args.process_id}: {result.steps} steps, {speed}{last} (process 0 writes)")
+    else:
+        print(f"wrote {result.output}: {result.steps} steps, {speed}{last}")
 
 
 def _eval_split(args: argparse.Namespace, default: str) -> str:
@@ -479,6 +492,18 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     for name, row in SETTINGS.items():  # a flag per TrainConfig field, from its row
         default = TrainConfig.__dataclass_fields__[name].default
         p.add_argument(row.flag, dest=name, default=default, help=row.help, **row.parse)
+    # Where the run's processes are, not what it computes: so not TrainConfig fields.
+    group = p.add_argument_group(
+        "several processes (minisbert/fast/distributed.py)",
+        "One run over several machines or processes, data-parallel: start the same command "
+        "in each, with its own --process-id. Process 0 writes OUTPUT.",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="where process 0 listens, e.g. 10.0.0.1:4321")  # fmt: skip
+    group.add_argument("--num-processes", type=int, metavar="N", help="how many processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    group.add_argument("--distributed", choices=["auto"],
+                       help="auto: JAX finds the others (TPU pods, Slurm, Open MPI)")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
     p = add_command(

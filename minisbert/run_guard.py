@@ -141,16 +141,30 @@ def resume_command(config: TrainConfig) -> str:
 
 
 class RunGuard:
-    """``with RunGuard(output, model_dir, config):`` one training run, guarded as above."""
+    """``with RunGuard(output, model_dir, config):`` one training run, guarded as above.
 
-    def __init__(self, output: Path, model_dir: Path, config: Any):
+    ``writes=False``: a process of a run of several that does not write (all but process 0):
+    it takes no lock and writes no marker, and only stops cleanly on a signal."""
+
+    def __init__(self, output: Path, model_dir: Path, config: Any, writes: bool = True):
         self.output, self.model_dir, self.config = output, model_dir, config
+        self.writes = writes
         self.signum: int | None = None  # the first SIGINT / SIGTERM received, if any
         self._fd: int | None = None
         self._previous: dict[int, Any] = {}
         self._found: set[str] = set()  # what the folder held before the run, but for ours
 
     def __enter__(self) -> RunGuard:
+        if self.writes:
+            self._take_the_folder()
+        if threading.current_thread() is threading.main_thread():  # signal.signal's rule
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) != signal.SIG_IGN:  # ignored (nohup, cmd &): keep so
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def _take_the_folder(self) -> None:
+        """Lock the output folder and mark it as this run's."""
         self._found = set(os.listdir(self.output))
         self._fd = lock_output(self.output)
         marker = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": str(self.model_dir)}
@@ -159,16 +173,13 @@ class RunGuard:
         except BaseException as err:
             self.__exit__(type(err), err, None)
             raise
-        if threading.current_thread() is threading.main_thread():  # signal.signal's rule
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) != signal.SIG_IGN:  # ignored (nohup, cmd &): keep so
-                    self._previous[signum] = signal.signal(signum, self._on_signal)
-        return self
 
     def __exit__(self, exc_type: object = None, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
+        if not self.writes:
+            return
         ours = {MARKER, LOCK}
         if exc_type is not None and MARKER not in self._found:
             now = set(os.listdir(self.output))

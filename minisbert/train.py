@@ -200,8 +200,11 @@ def train(
     """
     base_dir = resolve_model_dir(config.model)
     run_guard.check_output(Path(config.output).expanduser(), base_dir, config.overwrite)
-    output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
-    with run_guard.RunGuard(output, base_dir, config) as guard:
+    writes = jax.process_index() == 0  # of several processes, process 0 alone writes
+    output = Path(config.output).expanduser()
+    if writes:
+        output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
+    with run_guard.RunGuard(output, base_dir, config, writes=writes) as guard:
         run = Run(config, output, base_dir, steps or PaddedSteps(), loss_fn)
         return _loop(run, guard, on_step)
 
@@ -211,19 +214,19 @@ def _loop(
 ) -> TrainResult:
     """The training loop: a batch, a step, then the bookkeeping (``Run``'s methods)."""
     config, data = run.config, run.data
-    progress = _progress(run.total, run.start, config.progress)
+    progress = _progress(run.total, run.start, config.progress and run.writes)
     run.trainable.train()  # dropout on
     for step in range(run.start, run.total):
         if guard.stop_requested:  # Ctrl-C or SIGTERM: stop here, between two steps
             progress.close()
             raise guard.interrupted(step, run.total, run.last_good)
         epoch, index = divmod(step, run.steps_per_epoch)
-        if step == run.start and config.progress:  # the long wait, before the bar moves
+        if step == run.start and config.progress and run.writes:  # the wait before the bar moves
             progress.write(COMPILING, file=sys.stderr)
         began = time.perf_counter()
         batch = run.steps.batch(data, epoch_order(config.seed, epoch, len(data)), index,
                                 config.batch_size)  # fmt: skip
-        loss = float(run.steps.step(run.trainable, run.optimizer, batch, run.loss_fn))
+        loss = float(_local(run.steps.step(run.trainable, run.optimizer, batch, run.loss_fn)))
         run.times.append(time.perf_counter() - began)
         run.check_finite_loss(loss, step)
         run.losses.append(loss)
@@ -231,9 +234,9 @@ def _loop(
                              refresh=False)  # fmt: skip
         progress.update(1)
         done = step + 1
-        if config.eval_steps and done % config.eval_steps == 0 and done < run.total:
+        if config.eval_steps and done % config.eval_steps == 0 and done < run.total and run.writes:
             progress.write(f"step {done}: {run.evaluate()}")
-        if done % config.checkpoint_steps == 0 or done == run.total:
+        if (done % config.checkpoint_steps == 0 or done == run.total) and run.writes:
             run.save_checkpoint(done, loss)
         if on_step is not None:
             on_step(done, loss)
@@ -256,6 +259,7 @@ class Run:
         loss_fn: LossFn | None = None,
     ) -> None:  # fmt: skip
         self.config, self.output, self.base_dir, self.steps = config, output, base_dir, steps
+        self.writes = jax.process_index() == 0  # of several processes, process 0 alone writes
         self.folder = output / checkpoint.CHECKPOINTS
         saved = self._checkpoint_to_resume()
         self._load(loss_fn)
@@ -321,7 +325,8 @@ class Run:
         self.optimizer = nnx.Optimizer(self.trainable, self._optimizer(classifier), wrt=nnx.Param)
         self.schedule = group_schedule(config.lr, self.total, self.probe_steps,
                                        config.warmup_ratio)  # fmt: skip
-        self._check_disk()
+        if self.writes:
+            self._check_disk()
 
     def _restore(self, saved: Path | None) -> None:
         """With --resume, go on from ``saved``: its settings and data checked to be this
@@ -390,7 +395,8 @@ class Run:
         if self.evaluation is None:
             return {}
         name, examples, evaluate = self.evaluation
-        metrics = evaluate(SentenceEncoder(self.trainable.model, self.encoder.tokenizer), examples)
+        model = _local(self.trainable.model)  # this process's copy, of a run of several
+        metrics = evaluate(SentenceEncoder(model, self.encoder.tokenizer), examples)
         self.trainable.train()
         return {f"{Path(name).stem}_{k}": round(v, 4) for k, v in metrics.items()}
 
@@ -398,7 +404,7 @@ class Run:
         config, n = self.config, self.steps_per_epoch
         try:
             self.last_good = checkpoint.save_checkpoint(
-                self.folder, done, self.trainable, self.optimizer,
+                self.folder, done, _local(self.trainable), _local(self.optimizer),
                 {"epoch": done // n, "batch_in_epoch": done % n, "steps_per_epoch": n,
                  "total_steps": self.total,
                  "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
@@ -419,16 +425,36 @@ class Run:
         checkpoint.prune_checkpoints(self.folder, config.keep_checkpoints)
 
     def finish(self) -> TrainResult:
-        """Evaluate, write the trained model, and report."""
-        metrics = self.evaluate()
+        """Evaluate, write the trained model (process 0 of several), and report."""
+        metrics = self.evaluate() if self.writes else {}
         if metrics:
             print(metrics_table(metrics))
-        checkpoint.save_model(self.output, self.trainable.model, self.base_dir,
-                              self.trainable.classifier)  # fmt: skip
+        if self.writes:
+            trainable = _local(self.trainable)
+            checkpoint.save_model(self.output, trainable.model, self.base_dir,
+                                  trainable.classifier)  # fmt: skip
         # The median, not the mean: the few steps that compile a new shape take seconds and
         # would swamp a mean of steps that take a fraction of one.
         median = float(np.median(self.times)) if self.times else 0.0
         return TrainResult(self.output, self.total, self.losses, metrics, median)
+
+
+def _local(tree: Any) -> Any:
+    """A module or array as this process's copy. In a run of several processes
+    (``minisbert.fast.distributed``) the weights and the loss are replicated over every
+    process's devices, and such an array cannot be read whole; each process holds all of it,
+    so its own copy is the value. In one process: ``tree`` itself."""
+    if jax.process_count() == 1:
+        return tree
+
+    def copy(x: Any) -> Any:
+        replicated = isinstance(x, jax.Array) and not x.is_fully_addressable
+        return x.addressable_data(0) if replicated else x
+
+    if isinstance(tree, nnx.Module):
+        graphdef, state = nnx.split(tree)
+        return nnx.merge(graphdef, jax.tree.map(copy, state))
+    return copy(tree)
 
 
 def metrics_table(metrics: dict[str, float]) -> str:
