@@ -74,7 +74,7 @@ test-all: test test-slow
 # saves, converted and compared) under the newest one too.
 test-live: $(REF)/.installed $(REF_NEW)/.installed-$(ST_NEWEST) $(WEIGHTS)
 	$(REF)/bin/python -m pytest -m live
-	$(REF_NEW)/bin/python -m pytest -m live tests/test_convert_live.py
+	$(REF_NEW)/bin/python -m pytest -m live tests/test_convert_live.py tests/test_cross_encoder_live.py
 
 reference: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python scripts/make_reference.py

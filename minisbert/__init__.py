@@ -14,6 +14,7 @@ A map of the package, one concept per module. The teaching core:
     distances.py         cosine, euclidean, manhattan; normalize; safe at zero vectors
     batching.py          smart batching: sort by length, pad to a few bucket lengths
     sentence_encoder.py  SentenceModel (network) and SentenceEncoder (encode)
+    cross_encoder.py     CrossEncoderModel and CrossEncoder: a pair through BERT, one score
     similarity.py        cos_sim, dot_score, semantic_search, paraphrase_mining
     losses/              the training objectives, and their registry (losses/registry.py)
     loss_check.py        a loss's gradient against finite differences
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from minisbert.config import BertConfig, SentenceConfig
+    from minisbert.cross_encoder import CrossEncoder
     from minisbert.fast.encode import FastEncoder
     from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
     from minisbert.similarity import cos_sim, dot_score, paraphrase_mining, semantic_search
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
 # Each name of the package, and the module it comes from.
 _MODULES = {
     "BertConfig": "minisbert.config",
+    "CrossEncoder": "minisbert.cross_encoder",
     "FastEncoder": "minisbert.fast.encode",
     "SentenceConfig": "minisbert.config",
     "SentenceEncoder": "minisbert.sentence_encoder",
@@ -68,6 +71,7 @@ _MODULES = {
 
 __all__ = [
     "BertConfig",
+    "CrossEncoder",
     "FastEncoder",
     "SentenceConfig",
     "SentenceEncoder",

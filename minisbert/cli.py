@@ -95,7 +95,11 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from minisbert.io.convert import export_sentence_transformers
+    from minisbert.io.cross_encoder_convert import export_cross_encoder, is_minisbert_cross_encoder
 
+    if is_minisbert_cross_encoder(args.src):
+        print(f"wrote {export_cross_encoder(args.src, args.dst, overwrite=args.overwrite)}")
+        return
     print(f"wrote {export_sentence_transformers(args.src, args.dst, overwrite=args.overwrite)}")
 
 

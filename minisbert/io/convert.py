@@ -486,6 +486,10 @@ def convert(
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder to convert")
+    from minisbert.io import cross_encoder_convert  # it imports this module: imported here
+
+    if cross_encoder_convert.is_cross_encoder_folder(src):
+        return cross_encoder_convert.convert_cross_encoder(src, dst, overwrite=overwrite, log=log)
     check_apart(dst, [src])
     check_replaceable(dst, overwrite)
     pipeline = read_sentence_transformers_pipeline(src)

@@ -1,0 +1,127 @@
+"""Cross-encoders saved by the real sentence-transformers convert and score as the library does.
+
+Every model is a random-weight ``BertForSequenceClassification`` (the tiny WordPiece tokenizer
+of ``tiny.py``), wrapped and saved by sentence-transformers' own ``CrossEncoder``: no download.
+Tolerance: max |ours - theirs| <= 1e-5 * max |theirs|, on the logits and on the scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from st_models import Shape
+from tiny import tiny_tokenizer
+
+from minisbert.cross_encoder import CrossEncoder
+from minisbert.io.convert import convert
+from minisbert.io.cross_encoder_convert import export_cross_encoder
+
+pytestmark = pytest.mark.live
+st = pytest.importorskip("sentence_transformers")
+
+RTOL = 1e-5
+MAX_LENGTH = 32
+PAIRS = [
+    ("the cat sat on the mat", "a dog runs"),
+    ("", "dogs running on mats!"),  # an empty side
+    ("is the cat a dog? 42, 7.", ""),
+    ("a dog", "the dog"),
+    (" ".join(["the dog sat on a mat"] * 12), "the cat is on the mat " * 3),  # over 32 tokens
+    ("a", " ".join(["running dogs"] * 30)),  # over 32 tokens, the second side the longer
+]
+SHAPES = {
+    "36x2, 1 label": (Shape(hidden_size=36, num_attention_heads=3, num_hidden_layers=2), 1),
+    "48x3, 3 labels": (
+        Shape(hidden_size=48, num_attention_heads=4, num_hidden_layers=3, intermediate_size=64),
+        3,
+    ),
+}
+
+
+def build_hf_classifier(path: Path, shape: Shape, num_labels: int, seed: int = 0) -> Path:
+    """A random BertForSequenceClassification and a BERT tokenizer, saved by transformers."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    config = BertConfig(**dataclasses.asdict(shape), hidden_act="gelu", num_labels=num_labels)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():  # larger than the default std 0.02, so that scores differ
+        for name, param in model.named_parameters():
+            if "LayerNorm" not in name:
+                param.normal_(0.0, shape.hidden_size**-0.5)
+    model.save_pretrained(path, safe_serialization=True)
+    # A BERT tokenizer class, as real cross-encoders have: it returns token_type_ids.
+    tokenizer = BertTokenizerFast(tokenizer_object=tiny_tokenizer(), model_max_length=MAX_LENGTH)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_st_cross_encoder(path: Path, shape: Shape, num_labels: int):
+    """The library's CrossEncoder over a random classifier, saved with ``save``."""
+    hf_dir = build_hf_classifier(path.parent / f"{path.name}-hf", shape, num_labels)
+    model = st.CrossEncoder(str(hf_dir), max_length=MAX_LENGTH, device="cpu")
+    model.save(str(path))
+    return model
+
+
+def assert_close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
+    scale = float(np.max(np.abs(theirs)))
+    err = float(np.max(np.abs(ours - theirs)))
+    assert err <= RTOL * scale, f"{what}: max difference {err:.2e} of max |value| {scale:.2e}"
+
+
+def identity():
+    import torch
+
+    return torch.nn.Identity()
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_convert_predict_rank_and_export(name, tmp_path):
+    shape, num_labels = SHAPES[name]
+    model = build_st_cross_encoder(tmp_path / "st", shape, num_labels)
+    ours = CrossEncoder.from_pretrained(convert(tmp_path / "st", tmp_path / "ours"))
+    assert ours.num_labels == num_labels and ours.max_length == MAX_LENGTH
+    assert ours.config.activation == ("sigmoid" if num_labels == 1 else "identity")
+
+    theirs = model.predict(PAIRS, convert_to_numpy=True)  # the saved activation
+    assert_close(ours.predict(PAIRS), theirs, f"{name}: scores")
+    logits = model.predict(PAIRS, activation_fn=identity(), convert_to_numpy=True)
+    assert_close(ours.predict(PAIRS, activation="identity"), logits, f"{name}: logits")
+    assert np.ptp(logits) > 1e-2, "random scores too alike to catch a wrong model"
+    if num_labels == 1:
+        docs = [b for _, b in PAIRS]
+        ranked = ours.rank("the cat sat on the mat", docs)
+        expected = model.rank("the cat sat on the mat", docs)
+        assert [r["corpus_id"] for r in ranked] == [r["corpus_id"] for r in expected]
+
+    exported = export_cross_encoder(tmp_path / "ours", tmp_path / "exported")
+    again = st.CrossEncoder(str(exported), device="cpu")
+    assert getattr(again, "max_seq_length", None) == MAX_LENGTH  # 6.x's name for max_length
+    assert type(again.activation_fn) is type(model.activation_fn)
+    assert_close(again.predict(PAIRS, convert_to_numpy=True), theirs, f"{name}: exported")
+    # and back again: the same scores
+    back = CrossEncoder.from_pretrained(convert(exported, tmp_path / "back"))
+    assert_close(back.predict(PAIRS), theirs, f"{name}: exported, converted again")
+
+
+def test_plain_hf_folder(tmp_path):
+    """Older releases and the hub: a plain BertForSequenceClassification folder, no
+    sentence-transformers files; the library's default activation (sigmoid, one label)."""
+    shape, _ = SHAPES["36x2, 1 label"]
+    hf_dir = build_hf_classifier(tmp_path / "hf", shape, 1, seed=3)
+    assert not (hf_dir / "modules.json").exists()
+    assert (
+        "BertForSequenceClassification"
+        in json.loads((hf_dir / "config.json").read_text())["architectures"]
+    )
+    model = st.CrossEncoder(str(hf_dir), device="cpu")
+    ours = CrossEncoder.from_pretrained(convert(hf_dir, tmp_path / "ours"))
+    assert ours.config.activation == "sigmoid"
+    assert_close(ours.predict(PAIRS), model.predict(PAIRS, convert_to_numpy=True), "plain HF")
