@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from minisbert.data.lines import DataError
 from minisbert.data.loading import DATA_ENV, data_folder
 from minisbert.io.cache import cache_dir
+from minisbert.io.manifest import write_manifest
 
 if TYPE_CHECKING:
     from minisbert.sentence_encoder import SentenceEncoder
@@ -270,6 +271,7 @@ def read_through(weights: Path | str, pooling: str, folder: Path | str) -> Path:
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config["pooling"] = pooling
     config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    write_manifest(folder)  # the copy's own checksums (minisbert.io.manifest)
     return folder
 
 

@@ -228,9 +228,12 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
 
 def check_model_folder(folder: Path) -> None:
     """Refuse a model folder caught half-written: a training folder (it holds the run's
-    marker) without its manifest, or a folder whose files differ in size from its manifest.
+    marker) without its manifest, or a folder whose weight files differ in size from its
+    manifest (a truncated or half-replaced ``*.safetensors``).
 
-    Sizes only: this runs on every load and must stay cheap (sha256 is for --resume)."""
+    The weight files' sizes only: this runs on every load and must stay cheap (sha256 is for
+    --resume), and a settings file edited by hand (``sentence.json``'s pooling, lesson 4) is
+    the user's business: it is read and checked on its own."""
     has_manifest = (folder / MANIFEST).is_file()
     if not has_manifest and (folder / MARKER).is_file():
         raise ManifestError(
@@ -240,7 +243,7 @@ def check_model_folder(folder: Path) -> None:
         )
     if has_manifest:
         try:
-            verify_manifest(folder, check_sizes_only=True)
+            verify_manifest(folder, check_sizes_only=True, only_suffix=".safetensors")
         except ManifestError as err:
             raise ManifestError(
                 f"{err}; the folder is incomplete or was changed after it was written: write "

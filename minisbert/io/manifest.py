@@ -108,10 +108,15 @@ def read_manifest(folder: str | Path) -> dict[str, dict]:
     return files
 
 
-def verify_manifest(folder: str | Path, check_sizes_only: bool = False) -> None:
-    """Raise ``ManifestError`` naming the first file that is missing or differs."""
+def verify_manifest(
+    folder: str | Path, check_sizes_only: bool = False, only_suffix: str = ""
+) -> None:
+    """Raise ``ManifestError`` naming the first file that is missing or differs (of the files
+    whose names end in ``only_suffix``, when given)."""
     folder = Path(folder)
     for name, entry in read_manifest(folder).items():
+        if not name.endswith(only_suffix):
+            continue
         path = folder / name
         if not path.is_file():
             raise ManifestError(f"{path}: listed in {MANIFEST} but missing")
