@@ -142,6 +142,33 @@ def cmd_search(args: argparse.Namespace) -> None:
         print(f"{hit['score']:.3f}  {corpus[int(hit['corpus_id'])]}")
 
 
+def cmd_rerank(args: argparse.Namespace) -> None:
+    """Retrieve and re-rank: the bi-encoder picks --candidates lines by cosine similarity,
+    the cross-encoder reads each (query, line) pair and orders them again."""
+    from minisbert.cross_encoder import CrossEncoder
+    from minisbert.similarity import semantic_search
+
+    corpus = read_lines(args.file)
+    if not corpus:
+        raise ValueError(f"{args.file}: no non-empty lines to search")
+    reranker = CrossEncoder.from_pretrained(args.reranker)  # its errors before any encoding
+    if reranker.num_labels != 1:
+        raise ValueError(
+            f"{args.reranker}: a cross-encoder of {reranker.num_labels} labels; re-ranking needs "
+            "one score per pair"
+        )
+    encoder = _encoder(args.retriever)
+    hits = semantic_search(
+        encoder.encode(args.query), encoder.encode(corpus), top_k=args.candidates
+    )[0]
+    candidates = [corpus[int(hit["corpus_id"])] for hit in hits]
+    ranked = reranker.rank(args.query, candidates, top_k=args.top_k)
+    print(f"{'rerank':>7} {'cosine':>7}  line ({len(candidates)} candidates of {len(corpus)})")
+    for r in ranked:
+        i = r["corpus_id"]
+        print(f"{r['score']:7.3f} {hits[i]['score']:7.3f}  {candidates[i]}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -329,6 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.set_defaults(func=cmd_search)
 
+    p = add_command(
+        sub, "rerank", "retrieve with a bi-encoder, then re-rank with a cross-encoder",
+        "The bi-encoder (--retriever) picks the --candidates lines most similar to the query; "
+        "the cross-encoder (--reranker, a folder `minisbert convert` made) scores each (query, "
+        "line) pair and the best --top-k are printed with both scores, best first.",
+    )  # fmt: skip
+    p.add_argument("query", help="the sentence to look for, quoted")
+    p.add_argument("file", help="a UTF-8 text file, one candidate a line (blank lines skipped)")
+    p.add_argument(
+        "--retriever", default=DEFAULT_MODEL,
+        help="the bi-encoder: a model folder, or a name in weights/ (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reranker", required=True,
+        help="the cross-encoder: a minisbert cross-encoder folder, or a name in weights/",
+    )  # fmt: skip
+    p.add_argument(
+        "--candidates", type=positive_int, default=100,
+        help="how many lines the bi-encoder passes to the cross-encoder (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--top-k", type=positive_int, default=5,
+        help="how many lines to print (default: %(default)s)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_rerank)
+
     p = add_command(sub, "demo", "a short tour: encode, compare, search, mine paraphrases")
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.set_defaults(func=cmd_demo)
@@ -411,6 +464,8 @@ def cmd_eval_sts(args: argparse.Namespace) -> None:
 
     split = _eval_split(args, "test")
     examples = load_dataset(args.data, split)
+    if _is_cross_encoder(args.model):
+        return _eval_sts_cross_encoder(args, examples, split)
     metrics = evaluate_sts(
         _encoder(args.model), examples, batch_size=args.batch_size, show_progress_bar=True
     )
@@ -419,6 +474,35 @@ def cmd_eval_sts(args: argparse.Namespace) -> None:
     for name in ("cosine", "euclidean", "manhattan", "dot"):
         print(f"{name:10} {metrics[f'pearson_{name}']:8.2f} {metrics[f'spearman_{name}']:8.2f}")
     print(f"{metrics['spearman_cosine']:.2f}")
+
+
+def _is_cross_encoder(model: str) -> bool:
+    from minisbert.cross_encoder import CROSS_ENCODER_JSON
+    from minisbert.sentence_encoder import resolve_model_dir
+
+    return (resolve_model_dir(model) / CROSS_ENCODER_JSON).is_file()
+
+
+def _eval_sts_cross_encoder(args: argparse.Namespace, examples: list, split: str) -> None:
+    """A cross-encoder's STS score: the correlation of its pair scores with the gold ones
+    (no vectors, so no cosine, euclidean, ...: one score per pair)."""
+    import numpy as np
+
+    from minisbert.cross_encoder import CrossEncoder
+    from minisbert.evaluate import _number, pearson, require_pairs, spearman
+
+    require_pairs(examples, "STS evaluation")
+    model = CrossEncoder.from_pretrained(args.model)
+    if model.num_labels != 1:
+        raise ValueError(f"{args.model}: {model.num_labels} labels; STS needs one score a pair")
+    gold = np.array([_number(e.label) for e in examples], dtype=np.float64)  # (N,)
+    pairs = [(e.sentence1, e.sentence2) for e in examples]
+    scores = model.predict(pairs, batch_size=args.batch_size).astype(np.float64)  # (N,)
+    print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs, cross-encoder), x100")
+    print(f"{'':10} {'pearson':>8} {'spearman':>8}")
+    r, rho = 100 * pearson(scores, gold), 100 * spearman(scores, gold)
+    print(f"{'score':10} {r:8.2f} {rho:8.2f}")
+    print(f"{rho:.2f}")
 
 
 def cmd_eval_triplets(args: argparse.Namespace) -> None:

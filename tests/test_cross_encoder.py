@@ -153,7 +153,7 @@ def test_bad_pairs_named(one_label):
         one_label.predict([("a", 3)])
 
 
-@pytest.mark.parametrize("num_labels", [1, 3])
+@pytest.mark.parametrize("num_labels", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_export_convert_round_trip(num_labels, tmp_path):
     """minisbert -> HF/sentence-transformers layout -> minisbert: the same weights, bit for bit."""
     ours = make_cross_encoder_dir(tmp_path / "ours", num_labels=num_labels, seed=1)
@@ -222,3 +222,47 @@ def test_bad_folders_fail_in_one_line(tmp_path):
         convert(exported, tmp_path / "x", log=lambda _: None)
     assert "Tanh" in one_line_error(excinfo)
     assert not (tmp_path / "x").exists()
+
+
+def test_rerank_command(one_label, tmp_path, capsys):
+    """The bi-encoder keeps --candidates lines, the cross-encoder orders those."""
+    from tiny import make_tiny_model_dir
+
+    from minisbert import SentenceEncoder
+    from minisbert.similarity import semantic_search
+
+    retriever = make_tiny_model_dir(tmp_path / "bi")
+    reranker = make_cross_encoder_dir(tmp_path / "ce")
+    corpus = ["the cat sat on the mat", "a dog runs", "the dog sat", "a cat", "is the mat on"]
+    (tmp_path / "corpus.txt").write_text("\n".join(corpus) + "\n\n", encoding="utf-8")
+    query = "the cat sat"
+    argv = ["rerank", query, str(tmp_path / "corpus.txt"), "--retriever", str(retriever),
+            "--reranker", str(reranker), "--candidates", "3", "--top-k", "2"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "3 candidates of 5" in lines[0] and len(lines) == 3
+
+    encoder = SentenceEncoder.from_pretrained(retriever)
+    hits = semantic_search(encoder.encode(query), encoder.encode(corpus), top_k=3)[0]
+    candidates = [corpus[int(h["corpus_id"])] for h in hits]
+    best = one_label.rank(query, candidates, top_k=2)  # the same weights (seed 0)
+    assert [line.split(None, 2)[2] for line in lines[1:]] == [
+        candidates[r["corpus_id"]] for r in best
+    ]
+    assert [float(line.split()[0]) for line in lines[1:]] == [
+        pytest.approx(r["score"], abs=1e-3) for r in best
+    ]
+    assert main([*argv[:5], "--reranker", str(tmp_path / "no-such")]) == 1
+
+
+def test_eval_sts_scores_a_cross_encoder_by_its_pair_scores(one_label, tmp_path, capsys):
+    reranker = make_cross_encoder_dir(tmp_path / "ce")
+    pairs = [(a, b) for a, b in PAIRS[:4]] + [("a dog", "a cat"), ("the mat", "on the mat")]
+    scores = one_label.predict(pairs)  # the same weights (seed 0)
+    for sign, expected in ((1, "100.00"), (-1, "-100.00")):
+        data = tmp_path / f"sts{sign}.tsv"
+        rows = [f"{a}\t{b}\t{sign * s:.9f}" for (a, b), s in zip(pairs, scores, strict=True)]
+        data.write_text("sentence1\tsentence2\tscore\n" + "\n".join(rows) + "\n")
+        assert main(["eval", "sts", "--model", str(reranker), "--data", str(data)]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert "cross-encoder" in lines[0] and lines[-1] == expected
