@@ -5,11 +5,18 @@ Tests that need real data read it from the folder named by ``MINISBERT_DATA`` (l
 from ``weights/all-MiniLM-L6-v2`` (``make weights`` creates it). Either missing makes
 those tests skip with the reason, except when ``MINISBERT_REQUIRE_DATA=1`` (CI), where
 a missing folder is a failure: CI must never pass by skipping its real checks.
+
+The fixtures that several test files share live here too: the tiny model with a data file of
+each kind (``tiny_files``) and a folder served over HTTP (``served_folder``). What builds them
+is in the helper modules (tiny.py, runs.py, served.py, loss_parity.py): a test file imports
+those, never another test file (test_layers.py checks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +80,22 @@ def plain_encoder(encoder):  # noqa: ANN201 - SentenceEncoder, imported lazily
     from minisbert import SentenceEncoder
 
     return SentenceEncoder(encoder.model, encoder.tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny model and 24 scored pairs, labelled pairs and triplets (tiny.py), made once per
+    session: tests read them and write their runs elsewhere."""
+    from tiny import write_training_files
+
+    return write_training_files(tmp_path_factory.mktemp("tiny-files"))
+
+
+@pytest.fixture
+def served_folder() -> Iterator[Callable[[Path], str]]:
+    """``served_folder(folder)`` serves ``folder`` on 127.0.0.1 until the test ends and returns
+    its base URL (served.py)."""
+    from served import serving
+
+    with contextlib.ExitStack() as stack:
+        yield lambda folder: stack.enter_context(serving(folder=folder))

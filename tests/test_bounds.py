@@ -26,9 +26,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_damaged_files import random_model_dir
-from test_train import write_pairs
-from tiny import TINY_CONFIG
+from runs import train_args
+from tiny import TINY_CONFIG, random_model_dir, write_pairs
 
 from minisbert import SentenceEncoder, sentence_encoder
 from minisbert.cli import main
@@ -388,12 +387,6 @@ def training(tmp_path_factory, tiny) -> dict[str, Path]:
     return {"model": tiny, "scores": write_pairs(root / "scores.tsv")}
 
 
-def train_args(training, output: Path, loss: str) -> list[str]:
-    return ["train", "--model", str(training["model"]), "--data", str(training["scores"]),
-            "--loss", loss, "--epochs", "1", "--batch-size", "8", "--output", str(output),
-            "--eval-data", "none", "--no-progress"]  # fmt: skip
-
-
 @pytest.mark.parametrize("name, message", [
     ("vector", "a loss must return a scalar jax array of floats, got shape (8,)"),
     ("raises", "raised KeyError: 'x' (at "),
@@ -403,7 +396,7 @@ def test_a_bad_loss_stops_train_in_one_line_and_leaves_no_files(
 ):
     """Found by tracing the loss once before the jitted step; the new --output is left empty."""
     output = tmp_path / "run"
-    assert main(train_args(training, output, f"{bad_losses}:{name}")) == 1
+    assert main(train_args(training, output, "scores", f"{bad_losses}:{name}")) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"minisbert train: error: {bad_losses}:{name}")
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -430,7 +423,7 @@ def test_a_python_loss_fn_is_checked_before_the_first_step(training, tmp_path):
 
 def test_a_run_refused_before_writing_takes_back_its_marker_and_lock(training, tmp_path, capsys):
     output = tmp_path / "new"
-    assert main(train_args(training, output, "triplet")) == 1  # scored pairs: wrong data
+    assert main(train_args(training, output, "scores", "triplet")) == 1  # scored pairs: wrong data
     assert "--loss triplet needs triplets" in capsys.readouterr().err
     assert list(output.iterdir()) == []
 

@@ -7,23 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import config_for, files  # noqa: F401  (files is a fixture)
+from runs import Killed, config_for, kill_after
 
 from minisbert.io import checkpoint
 from minisbert.io.weights import read_safetensors
 from minisbert.train import TrainingError, train
-
-
-class Killed(Exception):
-    """Stands in for a crash or ctrl-C in the middle of a run."""
-
-
-def kill_after(step: int):
-    def on_step(done: int, loss: float) -> None:
-        if done == step:
-            raise Killed(f"killed after step {done}")
-
-    return on_step
 
 
 def weights(folder: Path) -> dict[str, np.ndarray]:
@@ -38,16 +26,16 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight(files, tmp_path_factory) -> Path:  # noqa: F811
+def straight(tiny_files, tmp_path_factory) -> Path:
     """6 steps (2 epochs of 3 batches) without interruption."""
     output = tmp_path_factory.mktemp("straight") / "run"
-    train(config_for(files, output, checkpoint_steps=3))
+    train(config_for(tiny_files, output, checkpoint_steps=3))
     return output
 
 
-def test_resume_after_a_kill_equals_the_uninterrupted_run(files, straight, tmp_path):  # noqa: F811
+def test_resume_after_a_kill_equals_the_uninterrupted_run(tiny_files, straight, tmp_path):
     output = tmp_path / "run"
-    config = config_for(files, output, checkpoint_steps=3)
+    config = config_for(tiny_files, output, checkpoint_steps=3)
     with pytest.raises(Killed):
         train(config, on_step=kill_after(4))  # step 4 is lost: the last checkpoint is step 3
     assert checkpoint.latest_checkpoint(output / "checkpoints").name == "step-00000003"
@@ -60,10 +48,10 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(files, straight, tmp_p
     assert (state["epoch"], state["batch_in_epoch"]) == (2, 0)
 
 
-def test_a_checkpoint_without_its_json_is_ignored(files, straight, tmp_path, monkeypatch):  # noqa: F811
+def test_a_checkpoint_without_its_json_is_ignored(tiny_files, straight, tmp_path, monkeypatch):
     """Crash between files: step 4's tensors are written, its state.json is not."""
     output = tmp_path / "run"
-    config = config_for(files, output, checkpoint_steps=2)
+    config = config_for(tiny_files, output, checkpoint_steps=2)
     real_write = checkpoint._write_json_atomic
 
     def crash_at_step_4(values, path):
@@ -86,7 +74,7 @@ def test_a_checkpoint_without_its_json_is_ignored(files, straight, tmp_path, mon
     assert_same_weights(output, straight)
 
 
-def test_checkpoint_files_and_state(files, straight):  # noqa: F811
+def test_checkpoint_files_and_state(tiny_files, straight):
     folder = straight / "checkpoints" / "step-00000006"
     state = json.loads((folder / checkpoint.STATE).read_text())
     assert state["step"] == 6 and state["total_steps"] == 6 and state["steps_per_epoch"] == 3
@@ -106,27 +94,27 @@ def test_checkpoint_files_and_state(files, straight):  # noqa: F811
         np.testing.assert_array_equal(params[f"model.bert.{name}"], value)
 
 
-def test_only_the_last_k_checkpoints_are_kept(files, tmp_path):  # noqa: F811
+def test_only_the_last_k_checkpoints_are_kept(tiny_files, tmp_path):
     output = tmp_path / "run"
-    train(config_for(files, output, checkpoint_steps=1, keep_checkpoints=2))
+    train(config_for(tiny_files, output, checkpoint_steps=1, keep_checkpoints=2))
     names = sorted(p.name for p in (output / "checkpoints").iterdir())
     assert names == ["step-00000005", "step-00000006"]
 
 
-def test_a_second_run_into_the_same_folder_needs_resume(files, straight):  # noqa: F811
+def test_a_second_run_into_the_same_folder_needs_resume(tiny_files, straight):
     with pytest.raises(TrainingError, match="pass --resume"):
-        train(config_for(files, straight, checkpoint_steps=3))
+        train(config_for(tiny_files, straight, checkpoint_steps=3))
 
 
-def test_resume_refuses_changed_settings(files, straight):  # noqa: F811
-    config = config_for(files, straight, checkpoint_steps=3, lr=5e-4, resume=True)
+def test_resume_refuses_changed_settings(tiny_files, straight):
+    config = config_for(tiny_files, straight, checkpoint_steps=3, lr=5e-4, resume=True)
     with pytest.raises(TrainingError, match=r"trained with lr=0.001, this command has lr=0.0005"):
         train(config)
 
 
-def test_resume_of_a_finished_run_changes_nothing(files, straight):  # noqa: F811
+def test_resume_of_a_finished_run_changes_nothing(tiny_files, straight):
     before = weights(straight)
-    result = train(config_for(files, straight, checkpoint_steps=3, resume=True))
+    result = train(config_for(tiny_files, straight, checkpoint_steps=3, resume=True))
     assert result.losses == []
     for name, value in weights(straight).items():
         np.testing.assert_array_equal(value, before[name])

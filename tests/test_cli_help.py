@@ -197,14 +197,10 @@ def test_the_final_evaluation_is_a_table():
     assert rows[2][:2] == ["pairs_f1_threshold", "0.7071"]  # a cosine, as it is
 
 
-def test_train_says_it_compiles_once(tmp_path, capsys):
-    from test_cli_train import train_args
-    from test_train import write_pairs
-    from tiny import make_tiny_model_dir
+def test_train_says_it_compiles_once(tiny_files, tmp_path, capsys):
+    from runs import train_args
 
-    setup = {"model": make_tiny_model_dir(tmp_path / "tiny"),
-             "scores": write_pairs(tmp_path / "scores.tsv")}  # fmt: skip
-    args = [a for a in train_args(setup, tmp_path / "run", "scores", "cosine")
+    args = [a for a in train_args(tiny_files, tmp_path / "run", "scores", "cosine")
             if a != "--no-progress"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err

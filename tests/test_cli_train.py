@@ -4,36 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from test_train import write_pairs
-from tiny import make_tiny_model_dir
+from runs import train_args
 
 from minisbert.cli import main
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cli")
-    return {
-        "root": root,
-        "model": make_tiny_model_dir(root / "tiny"),
-        "scores": write_pairs(root / "scores.tsv"),
-        "classes": write_pairs(root / "classes.tsv", kind="class"),
-        "triplets": write_pairs(root / "triplets.tsv", kind="triplet"),
-    }
-
-
-def train_args(setup, output: Path, data: str, loss: str, *extra: str) -> list[str]:
-    return [
-        "train", "--model", str(setup["model"]), "--data", str(setup[data]), "--loss", loss,
-        "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--seed", "0",
-        "--output", str(output), "--eval-data", "none", "--no-progress", *extra,
-    ]  # fmt: skip
-
-
-def test_train_then_eval_sts(setup, tmp_path, capsys):
+def test_train_then_eval_sts(tiny_files, tmp_path, capsys):
     output = tmp_path / "run"
-    args = train_args(setup, output, "scores", "cosine", "--eval-data", str(setup["scores"]),
+    scores = str(tiny_files["scores"])
+    args = train_args(tiny_files, output, "scores", "cosine", "--eval-data", scores,
                       "--eval-steps", "2")  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -42,40 +21,43 @@ def test_train_then_eval_sts(setup, tmp_path, capsys):
     assert "final evaluation" in out and "scores_spearman_cosine" in out
     assert (output / "checkpoints" / "step-00000003" / "state.json").is_file()
 
-    assert main(["eval", "sts", "--model", str(output), "--data", str(setup["scores"])]) == 0
+    assert main(["eval", "sts", "--model", str(output), "--data", scores]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[1].split() == ["pearson", "spearman"]
     assert [line.split()[0] for line in lines[2:6]] == ["cosine", "euclidean", "manhattan", "dot"]
     assert float(lines[-1]) == float(lines[2].split()[2])  # last line: Spearman x100, cosine
 
 
-def test_train_softmax_then_eval_nli(setup, tmp_path, capsys):
+def test_train_softmax_then_eval_nli(tiny_files, tmp_path, capsys):
     output = tmp_path / "nli"
-    args = train_args(setup, output, "classes", "softmax", "--concat", "u", "v", "abs_diff", "mul")
+    concat = ["--concat", "u", "v", "abs_diff", "mul"]
+    args = train_args(tiny_files, output, "classes", "softmax", *concat)
     assert main(args) == 0
     capsys.readouterr()
-    assert main(["eval", "nli", "--model", str(output), "--data", str(setup["classes"])]) == 0
+    assert main(["eval", "nli", "--model", str(output), "--data", str(tiny_files["classes"])]) == 0
     accuracy = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= accuracy <= 100
 
 
-def test_train_triplets_then_eval_triplets(setup, tmp_path, capsys):
+def test_train_triplets_then_eval_triplets(tiny_files, tmp_path, capsys):
     output = tmp_path / "triplets"
-    assert main(train_args(setup, output, "triplets", "triplet", "--margin", "0.5")) == 0
+    assert main(train_args(tiny_files, output, "triplets", "triplet", "--margin", "0.5")) == 0
     capsys.readouterr()
-    assert main(["eval", "triplets", "--model", str(output), "--data", str(setup["triplets"])]) == 0
+    triplets = str(tiny_files["triplets"])
+    assert main(["eval", "triplets", "--model", str(output), "--data", triplets]) == 0
     assert 0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 100
 
 
-def test_a_mismatched_loss_and_data_is_one_clear_line(setup, tmp_path, capsys):
-    assert main(train_args(setup, tmp_path / "x", "scores", "triplet")) == 1
+def test_a_mismatched_loss_and_data_is_one_clear_line(tiny_files, tmp_path, capsys):
+    assert main(train_args(tiny_files, tmp_path / "x", "scores", "triplet")) == 1
     err = capsys.readouterr().err
     assert "minisbert train: error: --loss triplet needs triplets" in err
     assert "Traceback" not in err
 
 
-def test_eval_nli_without_a_classifier_says_so(setup, capsys):
-    args = ["eval", "nli", "--model", str(setup["model"]), "--data", str(setup["classes"])]
+def test_eval_nli_without_a_classifier_says_so(tiny_files, capsys):
+    model, classes = str(tiny_files["model"]), str(tiny_files["classes"])
+    args = ["eval", "nli", "--model", model, "--data", classes]
     assert main(args) == 1
     assert "only a `minisbert train --loss softmax` run saves one" in capsys.readouterr().err
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from tiny import TINY_CONFIG, tiny_tokenizer
+from tiny import TINY_CONFIG, random_model_dir
 
 from minisbert import SentenceEncoder, sentence_encoder
-from minisbert.config import BertConfig, ConfigError, SentenceConfig
+from minisbert.config import ConfigError
 from minisbert.data import (
     DataError,
     read_pairs,
@@ -46,34 +46,10 @@ from minisbert.io.weights import (
     WeightsError,
     check_params,
     read_safetensors,
-    write_safetensors_atomic,
 )
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minisbert"
 TINY_PARAMS = expected_params(TINY_CONFIG)  # name -> shape and dtype
-
-
-def random_model_dir(path: Path, config: BertConfig = TINY_CONFIG, max_seq_length: int = 32,
-                     normalize: bool = False) -> Path:  # fmt: skip
-    """A model folder with random weights drawn in numpy, the tiny tokenizer and configs.
-
-    Like ``tiny.make_tiny_model_dir`` but without building the model eagerly, which
-    compiles every initialiser one by one (seconds); here nothing is compiled.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    sentence_config = SentenceConfig(max_seq_length=max_seq_length, normalize=normalize)
-    rng = np.random.default_rng(0)
-    params = {
-        name: np.ones(shape.shape, np.float32) if name.endswith(".scale")  # LayerNorm
-        else np.zeros(shape.shape, np.float32) if name.endswith(".bias")
-        else rng.normal(0.0, 0.02, shape.shape).astype(np.float32)
-        for name, shape in expected_params(config).items()
-    }  # fmt: skip
-    write_safetensors_atomic(params, path / "model.safetensors")
-    (path / "config.json").write_text(json.dumps(config.to_dict()))
-    (path / "sentence.json").write_text(json.dumps(sentence_config.to_dict()))
-    tiny_tokenizer().save(str(path / "tokenizer.json"))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,12 @@ against a local HTTP server (no test touches the internet)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
 import re
 import tarfile
-import threading
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -527,27 +523,13 @@ def build_mirror(root: Path) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A local HTTP server in a thread, serving tmp_path/mirror; yields its base URL."""
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served_folder) -> str:
+    """A local HTTP server serving tmp_path/mirror: its base URL."""
     # Were any code path to fall back to the official URLs, send it to a closed local port.
     monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9/")
     mirror = tmp_path / "mirror"
     build_mirror(mirror)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(mirror))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    return served_folder(mirror)
 
 
 def hidden_files(folder: Path) -> list[Path]:

@@ -4,13 +4,9 @@ server (no test touches the internet)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,26 +80,12 @@ def triples(examples: list) -> list[tuple[str, str, int]]:
 
 
 @pytest.fixture
-def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A local HTTP server in a thread serving multinli_1.0.zip; yields its base URL."""
+def mirror(tmp_path: Path, served_folder) -> str:
+    """A local HTTP server serving multinli_1.0.zip: its base URL."""
     folder = tmp_path / "mirror"
     folder.mkdir()
     (folder / "multinli_1.0.zip").write_bytes(mnli_zip())
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    return served_folder(folder)
 
 
 def test_fetch_mnli_through_the_mirror_env(

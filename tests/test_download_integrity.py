@@ -9,7 +9,6 @@ layout, so that a whole ``minisbert fetch`` can meet a fault too.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from served import QuietHandler, serving
 from tiny import make_tiny_model_dir
 
 from minisbert.data import DataError, fetch_datasets
@@ -34,39 +34,36 @@ Route = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 class Server:
-    """An http.server thread on 127.0.0.1: ``routes[path]`` answers that path; any other is
-    served from ``root``. ``quiet`` is set at shutdown, to wake the handlers that stall."""
+    """A local server (served.py): ``routes[path]`` answers that path; any other is served
+    from ``root``. ``quiet`` is set at shutdown, to wake the handlers that stall."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.routes: dict[str, Route] = {}
         self.quiet = threading.Event()
+        self.url = ""
         routes = self.routes
 
-        class Handler(http.server.SimpleHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path in routes:
                     routes[self.path](self)
                 else:
                     super().do_GET()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        root.mkdir(parents=True, exist_ok=True)
-        handler = functools.partial(Handler, directory=str(root))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        serve = functools.partial(self.httpd.serve_forever, poll_interval=0.01)  # quick shutdown
-        threading.Thread(target=serve, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.handler = Handler
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     server = Server(tmp_path / "served")
-    yield server
-    server.quiet.set()
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.root.mkdir(parents=True)
+    with serving(server.handler, server.root) as url:
+        server.url = url
+        try:
+            yield server
+        finally:
+            server.quiet.set()
 
 
 # ---------------------------------------------------------------- the faults

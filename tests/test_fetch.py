@@ -8,12 +8,9 @@ the way all-MiniLM-L6-v2 is: the sha256 of the wheel and of every file of its fo
 from __future__ import annotations
 
 import dataclasses
-import functools
-import http.server
 import json
 import shutil
 import stat
-import threading
 import zipfile
 from pathlib import Path
 
@@ -77,23 +74,12 @@ def pin_wheel(monkeypatch, model: KnownModel, wheel: Path) -> None:
 
 
 @pytest.fixture
-def hub(tmp_path, st_folder):
+def hub(tmp_path, st_folder, served_folder):
     """Serve st_folder at http://127.0.0.1:PORT/someone/tiny-bert/resolve/main/FILE."""
     root = tmp_path / "hub"
     target = root / "someone" / "tiny-bert" / "resolve" / "main"
     shutil.copytree(st_folder, target)
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", target
-    server.shutdown()
-    server.server_close()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
+    return served_folder(root), target
 
 
 def pip_from(index: Path) -> list[str]:

@@ -6,15 +6,13 @@ layout, ``/OWNER/NAME/resolve/REVISION/FILE``, and records every path asked for.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from served import QuietHandler, serving
 from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
@@ -36,7 +34,7 @@ class Hub:
         self.root, self.asked = root, []
         hub = self
 
-        class Handler(http.server.SimpleHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 hub.asked.append(self.path)
                 if self.path.startswith("/private/"):  # what the hub says of hidden repos
@@ -44,13 +42,7 @@ class Hub:
                     return
                 super().do_GET()
 
-            def log_message(self, *args) -> None:
-                pass
-
-        handler = functools.partial(Handler, directory=str(root))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.handler = Handler
 
     def repo(self, repo: str, revision: str = "main") -> Path:
         return self.root / repo / "resolve" / revision
@@ -70,12 +62,11 @@ def hub(tmp_path, monkeypatch, tiny):
     hub.repo("acme/tiny-hf").mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(hub.repo("acme/tiny-st") / name, hub.repo("acme/tiny-hf") / name)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield hub
-    hub.server.shutdown()
-    hub.server.server_close()
+    with serving(hub.handler, hub.root) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("MINISBERT_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        yield hub
 
 
 def test_fetch_a_sentence_transformers_repo(tmp_path, hub, tiny):

@@ -12,8 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_checkpoint import Killed, kill_after
-from test_train import config_for, files  # noqa: F401 (a fixture)
+from runs import Killed, config_for, kill_after
 
 from minisbert import cli
 from minisbert.io.weights import read_safetensors
@@ -79,8 +78,8 @@ def test_probe_steps_freeze_the_encoder_then_release_it():
     assert not np.allclose(history[2]["model"]["kernel"], start["model"]["kernel"])
 
 
-def test_probe_steps_need_a_head(files, tmp_path):  # noqa: F811
-    config = config_for(files, tmp_path / "run", probe_steps=1)  # cosine: no head
+def test_probe_steps_need_a_head(tiny_files, tmp_path):
+    config = config_for(tiny_files, tmp_path / "run", probe_steps=1)  # cosine: no head
     with pytest.raises(ValueError, match="--probe-steps 1 needs a loss with its own parameters"):
         train(config)
 
@@ -98,9 +97,10 @@ def test_the_cli_default_is_the_trainers():
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_path):  # noqa: F811
+def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(tiny_files, tmp_path):
     """The optimiser state now has two groups: checkpoints must restore both."""
-    config = config_for(files, tmp_path / "straight", data=str(files["classes"]), loss="softmax",
+    classes = str(tiny_files["classes"])
+    config = config_for(tiny_files, tmp_path / "straight", data=classes, loss="softmax",
                         head_lr=1e-2, probe_steps=2, checkpoint_steps=3)  # fmt: skip
     train(config)
     interrupted = dataclasses.replace(config, output=str(tmp_path / "resumed"))
@@ -116,14 +116,14 @@ def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(files, tmp_p
             np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=f"{name} {key}")
 
 
-def test_by_default_a_head_learns_alone_for_a_fifth_of_the_steps(files, tmp_path):  # noqa: F811
+def test_by_default_a_head_learns_alone_for_a_fifth_of_the_steps(tiny_files, tmp_path):
     from pathlib import Path
 
     from minisbert.train import PaddedSteps, Run
     from minisbert.train_config import PROBE_RATIO
 
     for loss, data in (("softmax", "classes"), ("cosine", "scores")):
-        config = config_for(files, tmp_path / loss, loss=loss, data=str(files[data]))
+        config = config_for(tiny_files, tmp_path / loss, loss=loss, data=str(tiny_files[data]))
         (tmp_path / loss).mkdir()
         run = Run(config, tmp_path / loss, Path(config.model), PaddedSteps(), None)
         expected = round(PROBE_RATIO * run.total) if loss == "softmax" else 0

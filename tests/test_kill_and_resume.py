@@ -23,7 +23,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -31,9 +30,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_damaged_files import random_model_dir
-from test_train import write_pairs
-from tiny import TINY_CONFIG
+import runs
+from runs import EVERY_STEP, run_script
+from tiny import ONE_LAYER, random_model_dir, write_pairs
 
 from minisbert import SentenceEncoder
 from minisbert.cli import main
@@ -43,8 +42,6 @@ from minisbert.io.manifest import ManifestError
 from minisbert.io.weights import read_safetensors
 from minisbert.losses import cosine_similarity_loss
 from minisbert.train import TrainConfig, TrainingError, epoch_order, train
-
-ONE_LAYER = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)  # compiles in half the time
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +56,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 def config_for(files: dict[str, Path], output: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        model=str(files["model"]), data=str(files["scores"]), loss="cosine", output=str(output),
-        batch_size=8, epochs=2, lr=1e-3, eval_data="none", checkpoint_steps=1,
-        keep_checkpoints=10, progress=False,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+    """runs.config_for's 6 steps, with a checkpoint after each."""
+    return runs.config_for(files, output, **{**EVERY_STEP, **changes})
 
 
 # ---------------------------------------------------------------- SIGKILL of a subprocess
@@ -110,24 +103,19 @@ DRIVER = textwrap.dedent(
 
 
 def run_cli(files: dict[str, Path], output: Path, *extra: str, kill: str | None = None):
-    driver = files["root"] / "driver.py"
-    driver.write_text(DRIVER)
     args = [
         "train", "--model", str(files["model"]), "--data", str(files["scores"]),
         "--loss", "cosine", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
         "--checkpoint-steps", "1", "--keep-checkpoints", "10", "--eval-data", "none",
         "--no-progress", "--output", str(output), *extra,
     ]  # fmt: skip
-    env = dict(
-        os.environ,
-        KILL=kill or "",
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(files["jax_cache"]),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-    return subprocess.run([sys.executable, str(driver), *args], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    env = {
+        "KILL": kill or "",
+        "JAX_COMPILATION_CACHE_DIR": str(files["jax_cache"]),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    return run_script(DRIVER, files["root"], *args, env=env)
 
 
 def step_dir(output: Path, step: int) -> Path:

@@ -5,6 +5,9 @@ the paper's method; packing, shape buckets, 16-bit dropout and sharding live in
 ``minisbert/fast/`` and are plugged in from outside: by ``minisbert/__init__.py`` (encode's
 default batcher) and ``cli.py`` (``minisbert train``). This test reads every module's imports
 (its source, not a run, so an import inside a function counts too).
+
+The same reading keeps the tests in layers: a test file imports the helper modules (tiny.py,
+runs.py, served.py, loss_parity.py) and conftest's fixtures, never another test file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "minisbert"
+TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "minisbert"
 PLUGS = {"__init__.py", "cli.py"}  # the two places that choose the fast path for a user
 CORE = sorted(
     p
@@ -51,3 +55,38 @@ def test_the_check_sees_an_import_of_the_fast_path(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from minisbert.fast.packing import pack\n")
     assert "minisbert.fast.packing" in imported_modules(module)
+
+
+# ---------------------------------------------------------------- the tests' own layers
+
+TEST_FILES = sorted(TESTS.glob("test_*.py"))
+
+
+def imported_test_files(path: Path) -> list[str]:
+    """The test modules that ``path`` imports: ``test_x`` or ``tests.test_x``."""
+    found = set()
+    for name in imported_modules(path):
+        parts = name.split(".")
+        if parts[0].startswith("test_"):
+            found.add(parts[0])
+        elif parts[0] == "tests" and len(parts) > 1 and parts[1].startswith("test_"):
+            found.add(f"tests.{parts[1]}")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_a_test_file_imports_no_other_test_file(path):
+    others = imported_test_files(path)
+    assert not others, (
+        f"{path.name} imports {others}: move what it shares to a helper module (tiny.py, "
+        "runs.py, served.py, loss_parity.py) or a fixture in conftest.py"
+    )
+
+
+def test_the_check_sees_a_test_file_imported_anywhere(tmp_path):
+    module = tmp_path / "test_m.py"
+    module.write_text(
+        "import tiny\nfrom tests.tiny import TINY_CONFIG\n"
+        "def f():\n    from test_train import write_pairs\n    import tests.test_cli\n"
+    )
+    assert imported_test_files(module) == ["test_train", "tests.test_cli"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli_train import setup, train_args  # noqa: F401 - the fixture
+from runs import train_args
 
 from minisbert.cli import build_parser, main
 from minisbert.losses import DATA_KINDS, LOSSES, REGISTRY, Loss, LossError, get_loss
@@ -52,27 +52,27 @@ def test_a_file_loss_reads_its_data_from_its_parameter_names(tmp_path: Path):
         get_loss("nope")
 
 
-def test_a_learners_loss_trains_from_the_command_line(setup, tmp_path, capsys):  # noqa: F811
+def test_a_learners_loss_trains_from_the_command_line(tiny_files, tmp_path, capsys):
     (tmp_path / "my_losses.py").write_text(MY_LOSS)
     output = tmp_path / "run"
-    args = train_args(setup, output, "scores", f"{tmp_path}/my_losses.py:my_loss")
+    args = train_args(tiny_files, output, "scores", f"{tmp_path}/my_losses.py:my_loss")
     assert main(args) == 0, capsys.readouterr().err
     assert f"wrote {output}: 3 steps" in capsys.readouterr().out
 
 
-def test_a_learners_loss_on_the_wrong_data_says_which_data(setup, tmp_path, capsys):  # noqa: F811
+def test_a_learners_loss_on_the_wrong_data_says_which_data(tiny_files, tmp_path, capsys):
     (tmp_path / "my_losses.py").write_text(MY_LOSS)
-    args = train_args(setup, tmp_path / "run", "triplets", f"{tmp_path}/my_losses.py:my_loss")
+    args = train_args(tiny_files, tmp_path / "run", "triplets", f"{tmp_path}/my_losses.py:my_loss")
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "needs scored pairs" in err and len(err.strip().splitlines()) == 1
 
 
-def test_one_registry_line_adds_a_loss_to_the_cli(setup, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_one_registry_line_adds_a_loss_to_the_cli(tiny_files, tmp_path, capsys, monkeypatch):
     (tmp_path / "extra.py").write_text(MY_LOSS)
     function = load_file_loss(f"{tmp_path}/extra.py:my_loss").function
     monkeypatch.setitem(REGISTRY, "dot_mse", Loss(function, ("scored pairs",)))  # the one line
     output = tmp_path / "run"
-    assert main(train_args(setup, output, "scores", "dot_mse")) == 0, capsys.readouterr().err
+    assert main(train_args(tiny_files, output, "scores", "dot_mse")) == 0, capsys.readouterr().err
     assert f"wrote {output}: 3 steps" in capsys.readouterr().out
 

@@ -3,7 +3,7 @@
 Runs only where torch and sentence-transformers are installed (`make test-live`); elsewhere it
 skips. Every case of scripts/reference_losses.py is redrawn from a different seed, fed through
 the library's loss class and through minisbert, and compared with the tolerances of
-tests/test_losses.py (1e-5 relative, 1e-6 absolute floor, value and every gradient).
+tests/loss_parity.py (1e-5 relative, 1e-6 absolute floor, value and every gradient).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("sentence_transformers")
 
 import numpy as np  # noqa: E402
-from test_losses import assert_matches_reference, reference_losses  # noqa: E402
+from loss_parity import assert_matches_reference, reference_losses  # noqa: E402
 
 pytestmark = pytest.mark.live
 

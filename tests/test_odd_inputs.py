@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_damaged_files import random_model_dir
+from tiny import random_model_dir
 
 from minisbert import sentence_encoder
 from minisbert.cli import main

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG, make_tiny_model_dir
+from tiny import TINY_CONFIG, make_tiny_model_dir, write_pairs
 
 from minisbert.config import SentenceConfig
 from minisbert.fast import FastEncoder
@@ -303,8 +303,6 @@ def test_packed_training_is_the_padded_training(tmp_path):
     """Six steps of ``train`` with ``fast.PackedSteps`` give ``PaddedSteps``' losses and
     weights. Dropout is off (rate 0): with it on the two would draw different masks."""
     import json
-
-    from test_train import write_pairs
 
     from minisbert.fast import PackedSteps
     from minisbert.io.weights import read_safetensors

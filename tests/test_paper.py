@@ -10,17 +10,13 @@ against transformers' ``BertModel`` on the same folder, to 1e-5.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +48,7 @@ def zip_of(files: dict[str, list[dict[str, str]]]) -> bytes:
 
 
 @pytest.fixture
-def served(tmp_path: Path, data_dir: Path) -> Iterator[str]:
+def served(tmp_path: Path, data_dir: Path, served_folder) -> str:
     """A local server: the model under /hub/<repo>/resolve/main/, the zips under /data/."""
     root = tmp_path / "served"
     write_plain_bert(root / "hub" / REPO / "resolve" / "main")
@@ -65,21 +61,7 @@ def served(tmp_path: Path, data_dir: Path) -> Iterator[str]:
         f"multinli_1.0/multinli_1.0_{split}.jsonl": nli_rows(data_dir, 100, MNLI_PAIRS)
         for split in ("train", "dev_matched", "dev_mismatched")
     }))  # fmt: skip
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(root))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    return served_folder(root)
 
 
 def offline_env(tmp_path: Path, served: str, data_dir: Path) -> dict[str, str]:

@@ -23,10 +23,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import runs
 from flax import nnx
-from test_damaged_files import random_model_dir
-from test_train import write_pairs
-from tiny import TINY_CONFIG
+from runs import EVERY_STEP, Killed, kill_after, start_script
+from tiny import ONE_LAYER, random_model_dir, write_pairs
 
 from minisbert import run_guard
 from minisbert.cli import main
@@ -38,8 +38,6 @@ from minisbert.io.weights import read_safetensors
 from minisbert.losses import cosine_similarity_loss
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import TrainConfig, TrainingError, train
-
-ONE_LAYER = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)
 
 
 @pytest.fixture(scope="module")
@@ -53,38 +51,20 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 def config_for(files: dict[str, Path], output: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        model=str(files["model"]), data=str(files["scores"]), loss="cosine", output=str(output),
-        batch_size=8, epochs=2, lr=1e-3, eval_data="none", checkpoint_steps=1,
-        keep_checkpoints=10, progress=False,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
+    """runs.config_for's 6 steps, with a checkpoint after each."""
+    return runs.config_for(files, output, **{**EVERY_STEP, **changes})
 
 
 def cli_args(files: dict[str, Path], output: Path, *extra: str, model: Path | None = None):
-    return [
-        "train", "--model", str(model or files["model"]), "--data", str(files["scores"]),
-        "--loss", "cosine", "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
-        "--eval-data", "none", "--no-progress", "--output", str(output), *extra,
-    ]  # fmt: skip
+    """`minisbert train` for 2 epochs of the scored pairs (6 steps)."""
+    files = {**files, "model": model or files["model"]}
+    return runs.train_args(files, output, "scores", "cosine", "--epochs", "2", *extra)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
-
-
-class Killed(Exception):
-    """Stands in for a crash in the middle of a run."""
-
-
-def kill_after(step: int):
-    def on_step(done: int, loss: float) -> None:
-        if done == step:
-            raise Killed(f"killed after step {done}")
-
-    return on_step
 
 
 # ---------------------------------------------------------------- 4. --output is the run's own
@@ -364,14 +344,8 @@ DRIVER = textwrap.dedent(
 
 
 def start(files, output: Path, *extra: str, **env: str) -> subprocess.Popen:
-    driver = files["root"] / "driver.py"
-    driver.write_text(DRIVER)
     args = cli_args(files, output, "--epochs", "20", "--checkpoint-steps", "5", *extra)
-    return subprocess.Popen(
-        [sys.executable, str(driver), *args],
-        env=dict(os.environ, JAX_PLATFORMS="cpu", **env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    return start_script(DRIVER, output.parent, *args, env=env)
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str, str]:

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from test_cli_train import setup, train_args  # noqa: F401 - the fixture
+from runs import train_args
 
 from minisbert.cli import build_parser, config_from_args, main
 from minisbert.run_guard import resume_command
@@ -151,10 +151,10 @@ def my_loss(u, v, scores):
 """
 
 
-def test_a_file_loss_runs_once_per_run(setup, tmp_path, capsys):  # noqa: F811
+def test_a_file_loss_runs_once_per_run(tiny_files, tmp_path, capsys):
     (tmp_path / "my_losses.py").write_text(FILE_LOSS)
     output = tmp_path / "run"
-    args = train_args(setup, output, "scores", f"{tmp_path}/my_losses.py:my_loss")
+    args = train_args(tiny_files, output, "scores", f"{tmp_path}/my_losses.py:my_loss")
     assert main(args) == 0, capsys.readouterr().err
     assert f"wrote {output}: 3 steps" in capsys.readouterr().out
     assert Path(tmp_path / "runs.txt").read_text().splitlines() == ["ran"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,55 +15,16 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG, make_tiny_model_dir
+from runs import config_for
+from tiny import TINY_CONFIG
 
 from minisbert.config import SentenceConfig
 from minisbert.io.weights import read_safetensors
 from minisbert.losses import LOSSES, SoftmaxClassifier, cosine_similarity_loss, get_loss, make_loss
 from minisbert.optimizer import make_optimizer, warmup_linear
 from minisbert.sentence_encoder import SentenceModel
-from minisbert.train import Trainable, TrainConfig, TrainingError, train, train_step
+from minisbert.train import Trainable, TrainingError, train, train_step
 from minisbert.training_data import TrainingData
-
-WORDS = "the cat dog sat on mat a is run".split()
-
-
-def write_pairs(path: Path, n: int = 24, kind: str = "score", seed: int = 0) -> Path:
-    """A TSV of short sentence pairs (<= 6 tokens with [CLS], [SEP]: one bucket, T = 8)."""
-    rng = np.random.default_rng(seed)
-    header = {"score": "sentence1\tsentence2\tscore", "class": "sentence1\tsentence2\tlabel",
-              "triplet": "anchor\tpositive\tnegative"}[kind]  # fmt: skip
-    lines = [header]
-    for _ in range(n):
-        a, b, c = (" ".join(rng.choice(WORDS, rng.integers(1, 4))) for _ in range(3))
-        if kind == "score":
-            lines.append(f"{a}\t{b}\t{rng.random():.3f}")
-        elif kind == "class":
-            lines.append(f"{a}\t{b}\t{rng.integers(0, 3)}")
-        else:
-            lines.append(f"{a}\t{b}\t{c}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train")
-    return {
-        "model": make_tiny_model_dir(root / "tiny"),
-        "scores": write_pairs(root / "scores.tsv"),
-        "classes": write_pairs(root / "classes.tsv", kind="class"),
-        "triplets": write_pairs(root / "triplets.tsv", kind="triplet"),
-    }
-
-
-def config_for(files: dict[str, Path], output: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        model=str(files["model"]), data=str(files["scores"]), loss="cosine", output=str(output),
-        batch_size=8, epochs=2, lr=1e-3, eval_data="none", checkpoint_steps=100, progress=False,
-    )  # fmt: skip
-    return dataclasses.replace(base, **changes)
-
 
 # ---------------------------------------------------------------- the optimiser
 
@@ -196,9 +156,9 @@ def test_every_loss_trains_finite_and_falling(name):
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_softmax_classifier_is_trained_and_saved(files, tmp_path):
-    config = config_for(files, tmp_path / "run", data=str(files["classes"]), loss="softmax",
-                        epochs=1)  # fmt: skip
+def test_softmax_classifier_is_trained_and_saved(tiny_files, tmp_path):
+    classes = str(tiny_files["classes"])
+    config = config_for(tiny_files, tmp_path / "run", data=classes, loss="softmax", epochs=1)
     train(config)
     saved = read_safetensors(tmp_path / "run" / "classifier.safetensors")
     assert saved["linear.kernel"].shape == (3 * 36, 3)  # [u; v; |u - v|] -> 3 classes
@@ -213,14 +173,14 @@ def test_softmax_classifier_is_trained_and_saved(files, tmp_path):
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_a_user_defined_loss_plugs_in(files, tmp_path):
+def test_a_user_defined_loss_plugs_in(tiny_files, tmp_path):
     seen = []
 
     def half_mse(u, v, scores):  # the signature of cosine_similarity_loss
         seen.append((u.shape, v.shape, scores.shape))
         return 0.5 * cosine_similarity_loss(u, v, scores)
 
-    result = train(config_for(files, tmp_path / "run"), loss_fn=half_mse)
+    result = train(config_for(tiny_files, tmp_path / "run"), loss_fn=half_mse)
     assert seen and seen[0] == ((8, 36), (8, 36), (8,))
     assert len(result.losses) == 6 and np.all(np.isfinite(result.losses))
 
@@ -228,10 +188,10 @@ def test_a_user_defined_loss_plugs_in(files, tmp_path):
 # ---------------------------------------------------------------- repeatable runs
 
 
-def test_same_seed_gives_bit_identical_weights(files, tmp_path):
-    a = train(config_for(files, tmp_path / "a"))
-    b = train(config_for(files, tmp_path / "b"))
-    c = train(config_for(files, tmp_path / "c", seed=1))
+def test_same_seed_gives_bit_identical_weights(tiny_files, tmp_path):
+    a = train(config_for(tiny_files, tmp_path / "a"))
+    b = train(config_for(tiny_files, tmp_path / "b"))
+    c = train(config_for(tiny_files, tmp_path / "c", seed=1))
     assert a.losses == b.losses
     wa, wb, wc = (read_safetensors(tmp_path / x / "model.safetensors") for x in "abc")
     for name in wa:
@@ -241,10 +201,10 @@ def test_same_seed_gives_bit_identical_weights(files, tmp_path):
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_the_trained_folder_loads_as_a_model(files, tmp_path):
+def test_the_trained_folder_loads_as_a_model(tiny_files, tmp_path):
     from minisbert.sentence_encoder import SentenceEncoder
 
-    train(config_for(files, tmp_path / "run", epochs=1))
+    train(config_for(tiny_files, tmp_path / "run", epochs=1))
     encoder = SentenceEncoder.from_pretrained(tmp_path / "run")
     assert encoder.encode(["the cat sat"]).shape == (1, 36)
 
@@ -253,14 +213,14 @@ def test_the_trained_folder_loads_as_a_model(files, tmp_path):
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(files, tmp_path):
+def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(tiny_files, tmp_path):
     calls = []
 
     def on_step(step, loss):
         calls.append(step)
 
     # Poison the data instead: a loss that is NaN whenever the batch holds score 0.999.
-    rows = files["scores"].read_text().splitlines()
+    rows = tiny_files["scores"].read_text().splitlines()
     poisoned = tmp_path / "poisoned.tsv"
     rows[5] = rows[5].rsplit("\t", 1)[0] + "\t0.999"
     poisoned.write_text("\n".join(rows) + "\n")
@@ -269,7 +229,7 @@ def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(files, tmp_path):
         loss = cosine_similarity_loss(u, v, scores)
         return jnp.where(jnp.any(scores == jnp.float32(0.999)), jnp.nan, loss)
 
-    config = config_for(files, tmp_path / "run", data=str(poisoned), checkpoint_steps=1)
+    config = config_for(tiny_files, tmp_path / "run", data=str(poisoned), checkpoint_steps=1)
     with pytest.raises(TrainingError) as info:
         train(config, loss_fn=nan_on_poison, on_step=on_step)
     message = str(info.value)
@@ -283,11 +243,11 @@ def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(files, tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing trained on NaN saved
 
 
-def test_unwritable_output_fails_before_training(files, tmp_path):
+def test_unwritable_output_fails_before_training(tiny_files, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(RuntimeError, match="not a writable folder"):
-        train(config_for(files, blocker / "run"), on_step=lambda *_: pytest.fail("trained"))
+        train(config_for(tiny_files, blocker / "run"), on_step=lambda *_: pytest.fail("trained"))
 
 
 @pytest.mark.parametrize(
@@ -299,14 +259,14 @@ def test_unwritable_output_fails_before_training(files, tmp_path):
         ("cosine", "classes", r"needs scored pairs .*--data stsb"),
     ],
 )
-def test_a_loss_on_the_wrong_data_says_what_it_needs(files, tmp_path, loss, data, message):
+def test_a_loss_on_the_wrong_data_says_what_it_needs(tiny_files, tmp_path, loss, data, message):
     with pytest.raises(ValueError, match=message):
-        train(config_for(files, tmp_path / "run", loss=loss, data=str(files[data])))
+        train(config_for(tiny_files, tmp_path / "run", loss=loss, data=str(tiny_files[data])))
 
 
-def test_an_option_the_loss_does_not_take_is_refused(files, tmp_path):
+def test_an_option_the_loss_does_not_take_is_refused(tiny_files, tmp_path):
     with pytest.raises(ValueError, match="--margin does not apply to --loss cosine"):
-        train(config_for(files, tmp_path / "run", margin=0.5))
+        train(config_for(tiny_files, tmp_path / "run", margin=0.5))
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes

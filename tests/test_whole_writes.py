@@ -5,7 +5,6 @@ leaves the destination absent or as it was, never a mix that loads silently and 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runs import run_script
 from tiny import make_tiny_model_dir
 
 from minisbert.io.convert import convert, export_sentence_transformers
@@ -123,18 +123,21 @@ DRIVER = textwrap.dedent(
 )
 
 
+SLOW = pytest.mark.slow  # the long tier: a subprocess each; make test keeps one of each command
+
+
 @pytest.mark.parametrize(
     ("command", "kill_at"),
     [
-        ("convert", "model.safetensors"),
-        ("convert", "sentence.json"),
-        ("convert", "tokenizer.json"),
-        ("convert", "manifest.json"),
-        ("export", "model.safetensors"),
-        ("export", "tokenizer_config.json"),
-        ("export", "config.json"),
-        ("export", "modules.json"),
-        ("export", "manifest.json"),
+        pytest.param("convert", "model.safetensors", marks=SLOW),
+        pytest.param("convert", "sentence.json", marks=SLOW),
+        pytest.param("convert", "tokenizer.json", marks=SLOW),
+        ("convert", "manifest.json"),  # written last: every other file is whole
+        ("export", "model.safetensors"),  # the largest file
+        pytest.param("export", "tokenizer_config.json", marks=SLOW),
+        pytest.param("export", "config.json", marks=SLOW),
+        pytest.param("export", "modules.json", marks=SLOW),
+        pytest.param("export", "manifest.json", marks=SLOW),
     ],
 )
 def test_killed_the_moment_a_file_appears_the_destination_is_the_old_one(
@@ -147,13 +150,7 @@ def test_killed_the_moment_a_file_appears_the_destination_is_the_old_one(
     write = convert if command == "convert" else export_sentence_transformers
     dst = write(src_a, tmp_path / "dst")
     before = tree_digest(dst)
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    result = subprocess.run(
-        [sys.executable, str(driver), command, str(src_b), str(dst)],
-        env={**os.environ, "KILL_AT": kill_at, "JAX_PLATFORMS": "cpu"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_script(DRIVER, tmp_path, command, str(src_b), str(dst), env={"KILL_AT": kill_at})
     assert result.returncode == -9, result.stderr[-2000:]
     assert tree_digest(dst) == before  # the old folder, whole
     assert list(tmp_path.glob(".dst.partial-*"))  # what the killed process was building
@@ -164,14 +161,9 @@ def test_killed_the_moment_a_file_appears_the_destination_is_the_old_one(
 
 
 def test_killed_before_the_swap_a_new_destination_does_not_exist(models, tmp_path):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
     dst = tmp_path / "new"
-    result = subprocess.run(
-        [sys.executable, str(driver), "convert", str(models["st_a"]), str(dst)],
-        env={**os.environ, "KILL_AT": "config.json", "JAX_PLATFORMS": "cpu"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_script(DRIVER, tmp_path, "convert", str(models["st_a"]), str(dst),
+                        env={"KILL_AT": "config.json"})  # fmt: skip
     assert result.returncode == -9
     assert not dst.exists()
 
