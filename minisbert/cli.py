@@ -466,10 +466,18 @@ def cmd_eval_sts(args: argparse.Namespace) -> None:
     examples = load_dataset(args.data, split)
     if _is_cross_encoder(args.model):
         return _eval_sts_cross_encoder(args, examples, split)
+    encoder = _encoder(args.model)
+    if args.truncate_dim is not None and not 1 <= args.truncate_dim <= encoder.dim:
+        raise ValueError(f"--truncate-dim {args.truncate_dim}: must be in 1..{encoder.dim}")
     metrics = evaluate_sts(
-        _encoder(args.model), examples, batch_size=args.batch_size, show_progress_bar=True
+        encoder,
+        examples,
+        batch_size=args.batch_size,
+        show_progress_bar=True,
+        truncate_dim=args.truncate_dim,
     )
-    print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs), x100")
+    width = "" if args.truncate_dim is None else f", first {args.truncate_dim} dimensions"
+    print(f"{args.model}  on {args.data} {split} ({len(examples)} pairs{width}), x100")
     print(f"{'':10} {'pearson':>8} {'spearman':>8}")
     for name in ("cosine", "euclidean", "manhattan", "dot"):
         print(f"{name:10} {metrics[f'pearson_{name}']:8.2f} {metrics[f'spearman_{name}']:8.2f}")
@@ -624,6 +632,14 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
             default=64,
             help="sentences encoded at once (default: %(default)s)",
         )
+        if kind == "sts":  # a Matryoshka model's first D dimensions, on their own
+            q.add_argument(
+                "--truncate-dim",
+                type=int,
+                default=None,
+                metavar="D",
+                help="score the first D dimensions of each embedding only (default: all)",
+            )
         q.set_defaults(func=func)
 
     p = add_command(sub, "data", "download the datasets that train and eval read")

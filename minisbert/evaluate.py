@@ -242,8 +242,12 @@ def evaluate_sts(
     *,
     batch_size: int = 32,
     show_progress_bar: bool = False,
+    truncate_dim: int | None = None,
 ) -> dict[str, float]:
-    """``sts_metrics`` on pairs with float gold scores, e.g. ``load_dataset("stsb", "test")``."""
+    """``sts_metrics`` on pairs with float gold scores, e.g. ``load_dataset("stsb", "test")``.
+
+    ``truncate_dim``: score the first D dimensions only, not re-normalised (as
+    sentence-transformers' evaluators truncate); cosine does not care, the others do."""
     require_pairs(examples, "STS evaluation")
     gold = np.array([_number(e.label) for e in examples], dtype=np.float64)
     u, v = encode_unique(
@@ -252,7 +256,9 @@ def evaluate_sts(
         [e.sentence2 for e in examples],
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
-    )
+    )  # (N, D) each
+    if truncate_dim is not None:
+        u, v = u[:, :truncate_dim], v[:, :truncate_dim]  # (N, truncate_dim)
     return sts_metrics(u, v, gold)
 
 

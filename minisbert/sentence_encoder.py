@@ -268,8 +268,14 @@ class SentenceEncoder:
         output_value: str = "sentence_embedding",
         prompt_name: str | None = None,
         prompt: str | None = None,
+        truncate_dim: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed sentences: (N, D) float32, or (D,) for a single string.
+
+        ``truncate_dim=d`` keeps the first d dimensions of each sentence embedding, (N, d), as
+        sentence-transformers does for a Matryoshka model: cut after the model's own pipeline,
+        so not re-normalised even where that pipeline normalises; ``normalize_embeddings=True``
+        normalises the cut vectors.
 
         ``output_value="token_embeddings"`` returns a list of (T_i, D) arrays instead,
         one per sentence, without padding. ``normalize_embeddings=True`` L2-normalises
@@ -295,6 +301,10 @@ class SentenceEncoder:
             )
         if not _is_count(batch_size):
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if truncate_dim is not None and not (_is_count(truncate_dim) and truncate_dim <= self.dim):
+            raise ValueError(
+                f"truncate_dim must be an integer in 1..{self.dim}, not {truncate_dim!r}"
+            )
         single = isinstance(sentences, str)
         items = [sentences] if single else _as_sentence_list(sentences)
         prompt = self.prompt_text(prompt_name, prompt)
@@ -317,6 +327,8 @@ class SentenceEncoder:
                 results = [r / np.maximum(n, 1e-12) for r, n in zip(results, norms, strict=True)]
             return results[0] if single else results
         embeddings = np.stack(results) if results else np.zeros((0, self.dim), np.float32)  # (N, D)
+        if truncate_dim is not None:
+            embeddings = embeddings[:, :truncate_dim]  # (N, truncate_dim)
         if normalize_embeddings:
             embeddings = np.asarray(normalize(jnp.asarray(embeddings)))
         return embeddings[0] if single else embeddings

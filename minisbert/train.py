@@ -292,7 +292,10 @@ class Run:
         self.data = load_training_data(config, self.encoder.tokenizer, self.objective)
         self.loss_fn = make_loss(self.objective, config.loss, loss_fn=loss_fn,
                                  margin=config.margin, scale=config.scale,
-                                 distance=config.distance)  # fmt: skip
+                                 distance=config.distance,
+                                 matryoshka_dims=config.matryoshka_dims,
+                                 matryoshka_weights=config.matryoshka_weights,
+                                 embedding_dim=self.encoder.dim)  # fmt: skip
         self.evaluation = eval_examples(config.eval_data, config.data)
         self.steps_per_epoch = len(self.data) // config.batch_size  # the short last is dropped
         if self.steps_per_epoch == 0:

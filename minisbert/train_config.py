@@ -104,6 +104,28 @@ def _rate_or_same(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number or {SAME!r}") from None
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(word) for word in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not integers such as 384,128,64") from None
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(word) for word in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not numbers such as 1,0.5,0.5") from None
+
+
+def _widths(v: Any) -> bool:
+    return v is None or (isinstance(v, tuple) and bool(v) and all(_integer(1)(d) for d in v))
+
+
+def _weights(v: Any) -> bool:
+    return v is None or (isinstance(v, tuple) and bool(v) and all(_number(0)(w) for w in v))
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a run. Defaults: the SBERT paper's STS fine-tuning."""
@@ -199,6 +221,16 @@ class TrainConfig:
         ("u", "v", "abs_diff"), "softmax features, from u v abs_diff mul (the paper's ablation)",
         must=("one or more of u, v, abs_diff, mul", bool), nargs="+",
     )  # fmt: skip
+    matryoshka_dims: tuple[int, ...] | None = setting(  # minisbert.losses.matryoshka
+        None,
+        "also train the first D1, D2, ... dimensions on their own, e.g. 384,128,64: the loss "
+        "summed over the embeddings cut to each width and re-normalised (Matryoshka)",
+        must=("positive integers such as 384,128,64, or None", _widths), type=_int_list,
+    )  # fmt: skip
+    matryoshka_weights: tuple[float, ...] | None = setting(
+        None, "the weight of each --matryoshka-dims width, e.g. 1,0.5,0.5 (default: all 1)",
+        must=("numbers >= 0 such as 1,0.5,0.5, or None", _weights), type=_float_list,
+    )  # fmt: skip
     dropout_bits: int = setting(  # 16: masks from half the random bits (minisbert.dropout)
         32,
         "16: draw dropout masks from half the random bits, a little faster; other masks, so "
@@ -242,7 +274,7 @@ class TrainConfig:
         "model", "data", "loss", "split", "epochs", "batch_size", "lr", "head_lr", "probe_steps",
         "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
-        "dropout_bits",
+        "dropout_bits", "matryoshka_dims", "matryoshka_weights",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -251,6 +283,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["concat"] = list(self.concat)
+        for name in ("matryoshka_dims", "matryoshka_weights"):  # JSON reads a tuple as a list
+            values[name] = None if values[name] is None else list(values[name])
         return values
 
 
@@ -282,6 +316,8 @@ def flag_words(name: str, value: Any) -> list[str]:
         return [row.flag]
     if row.parse.get("nargs"):
         return [row.flag, *map(str, value)]
+    if isinstance(value, tuple):  # --matryoshka-dims 384,128,64
+        return [row.flag, ",".join(map(str, value))]
     if value is None:
         if row.none is None:
             raise ValueError(f"{row.flag} cannot be set to None on the command line")

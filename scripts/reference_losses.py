@@ -20,6 +20,7 @@ the offline tests can read CASES and build inputs without torch installed.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ INPUTS = {
     "batch_hard_triplet": ("embeddings",),
     "mnrl": ("anchors", "positives"),
     "mnrl_negatives": ("anchors", "positives", "negatives"),
+    "mnrl_symmetric": ("anchors", "positives"),
+    "mnrl_symmetric_negatives": ("anchors", "positives", "negatives"),
 }
 
 
@@ -89,6 +92,12 @@ def _cases() -> list[dict[str, Any]]:
         )
     kwargs = {"margin": 5.0, "distance": "euclidean"}
     cases.append(case("batch_hard_one_class", "batch_hard_triplet", kwargs, variant="one_class"))
+    # Added later, so drawn last: the cases above keep their inputs.
+    for name, kwargs in [("mnrl_symmetric", {"scale": 20.0}), ("mnrl_symmetric_negatives", {})]:
+        loss_kwargs = {"scale": kwargs.get("scale", 7.0)}
+        cases.append(case(f"{name}_b4", name, loss_kwargs))
+        cases.append(case(f"{name}_b16", name, loss_kwargs, batch=16, dim=12))
+        cases.append(case(f"{name}_edge", name, loss_kwargs, variant="edge"))
     return cases
 
 
@@ -183,6 +192,12 @@ def _library_loss(case: dict[str, Any], model: Any, arrays: dict[str, np.ndarray
         return st.CosineSimilarityLoss(model)
     if loss == "cosent":
         return st.CoSENTLoss(model, scale=kwargs["scale"])
+    if loss.startswith("mnrl_symmetric"):
+        # Deprecated in favour of MultipleNegativesRankingLoss(directions=..., partition_mode=...)
+        # with the same result; the named class is the definition minisbert follows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return st.MultipleNegativesSymmetricRankingLoss(model, scale=kwargs["scale"])
     if loss.startswith("mnrl"):
         return st.MultipleNegativesRankingLoss(model, scale=kwargs["scale"])
     if loss == "triplet":

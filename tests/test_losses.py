@@ -70,7 +70,8 @@ def test_fixture_covers_every_loss_and_distance() -> None:
     for distance in ROW_DISTANCES:
         for loss in ("triplet", "contrastive", "online_contrastive"):
             assert (loss, distance) in covered
-    assert {c["loss"] for c in _CASES} >= set(LOSSES) - {"mnrl"} | {"mnrl", "mnrl_negatives"}
+    with_negatives = {"mnrl_negatives", "mnrl_symmetric_negatives"}
+    assert {c["loss"] for c in _CASES} >= set(LOSSES) | with_negatives
     assert {c["batch"] for c in _CASES} >= {4, 16}
 
 
@@ -267,7 +268,7 @@ def _every_loss(
 
 def test_every_loss_is_in_the_registry() -> None:
     names = {"softmax", "cosine", "triplet", "contrastive", "online_contrastive", "mnrl"}
-    names |= {"batch_hard_triplet", "cosent"}
+    names |= {"batch_hard_triplet", "cosent", "mnrl_symmetric"}
     assert set(LOSSES) == names and set(REGISTRY) == names
 
 

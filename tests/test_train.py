@@ -122,6 +122,7 @@ LOSS_BATCH = {  # sides, labels for a batch of B = 8
     "triplet": (3, None),
     "batch_hard_triplet": (3, None),
     "mnrl": (3, None),
+    "mnrl_symmetric": (3, None),
 }
 
 

@@ -11,6 +11,7 @@ Shapes: B batch, D hidden, C classes.
     triplet             triplet_loss                      anchor, positive, negative    triplet
     batch_hard_triplet  batch_hard_triplet_loss           embeddings + class labels     triplet
     mnrl                multiple_negatives_ranking_loss   anchor, positive [, negative] ranking
+    mnrl_symmetric      symmetric_multiple_negatives_...  anchor, positive [, negative] ranking
 
 Every loss is jittable, returns a mean over the batch (except where its docstring says it sums, as
 the library does), and is finite in value and gradient for zero vectors and duplicate rows.
@@ -40,7 +41,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     import jax
 
     from minisbert.losses.contrastive import contrastive_loss, online_contrastive_loss
-    from minisbert.losses.ranking import multiple_negatives_ranking_loss
+    from minisbert.losses.ranking import (
+        multiple_negatives_ranking_loss,
+        symmetric_multiple_negatives_ranking_loss,
+    )
     from minisbert.losses.registry import REGISTRY
     from minisbert.losses.regression import cosent_loss, cosine_similarity_loss
     from minisbert.losses.softmax import SoftmaxClassifier, softmax_loss
@@ -60,6 +64,7 @@ _MODULES = {
     "triplet_loss": "triplet",
     "batch_hard_triplet_loss": "triplet",
     "multiple_negatives_ranking_loss": "ranking",
+    "symmetric_multiple_negatives_ranking_loss": "ranking",
 }
 
 
@@ -93,5 +98,6 @@ __all__ = [
     "multiple_negatives_ranking_loss",
     "online_contrastive_loss",
     "softmax_loss",
+    "symmetric_multiple_negatives_ranking_loss",
     "triplet_loss",
 ]

@@ -9,6 +9,9 @@ Language Response Suggestion for Smart Reply"; the SBERT paper itself does not u
 
     logits_ij = scale * cos(a_i, c_j),  c = [p_1 .. p_B, n_1 .. n_B]     (B, M)
     loss = mean_i -log softmax(logits_i)[i]                              true pair on the diagonal
+
+The symmetric variant (all-MiniLM-L6-v2's training objective) also reads the columns of the
+anchor-positive block: each positive should pick out its own anchor among the B anchors.
 """
 
 from __future__ import annotations
@@ -41,3 +44,34 @@ def multiple_negatives_ranking_loss(
     logits = scale * cos_sim_matrix(anchors, candidates)  # (B, M)
     targets = jnp.arange(anchors.shape[0])  # (B,) the diagonal
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
+
+
+def symmetric_multiple_negatives_ranking_loss(
+    anchors: jax.Array,  # (B, D)
+    positives: jax.Array,  # (B, D), positives[i] belongs to anchors[i]
+    negatives: jax.Array | None = None,  # (B, D) or (K, B, D): hard negatives, rows only
+    *,
+    scale: float = 20.0,
+) -> jax.Array:  # ()
+    """L = 1/2 (CE(s cos(a, c)) + CE(s cos(a, p)^T)), s = scale, c = [p, n], targets the diagonal.
+
+        forward_i  = -log softmax_j(s cos(a_i, c_j))[i]     anchor i finds its positive, (B, M)
+        backward_i = -log softmax_j(s cos(p_i, a_j))[i]     positive i finds its anchor, (B, B)
+        loss       = mean_i (forward_i + backward_i) / 2
+
+    As sentence-transformers' MultipleNegativesSymmetricRankingLoss defines it (its
+    MultipleNegativesRankingLoss with directions query_to_doc and doc_to_query, one softmax per
+    direction, the two log-partitions averaged): scale = 20, cosine similarity. Hard negatives
+    are extra candidates in the forward direction only; they have no anchor to find.
+    """
+    candidates = positives  # (B, D)
+    if negatives is not None:
+        hard = negatives.reshape(-1, negatives.shape[-1])  # (K B, D), column after column
+        candidates = jnp.concatenate([positives, hard], axis=0)  # (M, D)
+    logits = scale * cos_sim_matrix(anchors, candidates)  # (B, M)
+    batch = anchors.shape[0]
+    targets = jnp.arange(batch)  # (B,) the diagonal
+    forward = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B,)
+    backward_logits = logits[:, :batch].T  # (B, B): row i is positive i against every anchor
+    backward = optax.softmax_cross_entropy_with_integer_labels(backward_logits, targets)  # (B,)
+    return jnp.mean(forward + backward) / 2

@@ -101,6 +101,9 @@ TABLE: dict[str, Row] = {
         "triplet.batch_hard_triplet_loss", ("triplets",), on_batch="triplet.batch_hard_on_triplets"
     ),
     "mnrl": Row("ranking.multiple_negatives_ranking_loss", ("triplets", "unlabelled pairs")),
+    "mnrl_symmetric": Row(
+        "ranking.symmetric_multiple_negatives_ranking_loss", ("triplets", "unlabelled pairs")
+    ),
 }
 
 
@@ -186,6 +189,9 @@ def make_loss(
     name: str,
     *,
     loss_fn: Callable[..., jax.Array] | None = None,
+    matryoshka_dims: tuple[int, ...] | None = None,
+    matryoshka_weights: tuple[float, ...] | None = None,
+    embedding_dim: int | None = None,
     **options: object,
 ) -> Callable[..., jax.Array]:
     """The function a train step calls: ``loss``'s own (or ``loss_fn`` in its place), with the
@@ -193,7 +199,13 @@ def make_loss(
 
     ``name`` is how the run named the loss (``--loss``), for the message when an option does
     not apply to it. Options are checked against ``loss``'s own function only: a ``loss_fn``
-    given in its place gets them unchecked."""
+    given in its place gets them unchecked.
+
+    ``matryoshka_dims`` (--matryoshka-dims) wraps the result in ``matryoshka``: the loss summed
+    over the embeddings cut to each width, weighted by ``matryoshka_weights``; a width beyond
+    ``embedding_dim`` (the model's D, where known) is refused here, before any step."""
+    if matryoshka_weights is not None and matryoshka_dims is None:
+        raise ValueError("--matryoshka-weights needs --matryoshka-dims")
     options = {key: value for key, value in options.items() if value is not None}
     base = loss_fn if loss_fn is not None else loss.function
     if options and loss_fn is None:
@@ -202,8 +214,23 @@ def make_loss(
         if unused:
             raise ValueError(f"--{unused[0]} does not apply to --loss {name}")
     if loss.on_batch is not None:
-        return functools.partial(loss.on_batch, loss_fn=base, **options)
-    return functools.partial(base, **options) if options else base
+        function = functools.partial(loss.on_batch, loss_fn=base, **options)
+    else:
+        function = functools.partial(base, **options) if options else base
+    if matryoshka_dims is None:
+        return function
+    from minisbert.losses.matryoshka import check_matryoshka, matryoshka
+
+    if loss.head:
+        raise ValueError(f"--matryoshka-dims does not apply to --loss {name}: its head is sized D")
+    check_matryoshka(matryoshka_dims, matryoshka_weights)
+    too_wide = [d for d in matryoshka_dims if embedding_dim is not None and d > embedding_dim]
+    if too_wide:
+        raise ValueError(
+            f"--matryoshka-dims {too_wide[0]} is larger than the model's embeddings "
+            f"({embedding_dim} dimensions)"
+        )
+    return matryoshka(function, matryoshka_dims, matryoshka_weights)
 
 
 def check_loss_value(value: object, name: str) -> None:
