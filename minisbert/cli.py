@@ -473,7 +473,7 @@ def cmd_eval_sts(args: argparse.Namespace) -> None:
         encoder,
         examples,
         batch_size=args.batch_size,
-        show_progress_bar=True,
+        show_progress_bar=sys.stderr.isatty(),
         truncate_dim=args.truncate_dim,
     )
     width = "" if args.truncate_dim is None else f", first {args.truncate_dim} dimensions"
@@ -520,7 +520,10 @@ def cmd_eval_triplets(args: argparse.Namespace) -> None:
     split = _eval_split(args, "dev")
     examples = load_dataset(args.data, split)
     metrics = evaluate_triplets(
-        _encoder(args.model), examples, batch_size=args.batch_size, show_progress_bar=True
+        _encoder(args.model),
+        examples,
+        batch_size=args.batch_size,
+        show_progress_bar=sys.stderr.isatty(),
     )
     print(f"{args.model}  on {args.data} {split} ({len(examples)} triplets)")
     print(f"accuracy (euclidean) {100 * metrics['accuracy_euclidean']:.2f}")
@@ -553,7 +556,7 @@ def cmd_eval_nli(args: argparse.Namespace) -> None:
             )
     u, v = encode_unique(
         encoder, [e.sentence1 for e in examples], [e.sentence2 for e in examples],
-        batch_size=args.batch_size, show_progress_bar=True,
+        batch_size=args.batch_size, show_progress_bar=sys.stderr.isatty(),
     )  # fmt: skip
     logits = classifier(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32))  # (N, C)
     score = 100 * accuracy(np.asarray(logits), np.array([e.label for e in examples]))
@@ -605,7 +608,7 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "eval", "evaluate a model: sts, triplets or nli",
         "Each prints a small report and, on its last line, the one number (x100), for "
-        "scripts; a progress bar on stderr while encoding.",
+        "scripts; a progress bar on stderr while encoding (in a terminal).",
     )  # fmt: skip
     kinds = p.add_subparsers(
         dest="kind", required=True, metavar="KIND", help="what to evaluate; each has its own --help"
