@@ -70,7 +70,8 @@ EMBEDDING_NAMES: dict[str, tuple[str, bool]] = {
     "embeddings.word_embeddings.embedding": ("embeddings.word_embeddings.weight", False),
     "embeddings.position_embeddings.embedding": ("embeddings.position_embeddings.weight", False),
     "embeddings.token_type_embeddings.embedding": (
-        "embeddings.token_type_embeddings.weight", False,
+        "embeddings.token_type_embeddings.weight",
+        False,
     ),  # fmt: skip
     "embeddings.layer_norm.scale": ("embeddings.LayerNorm.weight", False),
     "embeddings.layer_norm.bias": ("embeddings.LayerNorm.bias", False),
@@ -108,6 +109,22 @@ def expected_params(config: BertConfig) -> dict[str, jax.ShapeDtypeStruct]:
     return param_shapes(nnx.eval_shape(lambda: BertEncoder(config, rngs=nnx.Rngs(0))))
 
 
+def _take(
+    tensors: dict[str, np.ndarray], theirs: str, transpose: bool, source: str | Path, ours: str
+) -> np.ndarray:
+    """One checkpoint tensor as a float32 minisbert parameter: named if missing, refused if
+    not a float (a quantized model), transposed from PyTorch's (out, in) to (in, out)."""
+    if theirs not in tensors:
+        raise WeightsError(f"{source}: missing tensor {theirs!r} (needed for {ours})")
+    if str(tensors[theirs].dtype) not in ("float16", "bfloat16", "float32", "float64"):
+        raise WeightsError(
+            f"{source}: tensor {theirs!r} has dtype {tensors[theirs].dtype}; a weight must "
+            "be float16, bfloat16, float32 or float64 (a quantized model is not supported)"
+        )
+    weight = tensors[theirs].astype(np.float32)
+    return weight.T if transpose else weight  # (out, in) -> (in, out)
+
+
 def checkpoint_to_minisbert(
     tensors: dict[str, np.ndarray], config: BertConfig, source: str | Path
 ) -> dict[str, np.ndarray]:
@@ -123,17 +140,10 @@ def checkpoint_to_minisbert(
             f"{source}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} in all); "
             "minisbert converts plain BERT encoders only"
         )
-    params = {}
-    for ours, (theirs, transpose) in mapping.items():
-        if theirs not in tensors:
-            raise WeightsError(f"{source}: missing tensor {theirs!r} (needed for {ours})")
-        if str(tensors[theirs].dtype) not in ("float16", "bfloat16", "float32", "float64"):
-            raise WeightsError(
-                f"{source}: tensor {theirs!r} has dtype {tensors[theirs].dtype}; a weight must "
-                "be float16, bfloat16, float32 or float64 (a quantized model is not supported)"
-            )
-        weight = tensors[theirs].astype(np.float32)
-        params[ours] = weight.T if transpose else weight  # (out, in) -> (in, out)
+    params = {
+        ours: _take(tensors, theirs, transpose, source, ours)
+        for ours, (theirs, transpose) in mapping.items()
+    }
     check_params(expected_params(config), params, source)
     return params
 
@@ -231,7 +241,7 @@ def _pooling_modes(settings: dict[str, Any], file: Path) -> tuple[str, ...]:
         if not any(key in settings for key in LEGACY_POOLING_KEYS):
             raise ConfigError(
                 f"{file}: no 'pooling_mode' (nor the pooling_mode_*_tokens switches of older "
-                "releases); add e.g. \"pooling_mode\": \"mean\""
+                'releases); add e.g. "pooling_mode": "mean"'
             )
         modes = [mode for key, mode in LEGACY_POOLING_KEYS.items() if settings.get(key)]
         modes = modes or ["mean"]  # sentence-transformers' choice when every switch is off
@@ -306,7 +316,7 @@ def _weights_file(folder: Path) -> Path:
         raise WeightsError(
             f"{folder / pickles[0]}: only a pickled PyTorch file; minisbert reads safetensors only "
             "and never unpickles (a pickle can run code). Get model.safetensors: download it from "
-            "the hub if the model has one, or where you trust the file run `python -c \"from "
+            'the hub if the model has one, or where you trust the file run `python -c "from '
             "transformers import AutoModel as A; A.from_pretrained('DIR').save_pretrained('DIR')\"`"
             " (or SentenceTransformer('DIR').save('DIR')), which writes safetensors"
         )
@@ -455,17 +465,10 @@ def dense_to_minisbert(
     unexpected = sorted(set(tensors) - {theirs for theirs, _ in params.values()})
     if unexpected:
         raise WeightsError(f"{source}: unexpected tensor {unexpected[0]!r} in a Dense layer")
-    out = {}
-    for ours, (theirs, transpose) in params.items():
-        if theirs not in tensors:
-            raise WeightsError(f"{source}: missing tensor {theirs!r}")
-        if str(tensors[theirs].dtype) not in ("float16", "bfloat16", "float32", "float64"):
-            raise WeightsError(
-                f"{source}: tensor {theirs!r} has dtype {tensors[theirs].dtype}; a weight must "
-                "be float16, bfloat16, float32 or float64"
-            )
-        weight = tensors[theirs].astype(np.float32)
-        out[ours] = weight.T if transpose else weight
+    out = {
+        ours: _take(tensors, theirs, transpose, source, ours)
+        for ours, (theirs, transpose) in params.items()
+    }
     expected = (config.in_features, config.out_features)
     if out[f"{layer}.linear.kernel"].shape != expected:
         raise WeightsError(
@@ -475,9 +478,7 @@ def dense_to_minisbert(
     return out
 
 
-def convert(
-    src: str | Path, dst: str | Path, *, overwrite: bool = False, log: Log = print
-) -> Path:
+def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, log: Log = print) -> Path:
     """Convert a sentence-transformers or HF BERT folder ``src`` into a minisbert folder ``dst``.
 
     Everything is read and checked before anything is written, and ``dst`` is written whole
@@ -575,14 +576,9 @@ def export_sentence_transformers(
     checkpoint["pooler.dense.bias"] = np.zeros((width,), np.float32)
 
     def fill(folder: Path) -> None:
-        write_safetensors_atomic(checkpoint, folder / "model.safetensors")
         hf_config = {"architectures": ["BertModel"], "position_embedding_type": "absolute",
                      "pad_token_id": 0, **config.to_dict()}  # fmt: skip
-        _write_json(hf_config, folder / "config.json")
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file():
-                shutil.copyfile(src / name, folder / name)
-        _write_json(tokenizer_config, folder / "tokenizer_config.json")
+        _write_hf_files(folder, checkpoint, hf_config, src, tokenizer_config)
         _write_json(
             {"max_seq_length": sentence_config.max_seq_length, "do_lower_case": False},
             folder / "sentence_bert_config.json",
@@ -630,3 +626,20 @@ def export_sentence_transformers(
 
 def _write_json(values: Any, path: Path) -> None:
     write_atomic(path, json.dumps(values, indent=2) + "\n")
+
+
+def _write_hf_files(
+    folder: Path,
+    checkpoint: dict[str, np.ndarray],
+    hf_config: dict[str, Any],
+    tokenizer_dir: Path,
+    tokenizer_config: dict[str, Any],
+) -> None:
+    """The files an HF folder has whatever its head (sentence-transformers' Transformer module,
+    a BertForSequenceClassification): weights, config.json and the tokenizer's files."""
+    write_safetensors_atomic(checkpoint, folder / "model.safetensors")
+    _write_json(hf_config, folder / "config.json")
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            shutil.copyfile(tokenizer_dir / name, folder / name)
+    _write_json(tokenizer_config, folder / "tokenizer_config.json")

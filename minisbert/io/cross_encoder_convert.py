@@ -47,6 +47,7 @@ from minisbert.io.convert import (
     _json_object,
     _max_seq_length,
     _weights_file,
+    _write_hf_files,
     _write_json,
     check_header_fits,
     checkpoint_to_minisbert,
@@ -265,7 +266,6 @@ def export_cross_encoder(src: str | Path, dst: str | Path, *, overwrite: bool = 
     activation = TORCH_ACTIVATIONS[head.activation]
 
     def fill(folder: Path) -> None:
-        write_safetensors_atomic(checkpoint, folder / "model.safetensors")
         hf_config = {
             "architectures": ["BertForSequenceClassification"],
             "position_embedding_type": "absolute",
@@ -275,11 +275,7 @@ def export_cross_encoder(src: str | Path, dst: str | Path, *, overwrite: bool = 
             "label2id": {name: i for i, name in enumerate(head.labels)},
             "sentence_transformers": {"activation_fn": activation},
         }
-        _write_json(hf_config, folder / "config.json")
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file():
-                shutil.copyfile(src / name, folder / name)
-        _write_json(tokenizer_config, folder / "tokenizer_config.json")
+        _write_hf_files(folder, checkpoint, hf_config, src, tokenizer_config)
         _write_json(
             {"model_type": "CrossEncoder", "activation_fn": activation, "prompts": {},
              "default_prompt_name": None},
