@@ -35,6 +35,25 @@ MAX_SIZES = {
 MAX_PARAMETERS = 20 * 10**9  # 80 GB of float32 weights
 
 
+def read_settings_json(
+    path: Path, *, missing: str, damaged: str = "", shown_name: str | None = None
+) -> Any:
+    """A settings file's JSON content (bounded: a plain file of at most 1 MB), or one
+    ConfigError line naming the file: ``missing`` says what to do when it is absent,
+    ``damaged`` is added when it is not JSON. ``shown_name``: how the user knows the file
+    (a hub repo's file rather than a temporary copy), default its path."""
+    name = shown_name or str(path)
+    try:
+        return read_json_bounded(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: {missing}") from None
+    except UnreadableFile as err:
+        raise ConfigError(str(err)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        hint = f"; {damaged}" if damaged else ""
+        raise ConfigError(f"{name}: not valid JSON ({err}){hint}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
     vocab_size: int = 30522
@@ -112,14 +131,7 @@ class BertConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> BertConfig:
         path = Path(path)
-        try:
-            values = read_json_bounded(path)  # a plain file of at most 1 MB
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except UnreadableFile as err:
-            raise ConfigError(str(err)) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        values = read_settings_json(path, missing="config file not found")
         try:
             return cls.from_dict(values)
         except (TypeError, ConfigError) as err:

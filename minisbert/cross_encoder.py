@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,7 @@ import numpy as np
 from flax import nnx
 
 from minisbert.bert import BertEncoder
-from minisbert.config import BertConfig, ConfigError
-from minisbert.io.bounded import UnreadableFile, read_json_bounded
+from minisbert.config import BertConfig, ConfigError, read_settings_json
 from minisbert.io.checkpoint import check_model_folder
 from minisbert.io.weights import check_file_params, load_params, param_shapes
 from minisbert.tokenizer import Tokenizer, pad_batch
@@ -87,14 +85,7 @@ class CrossEncoderConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> CrossEncoderConfig:
         path = Path(path)
-        try:
-            values = read_json_bounded(path)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: not found; convert the cross-encoder again") from None
-        except UnreadableFile as err:
-            raise ConfigError(str(err)) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        values = read_settings_json(path, missing="not found; convert the cross-encoder again")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a JSON object, found {type(values).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}

@@ -22,9 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from minisbert.config import ConfigError
+from minisbert.config import ConfigError, read_settings_json
 from minisbert.io.archive import UnsafeArchiveError, safe_relative_path
-from minisbert.io.bounded import UnreadableFile, read_json_bounded
 
 MODULES_JSON = "modules.json"
 DAMAGED = "the file is damaged: download or save the model again"
@@ -33,15 +32,8 @@ DAMAGED = "the file is damaged: download or save the model again"
 def read_json(path: Path, name: str | None = None) -> Any:
     """A JSON file's content, or a one-line ConfigError naming the file (as ``name``, if
     given: how the user knows it, e.g. a hub repo's file rather than a temporary copy)."""
-    name = name or str(path)
-    try:
-        return read_json_bounded(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: file not found; the folder is incomplete") from None
-    except UnreadableFile as err:
-        raise ConfigError(str(err)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{name}: not valid JSON ({err}); {DAMAGED}") from None
+    missing = "file not found; the folder is incomplete"
+    return read_settings_json(path, missing=missing, damaged=DAMAGED, shown_name=name)
 
 
 def read_modules(folder: Path, name: str | None = None) -> list[tuple[str, str]]:
