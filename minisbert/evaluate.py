@@ -236,6 +236,26 @@ def encode_unique(
     return [embeddings[[index[s] for s in column]] for column in columns]
 
 
+def encode_pairs(
+    encoder: Encoder,
+    examples: Sequence[PairExample],
+    what: str,
+    batch_size: int,
+    show_progress_bar: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings u and v of each pair's two sentences, (N, D) each; anything but
+    pairs (triplets) is refused in one line naming ``what`` needed them."""
+    require_pairs(examples, what)
+    u, v = encode_unique(
+        encoder,
+        [e.sentence1 for e in examples],
+        [e.sentence2 for e in examples],
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    return u, v
+
+
 def evaluate_sts(
     encoder: Encoder,
     examples: Sequence[PairExample],
@@ -248,15 +268,8 @@ def evaluate_sts(
 
     ``truncate_dim``: score the first D dimensions only, not re-normalised (as
     sentence-transformers' evaluators truncate); cosine does not care, the others do."""
-    require_pairs(examples, "STS evaluation")
+    u, v = encode_pairs(encoder, examples, "STS evaluation", batch_size, show_progress_bar)
     gold = np.array([_number(e.label) for e in examples], dtype=np.float64)
-    u, v = encode_unique(
-        encoder,
-        [e.sentence1 for e in examples],
-        [e.sentence2 for e in examples],
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-    )  # (N, D) each
     if truncate_dim is not None:
         u, v = u[:, :truncate_dim], v[:, :truncate_dim]  # (N, truncate_dim)
     return sts_metrics(u, v, gold)
@@ -294,15 +307,8 @@ def evaluate_binary(
     show_progress_bar: bool = False,
 ) -> dict[str, float]:
     """``binary_metrics`` of cosine similarity on pairs labelled 1 (similar) or 0."""
-    require_pairs(examples, "binary evaluation")
+    u, v = encode_pairs(encoder, examples, "binary evaluation", batch_size, show_progress_bar)
     labels = np.array([_number(e.label) for e in examples])
-    u, v = encode_unique(
-        encoder,
-        [e.sentence1 for e in examples],
-        [e.sentence2 for e in examples],
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-    )
     return binary_metrics(pair_scores(u, v)["cosine"], labels)
 
 
