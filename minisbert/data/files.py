@@ -32,14 +32,13 @@ pair with no label column has ``label=None``.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from minisbert.data.examples import NLI_LABELS, PairExample, TripletExample
-from minisbert.data.lines import DataError, iter_lines, where
+from minisbert.data.lines import DataError, iter_json_objects, iter_lines, where
 
 Key = str | int  # a column: a header name / JSON key, or a position in a headerless row
 Row = tuple[int, dict[Key, Any]]  # (line number, column -> value)
@@ -114,7 +113,7 @@ def read_records(
     """
     path = Path(path)
     if delimiter is None and path.suffix.lower() == ".jsonl":
-        rows = _jsonl_rows(path)
+        rows: list[Row] = list(iter_json_objects(path))
         keys: list[Key] = list(dict.fromkeys(k for _, row in rows for k in row))
         for n, row in rows:
             missing = [k for k in keys if k not in row]
@@ -169,21 +168,6 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
             start = reader.line_num + 1
     except csv.Error as e:
         raise DataError(f"{where(path, reader.line_num)}: bad CSV ({e})") from None
-    return rows
-
-
-def _jsonl_rows(path: Path) -> list[Row]:
-    rows: list[Row] = []
-    for n, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where(path, n)}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where(path, n)}: expected a JSON object, got {row!r:.40}")
-        rows.append((n, row))
     return rows
 
 

@@ -13,8 +13,10 @@ UTF-8 byte order mark at the start of the file is dropped.
 from __future__ import annotations
 
 import codecs
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class DataError(ValueError):
@@ -65,6 +67,23 @@ def iter_lines(
             yield number, text.rstrip("\r\n")
     if empty and not allow_empty:
         raise DataError(f"{path}: file is empty")
+
+
+def iter_json_objects(
+    path: str | Path, *, missing_hint: str = ""
+) -> Iterator[tuple[int, dict[Any, Any]]]:
+    """Each non-blank line of a JSONL file as ``(line number, JSON object)``; a line that is
+    not a JSON object is a ``DataError`` naming it."""
+    for number, line in iter_lines(path, missing_hint=missing_hint):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where(path, number)}: not a JSON object ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where(path, number)}: expected a JSON object, got {row!r:.40}")
+        yield number, row
 
 
 def split_tsv(path: str | Path, number: int, line: str, allowed: tuple[int, ...]) -> list[str]:

@@ -22,7 +22,6 @@ deterministic and there is at most one triplet per distinct premise.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from minisbert.data.examples import (
     TripletExample,
     nli_label,
 )
-from minisbert.data.lines import DataError, iter_lines, read_lines, where
+from minisbert.data.lines import DataError, iter_json_objects, read_lines, where
 
 NO_GOLD_LABEL = "-"
 
@@ -42,15 +41,7 @@ def read_snli_jsonl(path: str | Path, *, missing_hint: str = "") -> list[PairExa
     """Pairs from an official ``snli_1.0_*.jsonl`` or ``multinli_1.0_*.jsonl`` file, without
     the ``"-"`` label rows."""
     examples = []
-    for number, line in iter_lines(path, missing_hint=missing_hint):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where(path, number)}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where(path, number)}: expected a JSON object, got {row!r:.40}")
+    for number, row in iter_json_objects(path, missing_hint=missing_hint):
         missing = [k for k in ("sentence1", "sentence2", "gold_label") if k not in row]
         if missing:
             raise DataError(f"{where(path, number)}: missing field(s) {', '.join(missing)}")
