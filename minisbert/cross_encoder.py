@@ -38,7 +38,6 @@ from flax import nnx
 
 from minisbert.bert import BertEncoder
 from minisbert.config import BertConfig, ConfigError, read_settings_json
-from minisbert.io.checkpoint import check_model_folder
 from minisbert.io.weights import check_file_params, load_params, param_shapes
 from minisbert.tokenizer import Tokenizer, pad_batch
 
@@ -163,32 +162,12 @@ class CrossEncoder:
     def from_pretrained(cls, name_or_path: str | Path, *, seed: int = 0) -> CrossEncoder:
         """Load a minisbert cross-encoder folder (``minisbert convert`` of a
         sentence-transformers or HF cross-encoder); every file checked before any compute."""
-        from minisbert.sentence_encoder import _materialize, resolve_model_dir
+        from minisbert.sentence_encoder import _materialize, open_model_folder, resolve_model_dir
 
         folder = resolve_model_dir(name_or_path)
-        check_model_folder(folder)
-        for name in ("config.json", CROSS_ENCODER_JSON, "tokenizer.json", "model.safetensors"):
-            if not (folder / name).exists():
-                hint = (
-                    " This looks like a sentence-transformers or HF folder: convert it with "
-                    f"`minisbert convert {folder} weights/NAME`."
-                    if (folder / "modules.json").is_file() or name == CROSS_ENCODER_JSON
-                    else " Convert the model again."
-                )
-                raise FileNotFoundError(f"{folder / name}: missing from the folder.{hint}")
-        config = BertConfig.from_json(folder / "config.json")
-        head = CrossEncoderConfig.from_json(folder / CROSS_ENCODER_JSON)
-        if head.max_length > config.max_position_embeddings:
-            raise ConfigError(
-                f"{folder / CROSS_ENCODER_JSON}: max_length {head.max_length} exceeds the "
-                f"model's {config.max_position_embeddings} position embeddings"
-            )
-        tokenizer = Tokenizer.from_file(folder / "tokenizer.json", head.max_length)
-        if tokenizer.vocab_size > config.vocab_size:
-            raise ConfigError(
-                f"{folder / 'tokenizer.json'}: {tokenizer.vocab_size} tokens, but the embedding "
-                f"matrix has {config.vocab_size} rows; the tokenizer belongs to another model"
-            )
+        head, config, tokenizer = open_model_folder(
+            folder, CROSS_ENCODER_JSON, CrossEncoderConfig.from_json, "max_length"
+        )
         model = nnx.eval_shape(
             lambda: CrossEncoderModel(config, head.num_labels, rngs=nnx.Rngs(seed))
         )

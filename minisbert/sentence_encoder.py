@@ -102,6 +102,42 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     )
 
 
+def open_model_folder(
+    folder: Path, settings: str, read_settings: Any, length_field: str
+) -> tuple[Any, BertConfig, Tokenizer]:
+    """The checked files of a minisbert model folder, before any array is made: its own
+    ``settings`` file (``sentence.json``; a cross-encoder's ``cross_encoder.json``), BERT's
+    ``config.json`` and the tokenizer, each against the others: the maximum length
+    (``length_field`` of the settings) against the position embeddings, the vocabulary
+    against the embedding matrix. Shared by ``SentenceEncoder`` and ``CrossEncoder``."""
+    check_model_folder(folder)  # not caught half-written
+    for name in ("config.json", settings, "tokenizer.json", "model.safetensors"):
+        if not (folder / name).exists():  # a link to a device is refused where it is read
+            hint = (
+                " This looks like a sentence-transformers folder: convert it with "
+                f"`minisbert convert {folder} weights/NAME`."
+                if (folder / "modules.json").is_file()
+                else " Fetch or convert the model again."
+            )
+            raise FileNotFoundError(f"{folder / name}: missing from the model folder.{hint}")
+    config = BertConfig.from_json(folder / "config.json")
+    values = read_settings(folder / settings)
+    max_length = getattr(values, length_field)
+    if max_length > config.max_position_embeddings:
+        raise ConfigError(
+            f"{folder / settings}: {length_field} {max_length} exceeds the model's "
+            f"{config.max_position_embeddings} position embeddings"
+        )
+    tokenizer = Tokenizer.from_file(folder / "tokenizer.json", max_length)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(
+            f"{folder / 'tokenizer.json'}: the tokenizer has {tokenizer.vocab_size} tokens but "
+            f"the embedding matrix (embeddings.word_embeddings.embedding) has only "
+            f"{config.vocab_size} rows; the tokenizer belongs to another model"
+        )
+    return values, config, tokenizer
+
+
 def _as_sentence_list(sentences: Any) -> list[str]:
     """Accept a list, tuple, numpy array or any iterable of str; name the first bad item."""
     if sentences is None:
@@ -222,30 +258,9 @@ class SentenceEncoder:
         names and shapes, the tokenizer's vocabulary against the embedding matrix.
         """
         folder = resolve_model_dir(name_or_path)
-        check_model_folder(folder)  # not caught half-written
-        for name in ("config.json", "sentence.json", "tokenizer.json", "model.safetensors"):
-            if not (folder / name).exists():  # a link to a device is refused where it is read
-                hint = (
-                    " This looks like a sentence-transformers folder: convert it with "
-                    f"`minisbert convert {folder} weights/NAME`."
-                    if (folder / "modules.json").is_file()
-                    else " Fetch or convert the model again."
-                )
-                raise FileNotFoundError(f"{folder / name}: missing from the model folder.{hint}")
-        config = BertConfig.from_json(folder / "config.json")
-        sentence_config = SentenceConfig.from_json(folder / "sentence.json")
-        if sentence_config.max_seq_length > config.max_position_embeddings:
-            raise ConfigError(
-                f"{folder / 'sentence.json'}: max_seq_length {sentence_config.max_seq_length} "
-                f"exceeds the model's {config.max_position_embeddings} position embeddings"
-            )
-        tokenizer = Tokenizer.from_file(folder / "tokenizer.json", sentence_config.max_seq_length)
-        if tokenizer.vocab_size > config.vocab_size:
-            raise ConfigError(
-                f"{folder / 'tokenizer.json'}: the tokenizer has {tokenizer.vocab_size} tokens but "
-                f"the embedding matrix (embeddings.word_embeddings.embedding) has only "
-                f"{config.vocab_size} rows; the tokenizer belongs to another model"
-            )
+        sentence_config, config, tokenizer = open_model_folder(
+            folder, "sentence.json", SentenceConfig.from_json, "max_seq_length"
+        )
         # Build the model abstractly (no memory, no random init), compare its shapes with the
         # files' headers, and only then make its arrays and fill them from the files.
         model = nnx.eval_shape(lambda: SentenceModel(config, sentence_config, rngs=nnx.Rngs(seed)))
