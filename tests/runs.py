@@ -68,7 +68,7 @@ def start_script(
         [sys.executable, str(driver), *args],
         env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
 
 
 def run_script(

@@ -13,17 +13,23 @@ from minisbert.config import BertConfig, ConfigError
 from minisbert.sentence_encoder import SentenceEncoder
 
 
-def test_output_shape():
+@pytest.fixture(scope="module")
+def tiny_bert() -> BertEncoder:
+    """The tiny BERT in eval mode, built once: building runs every initialiser eagerly."""
     model = BertEncoder(TINY_CONFIG, rngs=nnx.Rngs(0))
     model.eval()
+    return model
+
+
+def test_output_shape(tiny_bert):
+    model = tiny_bert
     ids = jnp.ones((2, 5), jnp.int32)
     out = model(ids, jnp.ones((2, 5), jnp.int32))
     assert out.shape == (2, 5, 36)
 
 
-def test_padding_does_not_change_real_tokens():
-    model = BertEncoder(TINY_CONFIG, rngs=nnx.Rngs(0))
-    model.eval()
+def test_padding_does_not_change_real_tokens(tiny_bert):
+    model = tiny_bert
     ids = jnp.array([[2, 40, 41, 3]], jnp.int32)
     short = model(ids, jnp.ones((1, 4), jnp.int32))
     padded_ids = jnp.array([[2, 40, 41, 3, 0, 0, 0]], jnp.int32)

@@ -18,19 +18,31 @@ from minisbert.cli import build_parser, main
 HEAVY = ("jax", "flax", "optax", "tokenizers")
 
 
-def run_python(code: str) -> str:
-    """``code`` in a fresh interpreter (this one has imported JAX already); its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def run_python(*codes: str) -> list[str]:
+    """Each of ``codes`` in a fresh interpreter (this one has imported JAX already), all started
+    at once; their stdouts."""
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for code in codes
+    ]
+    outs = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outs.append(out)
+    return outs
+
+
+def listing_heavy_modules(code: str) -> str:
+    """``code``, then a line that prints which heavy modules it imported."""
+    listing = f"sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})"
+    return f"import sys\n{code}\nprint({listing})"
 
 
 def heavy_modules_after(code: str) -> str:
-    return run_python(
-        f"import sys\n{code}\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
-    ).strip()
+    (out,) = run_python(listing_heavy_modules(code))
+    return out.strip()
 
 
 # ---------------------------------------------------------------- help without JAX
@@ -60,8 +72,8 @@ def test_the_minisbert_command_helps():
 
 
 def test_the_package_is_lazy_and_importing_the_core_loads_no_speed_path():
-    assert heavy_modules_after("import minisbert") == "[]"
-    out = run_python(
+    package, core = run_python(
+        listing_heavy_modules("import minisbert"),
         "import sys\n"
         "import minisbert.bert, minisbert.train, minisbert.losses, minisbert.sentence_encoder\n"
         "import minisbert\n"
@@ -72,9 +84,10 @@ def test_the_package_is_lazy_and_importing_the_core_loads_no_speed_path():
         "from minisbert.sentence_encoder import SentenceEncoder\n"
         "print(SentenceEncoder.default_batcher.__name__,\n"
         "      minisbert.SentenceEncoder is SentenceEncoder,\n"
-        "      minisbert.FastEncoder.default_batcher.__name__)"
+        "      minisbert.FastEncoder.default_batcher.__name__)",
     )
-    assert out.splitlines() == ["[]", "SmartBatcher True PackedBatcher"]
+    assert package.strip() == "[]"
+    assert core.splitlines() == ["[]", "SmartBatcher True PackedBatcher"]
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         import minisbert
 

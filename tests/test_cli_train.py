@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from runs import train_args
@@ -28,13 +29,12 @@ def test_train_then_eval_sts(tiny_files, tmp_path, capsys):
     assert float(lines[-1]) == float(lines[2].split()[2])  # last line: Spearman x100, cosine
 
 
-def test_train_softmax_then_eval_nli(tiny_files, tmp_path, capsys):
-    output = tmp_path / "nli"
-    concat = ["--concat", "u", "v", "abs_diff", "mul"]
-    args = train_args(tiny_files, output, "classes", "softmax", *concat)
-    assert main(args) == 0
-    capsys.readouterr()
-    assert main(["eval", "nli", "--model", str(output), "--data", str(tiny_files["classes"])]) == 0
+def test_train_softmax_then_eval_nli(softmax_run, tiny_files, capsys):
+    """softmax_run (conftest.py) is `minisbert train --loss softmax --concat u v abs_diff mul`."""
+    spec = json.loads((softmax_run / "classifier.json").read_text())
+    assert spec == {"concat": ["u", "v", "abs_diff", "mul"], "num_labels": 3}
+    classes = str(tiny_files["classes"])
+    assert main(["eval", "nli", "--model", str(softmax_run), "--data", classes]) == 0
     accuracy = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= accuracy <= 100
 

@@ -82,10 +82,8 @@ def test_dropout_off_equals_the_full_batch(name: str, classifier: bool, mini_bat
     cached.eval()
     input_ids, mask, labels = batch()
     labels_or_none = labels if classifier else None
-    want = nnx.value_and_grad(lambda t: compute_loss(t, input_ids, mask, labels_or_none, loss_fn))(
-        plain
-    )
-    got = cached_loss_and_grad(cached, (input_ids, mask, labels_or_none), loss_fn, mini_batch)
+    want = plain_jit(plain, (input_ids, mask, labels_or_none), loss_fn)
+    got = cached_jit(cached, (input_ids, mask, labels_or_none), loss_fn, mini_batch)
     assert_same(got, want)
 
 

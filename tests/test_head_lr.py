@@ -96,7 +96,7 @@ def test_the_cli_default_is_the_trainers():
     assert TrainConfig().probe_steps is None
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_a_softmax_run_with_its_head_rate_and_probe_resumes_exactly(tiny_files, tmp_path):
     """The optimiser state now has two groups: checkpoints must restore both."""
     classes = str(tiny_files["classes"])

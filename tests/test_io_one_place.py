@@ -146,7 +146,8 @@ def test_flat_params_round_trip_a_model_and_its_optimizer(tmp_path):
     model = tiny_model(0)
     optimizer = nnx.Optimizer(model, make_optimizer(1e-3, 10), wrt=nnx.Param)
     grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
-    optimizer.update(model, grads)  # Adam's moments and step counts are no longer zero
+    update = nnx.jit(lambda optimizer, model, grads: optimizer.update(model, grads))
+    update(optimizer, model, grads)  # Adam's moments and step counts are no longer zero
     save_params(model, tmp_path / "params.safetensors")
     save_params(optimizer, tmp_path / "optimizer.safetensors", ...)
 

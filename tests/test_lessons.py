@@ -324,7 +324,7 @@ def test_06_check_refuses_a_dot_product():
         check(by_dot_product)
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_06_train_step_check_refuses_wrong_steps():
     """A tiny random model stands in for all-MiniLM-L6-v2; each step that gets past the
     first assert compiles (a few seconds each)."""

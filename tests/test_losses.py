@@ -51,7 +51,11 @@ def _fixture() -> Any:
 _CASES = json.loads(str(_fixture()["cases"]))
 
 
-@pytest.mark.parametrize("case", _CASES, ids=[c["name"] for c in _CASES])
+# Every case at batch 4 and at its edge in make test; at batch 16 too in the long tier.
+@pytest.mark.parametrize("case", [
+    pytest.param(c, id=c["name"], marks=[pytest.mark.slow] if c["batch"] == 16 else [])
+    for c in _CASES
+])
 def test_matches_sentence_transformers(case: dict[str, Any]) -> None:
     data = _fixture()
     prefix = case["name"]
@@ -217,7 +221,7 @@ def test_contrastive_symmetric(
         np.testing.assert_allclose(forward, backward, rtol=1e-5, atol=atol)
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 @settings(max_examples=30, deadline=None)
 @given(data=st.data(), shape=_shapes, with_negatives=st.booleans())
 def test_mnrl_equivariant_to_shuffling_pairs(
@@ -266,13 +270,29 @@ def _every_loss(
     return calls
 
 
+DEFAULT_DISTANCE = {"triplet": "euclidean", "batch_hard": "euclidean",
+                    "contrastive": "cosine", "online_contrastive": "cosine"}
+
+
+def _every_loss_names() -> list[Any]:
+    """_every_loss's names; each loss at its default distance in make test, at its other
+    distances in the long tier (every distance's value and gradient is checked in make test by
+    test_matches_sentence_transformers)."""
+    params = []
+    for name in sorted(_every_loss(*random_inputs(3))):
+        loss = next((loss for loss in DEFAULT_DISTANCE if name.startswith(loss + "_")), None)
+        other = loss is not None and name != f"{loss}_{DEFAULT_DISTANCE[loss]}"
+        params.append(pytest.param(name, marks=[pytest.mark.slow] if other else []))
+    return params
+
+
 def test_every_loss_is_in_the_registry() -> None:
     names = {"softmax", "cosine", "triplet", "contrastive", "online_contrastive", "mnrl"}
     names |= {"batch_hard_triplet", "cosent", "mnrl_symmetric"}
     assert set(LOSSES) == names and set(REGISTRY) == names
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 @settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_finite_for_zero_vectors_and_duplicate_rows(data: st.DataObject) -> None:
@@ -299,7 +319,7 @@ def test_finite_when_everything_is_zero_or_identical() -> None:
             assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads), name
 
 
-@pytest.mark.parametrize("name", sorted(_every_loss(*random_inputs(3))))
+@pytest.mark.parametrize("name", _every_loss_names())
 def test_jit_equals_eager(name: str) -> None:
     fn, inputs = _every_loss(*random_inputs(3, batch=4, dim=8, seed=3))[name]
     eager = jax.value_and_grad(fn, argnums=tuple(range(len(inputs))))(*inputs)
@@ -313,7 +333,7 @@ def test_jit_equals_eager(name: str) -> None:
 # --- the gradient checker ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(_every_loss(*random_inputs(3))))
+@pytest.mark.parametrize("name", _every_loss_names())
 def test_check_loss_passes_on_every_loss(name: str) -> None:
     fn, inputs = _every_loss(*random_inputs(3, batch=4, dim=5, seed=1))[name]
     report = check_loss(fn, *inputs)

@@ -98,7 +98,7 @@ def test_packed_rows_give_the_padded_sentence_vectors(tiny_models, mode):
     np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_the_pretrained_model_packed_matches_padded(encoder):
     texts = ["A man is playing a guitar.", "A woman slices a tomato on a board.", "Dogs run.",
              "The stock market fell sharply on Monday after the announcement."] * 3  # fmt: skip
@@ -298,7 +298,7 @@ def test_encode_pads_when_rows_would_be_long(encoder):
     assert {what for what, _ in encoder.compiled_shapes} == {"sentence_embedding"}
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_packed_training_is_the_padded_training(tmp_path):
     """Six steps of ``train`` with ``fast.PackedSteps`` give ``PaddedSteps``' losses and
     weights. Dropout is off (rate 0): with it on the two would draw different masks."""

@@ -3,8 +3,9 @@ settings checked before any work, Ctrl-C / SIGTERM end cleanly, and --resume tru
 whole checkpoints of the same data.
 
 In process
-where possible; the signal tests run `minisbert train` in a subprocess, on a one-layer
-tiny BERT (hidden 36, 3 heads, vocab 99) to keep its compile short.
+where possible, on the session's tiny BERT (hidden 36, 3 heads, vocab 99; conftest.py's
+tiny_files), whose runs of the same shapes in test_checkpoint.py and test_cli_help.py
+compiled the same programs already; the signal tests run `minisbert train` in a subprocess.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 import runs
 from flax import nnx
 from runs import EVERY_STEP, Killed, kill_after, start_script
-from tiny import ONE_LAYER, random_model_dir, write_pairs
+from tiny import ONE_LAYER, TINY_CONFIG, random_model_dir
 
 from minisbert import run_guard
 from minisbert.cli import main
@@ -40,25 +41,15 @@ from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import TrainConfig, TrainingError, train
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("train-safety")
-    return {
-        "root": root,
-        "model": random_model_dir(root / "tiny1", ONE_LAYER),
-        "scores": write_pairs(root / "scores.tsv"),  # 24 pairs: 3 batches of 8 per epoch
-    }
-
-
 def config_for(files: dict[str, Path], output: Path, **changes) -> TrainConfig:
     """runs.config_for's 6 steps, with a checkpoint after each."""
     return runs.config_for(files, output, **{**EVERY_STEP, **changes})
 
 
 def cli_args(files: dict[str, Path], output: Path, *extra: str, model: Path | None = None):
-    """`minisbert train` for 2 epochs of the scored pairs (6 steps)."""
+    """runs.train_args's `minisbert train` of the scored pairs (3 steps)."""
     files = {**files, "model": model or files["model"]}
-    return runs.train_args(files, output, "scores", "cosine", "--epochs", "2", *extra)
+    return runs.train_args(files, output, "scores", "cosine", *extra)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -72,25 +63,25 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("overwrite", [False, True])
 @pytest.mark.parametrize("how", ["same path", "symlink", "inside"])
-def test_the_model_folder_is_never_the_output(files, tmp_path, capsys, how, overwrite):
+def test_the_model_folder_is_never_the_output(tiny_files, tmp_path, capsys, how, overwrite):
     model = random_model_dir(tmp_path / "base", ONE_LAYER)
     before = snapshot(model)
     output = {"same path": model, "symlink": tmp_path / "link", "inside": model / "run"}[how]
     if how == "symlink":
         output.symlink_to(model)
     extra = ["--overwrite"] if overwrite else []
-    assert main(cli_args(files, output, *extra, model=model)) == 1
+    assert main(cli_args(tiny_files, output, *extra, model=model)) == 1
     err = capsys.readouterr().err
     assert f"minisbert train: error: --output {output} is the --model folder" in err
     assert len(err.strip().splitlines()) == 1
     assert snapshot(model) == before  # not one file written, changed or removed
 
 
-def test_a_folder_holding_other_files_needs_overwrite(files, tmp_path, capsys):
+def test_a_folder_holding_other_files_needs_overwrite(tiny_files, tmp_path, capsys):
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.json").write_text('{"mine": true}')
-    assert main(cli_args(files, project)) == 1
+    assert main(cli_args(tiny_files, project)) == 1
     err = capsys.readouterr().err
     assert (
         f"--output {project} already holds files (config.json) and is not a minisbert "
@@ -98,23 +89,23 @@ def test_a_folder_holding_other_files_needs_overwrite(files, tmp_path, capsys):
     )
     assert snapshot(project) == {"config.json": b'{"mine": true}'}
 
-    assert main(cli_args(files, project, "--overwrite")) == 0  # asked for: it is replaced
+    assert main(cli_args(tiny_files, project, "--overwrite")) == 0  # asked for: it is replaced
     assert json.loads((project / "config.json").read_text())["hidden_size"] == 36
     assert (project / run_guard.MARKER).is_file()
 
 
-def test_a_runs_own_folder_and_an_empty_one_are_accepted(files, tmp_path):
+def test_a_runs_own_folder_and_an_empty_one_are_accepted(tiny_files, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    train(config_for(files, empty, epochs=1, checkpoint_steps=3))
+    train(config_for(tiny_files, empty, checkpoint_steps=3))
     assert (empty / run_guard.MARKER).is_file()
     # Its own folder: --resume goes on without --overwrite (here: nothing left to train).
-    assert train(config_for(files, empty, epochs=1, checkpoint_steps=3, resume=True)).losses == []
+    assert train(config_for(tiny_files, empty, checkpoint_steps=3, resume=True)).losses == []
 
 
-def test_the_trained_model_has_a_manifest_of_its_files(files, tmp_path):
+def test_the_trained_model_has_a_manifest_of_its_files(tiny_files, tmp_path):
     output = tmp_path / "run"
-    train(config_for(files, output, epochs=1, checkpoint_steps=3))
+    train(config_for(tiny_files, output, checkpoint_steps=3))
     verify_manifest(output)
     assert sorted(read_manifest(output)) == [
         "config.json", "model.safetensors", "sentence.json", "tokenizer.json",
@@ -143,14 +134,14 @@ HOLD_LOCK = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
-def test_a_second_run_into_a_locked_folder_names_the_first(files, tmp_path, capsys):
+def test_a_second_run_into_a_locked_folder_names_the_first(tiny_files, tmp_path, capsys):
     output = tmp_path / "run"
     output.mkdir()
     command = [sys.executable, "-c", HOLD_LOCK, str(output)]
     holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert main(cli_args(files, output)) == 1
+        assert main(cli_args(tiny_files, output)) == 1
         err = capsys.readouterr().err
         assert f"--output {output} is in use by another training (pid {holder.pid} on " in err
         assert ", started 20" in err  # the holder's start time
@@ -159,7 +150,7 @@ def test_a_second_run_into_a_locked_folder_names_the_first(files, tmp_path, caps
     finally:
         holder.kill()  # SIGKILL: no clean-up, as a crash; the kernel drops the lock
         holder.wait()
-    assert main(cli_args(files, output)) == 0  # no stale lock
+    assert main(cli_args(tiny_files, output)) == 0  # no stale lock
 
 
 # ---------------------------------------------------------------- 6. settings
@@ -183,9 +174,9 @@ def test_a_second_run_into_a_locked_folder_names_the_first(files, tmp_path, caps
     ],
 )
 def test_a_setting_out_of_range_is_one_line_before_any_work(
-    files, tmp_path, capsys, flag, value, shown, allowed
+    tiny_files, tmp_path, capsys, flag, value, shown, allowed
 ):
-    assert main([*cli_args(files, tmp_path / "run"), flag, value]) == 1
+    assert main([*cli_args(tiny_files, tmp_path / "run"), flag, value]) == 1
     err = capsys.readouterr().err
     name = flag[2:].replace("-", "_")
     assert err == f"minisbert train: error: {name}={shown} ({flag}): must be {allowed}\n"
@@ -212,12 +203,12 @@ def nan_gradient_loss(u, v, scores):
     return cosine_similarity_loss(u, v, scores) + jnp.sqrt(0.0 * jnp.sum(u))
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
-def test_weights_gone_nan_are_never_written(files, tmp_path):
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
+def test_weights_gone_nan_are_never_written(tiny_files, tmp_path):
     output = tmp_path / "run"
     losses = []
     with pytest.raises(TrainingError) as info:
-        train(config_for(files, output), loss_fn=nan_gradient_loss,
+        train(config_for(tiny_files, output), loss_fn=nan_gradient_loss,
               on_step=lambda step, loss: losses.append(loss))  # fmt: skip
     message = str(info.value)
     assert message.startswith("the weights after step 1: ")
@@ -228,15 +219,15 @@ def test_weights_gone_nan_are_never_written(files, tmp_path):
     assert not (output / "model.safetensors").exists()
 
 
-def test_save_model_refuses_nan_weights(files, tmp_path):
-    model = SentenceModel(ONE_LAYER, SentenceConfig(max_seq_length=32), rngs=nnx.Rngs(0))
+def test_save_model_refuses_nan_weights(tiny_files, tmp_path):
+    model = SentenceModel(TINY_CONFIG, SentenceConfig(max_seq_length=32), rngs=nnx.Rngs(0))
     kernel = model.bert.layers[0].intermediate.kernel
     kernel.set_value(kernel.get_value().at[0, 0].set(jnp.nan))
     (tmp_path / "out").mkdir()
     with pytest.raises(
         checkpoint.NonFiniteWeights, match=r"layers.0.intermediate.kernel holds NaN"
     ):
-        checkpoint.save_model(tmp_path / "out", model, files["model"])
+        checkpoint.save_model(tmp_path / "out", model, tiny_files["model"])
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -244,10 +235,10 @@ def test_save_model_refuses_nan_weights(files, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def straight(files, tmp_path_factory) -> Path:
+def straight(tiny_files, tmp_path_factory) -> Path:
     """6 steps (2 epochs of 3 batches) without interruption, a checkpoint per step."""
     output = tmp_path_factory.mktemp("straight") / "run"
-    train(config_for(files, output))
+    train(config_for(tiny_files, output))
     return output
 
 
@@ -259,10 +250,10 @@ def assert_same_model(a: Path, b: Path) -> None:
 
 
 def test_resume_skips_damaged_checkpoints_for_the_newest_whole_one(
-    files, straight, tmp_path, capsys
+    tiny_files, straight, tmp_path, capsys
 ):
     output = tmp_path / "run"
-    config = config_for(files, output)
+    config = config_for(tiny_files, output)
     with pytest.raises(Killed):
         train(config, on_step=kill_after(4))
     steps = output / "checkpoints"
@@ -285,10 +276,10 @@ def test_resume_skips_damaged_checkpoints_for_the_newest_whole_one(
     assert_same_model(output, straight)
 
 
-def test_resume_refuses_changed_data_unless_allowed(files, straight, tmp_path):
+def test_resume_refuses_changed_data_unless_allowed(tiny_files, straight, tmp_path):
     data = tmp_path / "scores.tsv"
-    data.write_text(files["scores"].read_text())
-    config = config_for(files, tmp_path / "run", data=str(data))
+    data.write_text(tiny_files["scores"].read_text())
+    config = config_for(tiny_files, tmp_path / "run", data=str(data))
     with pytest.raises(Killed):
         train(config, on_step=kill_after(2))
     lines = data.read_text().splitlines()
@@ -343,8 +334,8 @@ DRIVER = textwrap.dedent(
 )
 
 
-def start(files, output: Path, *extra: str, **env: str) -> subprocess.Popen:
-    args = cli_args(files, output, "--epochs", "20", "--checkpoint-steps", "5", *extra)
+def start(tiny_files, output: Path, *extra: str, **env: str) -> subprocess.Popen:
+    args = cli_args(tiny_files, output, "--epochs", "20", "--checkpoint-steps", "5", *extra)
     return start_script(DRIVER, output.parent, *args, env=env)
 
 
@@ -368,8 +359,8 @@ def resume_line(err: str) -> list[str]:
 
 @pytest.mark.slow  # the long tier: a subprocess that compiles a train step
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigint_while_the_first_step_compiles_ends_cleanly(files, tmp_path):
-    process = start(files, tmp_path / "run", SIGNAL_IN_FIRST_STEP="1")
+def test_sigint_while_the_first_step_compiles_ends_cleanly(tiny_files, tmp_path):
+    process = start(tiny_files, tmp_path / "run", SIGNAL_IN_FIRST_STEP="1")
     rc, out, err = finish(process)
     assert "SIGINT sent during the first step: True" in err  # the compile outlasted 0.1 s
     assert rc == 130, err[-3000:]  # not -11 (a segfault)
@@ -380,12 +371,12 @@ def test_sigint_while_the_first_step_compiles_ends_cleanly(files, tmp_path):
 
 @pytest.mark.slow  # the long tier: make test-slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigint_one_second_into_the_run_ends_cleanly(files, tmp_path):
+def test_sigint_one_second_into_the_run_ends_cleanly(tiny_files, tmp_path):
     """One second after the run claims its folder, it is loading data or compiling its first
     step; wherever Ctrl-C lands there, the run ends with 130 and the resume command.
     (Before that, while Python imports JAX, Ctrl-C is Python's own KeyboardInterrupt.)"""
     output = tmp_path / "run"
-    process = start(files, output)
+    process = start(tiny_files, output)
     wait_for(output / run_guard.MARKER, process)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
@@ -400,10 +391,10 @@ def test_sigint_one_second_into_the_run_ends_cleanly(files, tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("signum, rc", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_run_keeps_the_checkpoint_and_prints_the_resume_command(
-    files, tmp_path, capsys, signum, rc
+    tiny_files, tmp_path, capsys, signum, rc
 ):
     output = tmp_path / "run"
-    process = start(files, output, STEP_DELAY="0.05")
+    process = start(tiny_files, output, STEP_DELAY="0.05")
     first = output / "checkpoints" / "step-00000005" / "manifest.json"
     wait_for(first, process)
     process.send_signal(signum)

@@ -156,7 +156,7 @@ def test_every_loss_trains_finite_and_falling(name):
     assert losses[-1] < losses[0], losses
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_softmax_classifier_is_trained_and_saved(tiny_files, tmp_path):
     classes = str(tiny_files["classes"])
     config = config_for(tiny_files, tmp_path / "run", data=classes, loss="softmax", epochs=1)
@@ -173,7 +173,7 @@ def test_softmax_classifier_is_trained_and_saved(tiny_files, tmp_path):
 # ---------------------------------------------------------------- your own loss
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_a_user_defined_loss_plugs_in(tiny_files, tmp_path):
     seen = []
 
@@ -201,7 +201,7 @@ def test_same_seed_gives_bit_identical_weights(tiny_files, tmp_path):
     assert any(not np.array_equal(wa[n], wc[n]) for n in wa)
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_the_trained_folder_loads_as_a_model(tiny_files, tmp_path):
     from minisbert.sentence_encoder import SentenceEncoder
 
@@ -213,7 +213,7 @@ def test_the_trained_folder_loads_as_a_model(tiny_files, tmp_path):
 # ---------------------------------------------------------------- clear failures
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_nan_loss_stops_naming_step_batch_and_last_checkpoint(tiny_files, tmp_path):
     calls = []
 
@@ -270,7 +270,7 @@ def test_an_option_the_loss_does_not_take_is_refused(tiny_files, tmp_path):
         train(config_for(tiny_files, tmp_path / "run", margin=0.5))
 
 
-@pytest.mark.slow  # the long tier (make test-slow): keeps make test within 5 minutes
+@pytest.mark.slow  # the long tier (make test-slow): keeps make test short
 def test_train_step_updates_in_place():
     """train_step donates the model and optimiser: their old arrays are consumed, the new
     ones are live, and the step still changes the weights."""

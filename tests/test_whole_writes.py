@@ -19,6 +19,10 @@ from minisbert.io.convert import convert, export_sentence_transformers
 from minisbert.io.folders import FolderError, write_folder
 from minisbert.sentence_encoder import SentenceEncoder
 
+# The long tier (make test-slow) for most cases that start a subprocess (a second or two each):
+# make test keeps one of each kind.
+SLOW = pytest.mark.slow
+
 
 def tree_digest(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (hidden ones too) -> its sha256: byte-identity in one value."""
@@ -59,7 +63,7 @@ def test_a_destination_that_is_in_or_holds_the_source_is_refused(models, tmp_pat
     assert tree_digest(tmp_path) == before
 
 
-@pytest.mark.parametrize("command", ["convert", "export"])
+@pytest.mark.parametrize("command", ["convert", pytest.param("export", marks=SLOW)])
 def test_the_command_refuses_a_b_a_in_one_line_and_leaves_a_byte_identical(models, tmp_path,
                                                                            command):  # fmt: skip
     src = tmp_path / "A"
@@ -123,9 +127,6 @@ DRIVER = textwrap.dedent(
 )
 
 
-SLOW = pytest.mark.slow  # the long tier: a subprocess each; make test keeps one of each command
-
-
 @pytest.mark.parametrize(
     ("command", "kill_at"),
     [
@@ -163,7 +164,7 @@ def test_killed_the_moment_a_file_appears_the_destination_is_the_old_one(
 def test_killed_before_the_swap_a_new_destination_does_not_exist(models, tmp_path):
     dst = tmp_path / "new"
     result = run_script(DRIVER, tmp_path, "convert", str(models["st_a"]), str(dst),
-                        env={"KILL_AT": "config.json"})  # fmt: skip
+                        env={"KILL_AT": "config.json"})
     assert result.returncode == -9
     assert not dst.exists()
 
