@@ -88,8 +88,14 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def train_command(model_dir: Path, output: Path, args: argparse.Namespace,
-                  max_steps: int | None, data: str = "allnli", split: str = "train") -> list[str]:
+def train_command(
+    model_dir: Path,
+    output: Path,
+    args: argparse.Namespace,
+    max_steps: int | None,
+    data: str = "allnli",
+    split: str = "train",
+) -> list[str]:
     """The paper's recipe as a ``minisbert train`` command."""
     command = [
         "train", "--model", str(model_dir), "--data", data, "--split", split,
@@ -110,8 +116,9 @@ def seconds_per_step(line: str) -> float:
 def measure(model_dir: Path, work: Path, args: argparse.Namespace, log: list[str]) -> float:
     """Train ``--measure-steps`` steps into a scratch folder; the median seconds per step."""
     output = work / f"measure-{os.getpid()}-{time.time_ns()}"
-    command = train_command(model_dir, output, args, args.measure_steps,
-                            args.measure_data, args.measure_split)
+    command = train_command(
+        model_dir, output, args, args.measure_steps, args.measure_data, args.measure_split
+    )
     try:
         return seconds_per_step(run([*command, "--no-progress"], log))
     finally:
@@ -144,21 +151,27 @@ def print_costs(
     """Expected time of the epoch: measured here, on the 2-core CPU, and the GPU bound."""
     print(f"\nThe epoch: {len(data):,} pairs, {steps:,} steps of {BATCH_SIZE}. Expected time:")
     if measured is not None:
-        print(f"  this machine: {hours(steps * measured)} (estimate: {measured:.3f} s/step, the "
-              "median of a short timed run, times the steps)")
+        print(
+            f"  this machine: {hours(steps * measured)} (estimate: {measured:.3f} s/step, the "
+            "median of a short timed run, times the steps)"
+        )
     cpu = CPU_SECONDS_PER_STEP.get(model_name(model))
     if cpu is not None:
-        print(f"  {CPU_MACHINE}: {hours(steps * cpu)} (estimate: {cpu:.2f} s/step on SNLI dev "
-              "pairs, times the steps; how it was measured: CPU_SECONDS_PER_STEP in "
-              "bench/paper.py)")
+        print(
+            f"  {CPU_MACHINE}: {hours(steps * cpu)} (estimate: {cpu:.2f} s/step on SNLI dev "
+            "pairs, times the steps; how it was measured: CPU_SECONDS_PER_STEP in "
+            "bench/paper.py)"
+        )
     else:
         print(f"  {CPU_MACHINE}: not measured for {model_name(model)}")
     flops = 6 * matmul_params(model_dir) * tokens_per_step(model_dir, data)
     bound = steps * flops / GPU_SUSTAINED_FLOPS
-    print(f"  a GPU: not measured (none was available); at least {hours(bound)} by arithmetic "
-          f"({flops / 1e9:.0f} GFLOP a step, 6 x parameters x tokens, at a sustained "
-          f"{GPU_SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s). Batches of 16 short pairs run well below "
-          "that rate: run make paper there and read 'this machine' above")
+    print(
+        f"  a GPU: not measured (none was available); at least {hours(bound)} by arithmetic "
+        f"({flops / 1e9:.0f} GFLOP a step, 6 x parameters x tokens, at a sustained "
+        f"{GPU_SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s). Batches of 16 short pairs run well below "
+        "that rate: run make paper there and read 'this machine' above"
+    )
 
 
 def random_shape_cost(shape: str, work: Path, steps: int) -> None:
@@ -198,37 +211,60 @@ def random_shape_cost(shape: str, work: Path, steps: int) -> None:
     )  # fmt: skip
     wall = statistics.median(b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False))
     cpu = statistics.median(b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False))
-    print(f"random {shape}: {steps} steps on SNLI dev; median {wall:.3f} s/step wall, "
-          f"{cpu:.3f} s/step process CPU time; load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"random {shape}: {steps} steps on SNLI dev; median {wall:.3f} s/step wall, "
+        f"{cpu:.3f} s/step process CPU time; load average {os.getloadavg()[0]:.1f}, "
+        f"{os.cpu_count()} cores"
+    )
     for folder in (hf, model, output):
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=os.environ.get("PAPER_MODEL") or "bert-base-uncased",
-                        help="a plain BERT on the hub (default $PAPER_MODEL or bert-base-uncased)")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="an already converted minisbert folder: no fetch")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("PAPER_MODEL") or "bert-base-uncased",
+        help="a plain BERT on the hub (default $PAPER_MODEL or bert-base-uncased)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="an already converted minisbert folder: no fetch",
+    )
     parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs",
-                        help="the trained model goes to RUNS/paper-NAME")
-    parser.add_argument("--head-lr", default="same",
-                        help="the softmax head's learning rate; 'same' (2e-5) as the paper")
+    parser.add_argument(
+        "--runs", type=Path, default=ROOT / "runs", help="the trained model goes to RUNS/paper-NAME"
+    )
+    parser.add_argument(
+        "--head-lr",
+        default="same",
+        help="the softmax head's learning rate; 'same' (2e-5) as the paper",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=None, help="stop the epoch early")
-    parser.add_argument("--measure-steps", type=int, default=30,
-                        help="steps of the timed run before the epoch (0: none)")
+    parser.add_argument(
+        "--measure-steps",
+        type=int,
+        default=30,
+        help="steps of the timed run before the epoch (0: none)",
+    )
     parser.add_argument("--measure-data", default="allnli")
     parser.add_argument("--measure-split", default="train")
-    parser.add_argument("--measure-only", action="store_true",
-                        help="print the seconds per step of the timed run and stop")
-    parser.add_argument("--random-shape", choices=list(SHAPES), default=None,
-                        help="time --measure-steps steps of a random model of this shape on "
-                        "SNLI dev (no fetch, no hub) and stop")
-    parser.add_argument("--tiny", action="store_true",
-                        help="for tests: 4 steps, no timed run")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="print the seconds per step of the timed run and stop",
+    )
+    parser.add_argument(
+        "--random-shape",
+        choices=list(SHAPES),
+        default=None,
+        help="time --measure-steps steps of a random model of this shape on "
+        "SNLI dev (no fetch, no hub) and stop",
+    )
+    parser.add_argument("--tiny", action="store_true", help="for tests: 4 steps, no timed run")
     args = parser.parse_args(argv)
     if args.tiny:
         args.max_steps = args.max_steps or 4
@@ -249,8 +285,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     run(["data", "fetch", "--names", "stsb", "snli", "mnli"], log)
     sentence = json.loads((model_dir / "sentence.json").read_text())
-    print(f"{name}: pooling {sentence['pooling']}, normalize {sentence['normalize']}, "
-          f"max length {sentence['max_seq_length']}", flush=True)
+    print(
+        f"{name}: pooling {sentence['pooling']}, normalize {sentence['normalize']}, "
+        f"max length {sentence['max_seq_length']}",
+        flush=True,
+    )
 
     from minisbert.data import load_dataset
 

@@ -94,8 +94,10 @@ print(f"mode: {'fast' if FAST else 'full'}; jax devices: {jax.devices()}")
 # %%
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
 config = encoder.model.config
-print(f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
-      f"{config.num_attention_heads} heads")
+print(
+    f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
+    f"{config.num_attention_heads} heads"
+)
 
 examples = [ex for split in ("train", "dev", "test") for ex in load_dataset("stsb", split)]
 distinct = list(dict.fromkeys(s for ex in examples for s in (ex.sentence1, ex.sentence2)))
@@ -115,17 +117,26 @@ for s in sentences[:3]:
 # and one pooling per sentence, then a cosine of two stored vectors. Both BERTs on the right
 # are the same module with the same weights, called twice.
 
+
 # %%
 def box(ax, x, y, text, color):
     """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
-    ax.text(x, y, text, ha="center", va="center", fontsize=8,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+    ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=8,
+        bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"},
+    )
 
 
 def arrow(ax, start, end, style="->"):
     """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+    ax.annotate(
+        "", xy=end, xytext=start, arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11}
+    )
 
 
 def chain(ax, x, ys, boxes):
@@ -146,14 +157,26 @@ cross_ax.set_title("cross-encoder: one BERT pass per pair", fontsize=10)
 for x, name in [(0.25, "sentence A"), (0.75, "sentence B")]:
     box(cross_ax, x, 0.04, name, TEXT)
     arrow(cross_ax, (x, 0.04), (0.5, 0.27))
-chain(cross_ax, 0.5, [0.27, 0.5, 0.73, 0.95],
-      [("[CLS] A [SEP] B [SEP]", TEXT), ("BERT: A and B attend to each other", MODEL),
-       ("[CLS] vector → linear layer", MODEL), ("score(A, B)", VECTOR)])
+chain(
+    cross_ax,
+    0.5,
+    [0.27, 0.5, 0.73, 0.95],
+    [
+        ("[CLS] A [SEP] B [SEP]", TEXT),
+        ("BERT: A and B attend to each other", MODEL),
+        ("[CLS] vector → linear layer", MODEL),
+        ("score(A, B)", VECTOR),
+    ],
+)
 
 bi_ax.set_title("bi-encoder (SBERT): one BERT pass per sentence", fontsize=10)
 for x, name, vector in [(0.25, "sentence A", "u"), (0.75, "sentence B", "v")]:
-    chain(bi_ax, x, [0.04, 0.27, 0.5, 0.73],
-          [(name, TEXT), ("BERT", MODEL), ("mean pooling", MODEL), (vector, VECTOR)])
+    chain(
+        bi_ax,
+        x,
+        [0.04, 0.27, 0.5, 0.73],
+        [(name, TEXT), ("BERT", MODEL), ("mean pooling", MODEL), (vector, VECTOR)],
+    )
     arrow(bi_ax, (x, 0.73), (0.5, 0.95))
 arrow(bi_ax, (0.36, 0.27), (0.64, 0.27), style="<->")
 bi_ax.text(0.5, 0.31, "same weights", ha="center", fontsize=7)
@@ -214,8 +237,10 @@ start = time.perf_counter()
 cross_cls = cross_encode(sample_pairs)
 cross_seconds = time.perf_counter() - start
 seconds_per_pair = cross_seconds / N_PAIRS
-print(f"cross-encoder: {N_PAIRS} pairs in {cross_seconds:.2f} s "
-      f"= {1000 * seconds_per_pair:.2f} ms per pair")
+print(
+    f"cross-encoder: {N_PAIRS} pairs in {cross_seconds:.2f} s "
+    f"= {1000 * seconds_per_pair:.2f} ms per pair"
+)
 
 # %% [markdown]
 # Why can nothing be reused? Because the `[CLS]` vector of (a, b) depends on *both*
@@ -235,9 +260,11 @@ print(f"max |CLS(a, b) - CLS(a, c)| = {np.abs(ab - ac).max():.3f}")
 # %%
 n_pairs = N_COLLECTION * (N_COLLECTION - 1) // 2
 cross_total = n_pairs * seconds_per_pair
-print(f"{n_pairs:,} pairs x {1000 * seconds_per_pair:.2f} ms "
-      f"= {cross_total:,.0f} s = {cross_total / 3600:,.1f} hours "
-      f"(extrapolated from {N_PAIRS} timed pairs)")
+print(
+    f"{n_pairs:,} pairs x {1000 * seconds_per_pair:.2f} ms "
+    f"= {cross_total:,.0f} s = {cross_total / 3600:,.1f} hours "
+    f"(extrapolated from {N_PAIRS} timed pairs)"
+)
 
 # %% [markdown]
 # ## The bi-encoder way
@@ -261,8 +288,10 @@ print(f"shapes compiled during the timed run: {len(encoder.compiled_shapes) - sh
 seconds_per_sentence = encode_seconds / N_ENCODE
 encode_total = N_COLLECTION * seconds_per_sentence
 label = "measured" if N_ENCODE == N_COLLECTION else f"extrapolated from {N_ENCODE:,}"
-print(f"encoded {N_ENCODE:,} sentences in {encode_seconds:.1f} s "
-      f"= {1000 * seconds_per_sentence:.2f} ms per sentence")
+print(
+    f"encoded {N_ENCODE:,} sentences in {encode_seconds:.1f} s "
+    f"= {1000 * seconds_per_sentence:.2f} ms per sentence"
+)
 print(f"{N_COLLECTION:,} sentences: {encode_total:.1f} s ({label})")
 
 # %% [markdown]
@@ -338,6 +367,7 @@ plt.show()
 # `i < j`, the pair with the highest cosine similarity. Careful: every sentence is
 # most similar to itself, and each pair appears twice in the matrix.
 
+
 # %%
 def most_similar_pair(embeddings: np.ndarray) -> tuple[int, int]:
     """(i, j), i < j, of the two rows of ``embeddings`` (n, D) with the highest cosine."""
@@ -351,6 +381,7 @@ def most_similar_pair(embeddings: np.ndarray) -> tuple[int, int]:
 # 1, where cosine and dot product agree; so the check also stretches each vector by its
 # own factor, which changes every dot product and no cosine.
 
+
 # %%
 def check_most_similar_pair(fn) -> None:
     toy = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [-1.0, 0.0]])
@@ -358,8 +389,10 @@ def check_most_similar_pair(fn) -> None:
     # Rows 0 and 1 point almost the same way; row 2 is long, so its dot products are large.
     lengths_differ = np.array([[1.0, 0.0], [0.99, 0.14], [10.0, 5.0]])
     got = tuple(fn(lengths_differ))
-    assert got == (0, 1), f"vectors of different lengths: expected (0, 1), got {got} (cosine, "\
+    assert got == (0, 1), (
+        f"vectors of different lengths: expected (0, 1), got {got} (cosine, "
         "not dot product: divide by the lengths)"
+    )
     sample = embeddings[:500]
     _, i, j = paraphrase_mining_embeddings(sample, top_k=5)[0]
     assert tuple(fn(sample)) == (i, j), f"expected {(i, j)}, got {fn(sample)}"

@@ -67,8 +67,10 @@ FAST = os.environ.get("MINISBERT_FAST") == "1"
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
 backend = encoder.tokenizer.backend  # a tokenizers.Tokenizer, configured by minisbert
 vocab = backend.get_vocab()  # {piece: id}
-print(f"{len(vocab):,} pieces in the vocabulary, "
-      f"{sum(p.startswith('##') for p in vocab):,} of them continuations (##...)")
+print(
+    f"{len(vocab):,} pieces in the vocabulary, "
+    f"{sum(p.startswith('##') for p in vocab):,} of them continuations (##...)"
+)
 print({p: vocab[p] for p in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "guitar", "##ing"]})
 
 # %% [markdown]
@@ -118,6 +120,7 @@ print([word for word, _span in words])
 # The rule is **greedy longest-match-first**: at the current position, take the longest
 # piece in the vocabulary that matches the letters ahead; move past it; repeat. Here is one
 # step of that rule: the longest piece starting at position `start`.
+
 
 # %%
 def longest_piece(word: str, start: int, vocab: dict[str, int]) -> str | None:
@@ -176,6 +179,7 @@ print("résumé, whole pipeline  ->", backend.encode("résumé", add_special_tok
 # longest-match-first with `##` continuations, `["[UNK]"]` if any position has no match,
 # and `["[UNK]"]` for a word longer than 100 characters.
 
+
 # %%
 def wordpiece(word: str, vocab: dict[str, int]) -> list[str]:
     """The pieces of one normalized word: 'unaffable' -> ['una', '##ffa', '##ble']."""
@@ -187,8 +191,19 @@ def wordpiece(word: str, vocab: dict[str, int]) -> list[str]:
 # whole, words that split into several pieces, and words that become `[UNK]`.
 
 # %%
-CHECK_WORDS = ["playing", "unaffable", "embeddings", "electroencephalography",
-               "skateboarder", "bicyclists", "sbert", "a", "hello🙂", "résumé", "x" * 101]
+CHECK_WORDS = [
+    "playing",
+    "unaffable",
+    "embeddings",
+    "electroencephalography",
+    "skateboarder",
+    "bicyclists",
+    "sbert",
+    "a",
+    "hello🙂",
+    "résumé",
+    "x" * 101,
+]
 
 
 def check_wordpiece(fn) -> None:
@@ -267,8 +282,10 @@ def padded_tokens(sort: bool) -> int:
 fixed = len(stsb_ids) * 128
 unsorted = sum(32 * lengths[i : i + 32].max() for i in range(0, len(lengths), 32))
 smart = padded_tokens(sort=True)
-print(f"{len(stsb_sentences):,} STS-b sentences, {real:,} real tokens; "
-      f"mean {lengths.mean():.1f}, max {lengths.max()} tokens")
+print(
+    f"{len(stsb_sentences):,} STS-b sentences, {real:,} real tokens; "
+    f"mean {lengths.mean():.1f}, max {lengths.max()} tokens"
+)
 for name, total in [("fixed 128", fixed), ("per batch", unsorted), ("sorted + buckets", smart)]:
     print(f"{name:>17}: {total:>9,} positions, {100 * (1 - real / total):4.1f}% padding")
 
@@ -301,8 +318,10 @@ with warnings.catch_warnings(record=True) as caught:
 # [CLS] and [SEP] that 39 of them no longer get.
 full_length = int(lengths[:40].sum()) - 2 * 39
 truncated_ids = encoder.tokenizer.tokenize([paragraph])[0]
-print(f"{full_length} tokens, kept {len(truncated_ids)}; "
-      f"last token kept: {backend.id_to_token(truncated_ids[-1])}")
+print(
+    f"{full_length} tokens, kept {len(truncated_ids)}; "
+    f"last token kept: {backend.id_to_token(truncated_ids[-1])}"
+)
 print("encode warned:", [str(w.message) for w in caught])
 
 # %% [markdown]
@@ -318,8 +337,11 @@ raw = tokenizers.Tokenizer.from_file(str(paths.weights / "tokenizer.json"))
 print("raw padding:   ", raw.padding)
 print("raw truncation:", raw.truncation)
 short = raw.encode("A dog runs.")
-print(f"'A dog runs.' -> {len(short.ids)} ids, {sum(short.attention_mask)} real:",
-      short.tokens[:8], "...")
+print(
+    f"'A dog runs.' -> {len(short.ids)} ids, {sum(short.attention_mask)} real:",
+    short.tokens[:8],
+    "...",
+)
 
 # %% [markdown]
 # minisbert switches both off when it loads the tokenizer (`Tokenizer.__init__` calls

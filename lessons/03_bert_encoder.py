@@ -65,8 +65,10 @@ bert = encoder.model.bert
 config = bert.config
 D, N, H = config.hidden_size, config.num_attention_heads, config.head_size
 F = config.intermediate_size
-print(f"D={D}, N={N}, H={H}, F={F}, {config.num_hidden_layers} layers, "
-      f"LayerNorm eps={config.layer_norm_eps}")
+print(
+    f"D={D}, N={N}, H={H}, F={F}, {config.num_hidden_layers} layers, "
+    f"LayerNorm eps={config.layer_norm_eps}"
+)
 
 sentence = "The animal didn't cross the street because it was too tired."
 tokens = encoder.tokenizer.tokens(sentence)
@@ -155,8 +157,10 @@ context0, probs0 = one_head(x0, attention, head=0)
 print("context", context0.shape, "probabilities", probs0.shape)
 print("each row sums to 1:", bool(jnp.allclose(probs0.sum(axis=-1), 1.0, atol=1e-6)))
 it = tokens.index("it")
-print("head 0, query 'it' attends to:",
-      {tokens[s]: round(float(p), 2) for s, p in enumerate(probs0[it]) if p > 0.1})
+print(
+    "head 0, query 'it' attends to:",
+    {tokens[s]: round(float(p), 2) for s, p in enumerate(probs0[it]) if p > 0.1},
+)
 
 # %% [markdown]
 # There is no padding here: one sentence, every position real. In a padded batch, the
@@ -170,6 +174,7 @@ print("head 0, query 'it' attends to:",
 # by an **output** projection (D, D). Then comes the pattern that closes every sub-layer
 # in BERT: dropout (off at inference), a **residual** connection (add the input back), and
 # LayerNorm *after* the sum ("post-LN", as in the original Transformer).
+
 
 # %%
 def multi_head(x: jax.Array, attention) -> tuple[jax.Array, jax.Array]:
@@ -208,6 +213,7 @@ assert jnp.allclose(a0, library_a0, atol=1e-5)
 # libraries offer a cheaper tanh approximation; BERT was trained with the exact one. The
 # two differ by up to about 5e-4, fifty times the 1e-5 we hold our layer to.
 
+
 # %%
 def gelu(x: jax.Array) -> jax.Array:
     """The exact GELU, x * Phi(x)."""
@@ -242,6 +248,7 @@ assert jnp.allclose(x1, library_x1, atol=1e-5)
 # and Sentence-BERT calls the **token embeddings**; `encode(..., output_value=
 # "token_embeddings")` returns exactly that. We run the whole thing by hand, keep each
 # layer's attention probabilities for a picture, and compare on real STS-b sentences too.
+
 
 # %%
 def encoder_by_hand(ids: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
@@ -292,8 +299,10 @@ fig.colorbar(image, ax=ax, fraction=0.04)
 fig.tight_layout()
 plt.show()
 best_head = int(it_probs[:, tokens.index("animal")].argmax())
-print(f"head {best_head} gives 'animal' {it_probs[best_head, tokens.index('animal')]:.2f} "
-      "of the attention of 'it'")
+print(
+    f"head {best_head} gives 'animal' {it_probs[best_head, tokens.index('animal')]:.2f} "
+    "of the attention of 'it'"
+)
 
 # %% [markdown]
 # ## Exercise: masked scaled dot-product attention
@@ -305,6 +314,7 @@ print(f"head {best_head} gives 'animal' {it_probs[best_head, tokens.index('anima
 # are replaced by a very negative number (`jnp.finfo(scores.dtype).min`, say) before the
 # softmax, so that they get zero weight. `jnp.einsum` with letters like `"BTNH,BSNH->BNTS"`
 # keeps the axes straight.
+
 
 # %%
 def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
@@ -318,6 +328,7 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) 
 # projection, residual, LayerNorm) and compares with the library's attention block on
 # every real token. It also checks that the short sentence's result does not depend on
 # the padding.
+
 
 # %%
 def check_masked_attention(fn) -> None:

@@ -148,8 +148,10 @@ print("max pooling:", max_pooled.shape, "first sentence, first 5 dims:", max_poo
 
 # %%
 short = "A dog runs."
-neighbour = ("Two young children in bright raincoats are happily jumping into deep muddy "
-             "puddles on a quiet street while their parents watch from under a large umbrella.")
+neighbour = (
+    "Two young children in bright raincoats are happily jumping into deep muddy "
+    "puddles on a quiet street while their parents watch from under a large umbrella."
+)
 
 
 def token_vectors(sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +169,7 @@ real_gap = np.abs(X_alone[0] - X_batch[0, :n_real]).max()
 print(f"its real tokens' vectors, alone vs in the batch: max difference {real_gap:.1e}")
 print(f"a padding position's vector has norm {np.linalg.norm(X_batch[0, -1]):.1f}, not 0")
 
+
 # %%
 def cosine(u: np.ndarray, v: np.ndarray) -> float:
     return float(cos_sim(u, v)[0, 0])
@@ -179,10 +182,14 @@ masked_batch = np.asarray(mean_pooling(jnp.asarray(X_batch), jnp.asarray(mask_ba
 
 unmasked_cos = cosine(unmasked_alone, unmasked_batch)
 masked_gap = float(np.abs(masked_alone - masked_batch).max())
-print(f"unmasked mean, alone vs next to the neighbour: cosine {unmasked_cos:.4f}, "
-      f"max difference {np.abs(unmasked_alone - unmasked_batch).max():.3f}")
-print(f"masked mean,   alone vs next to the neighbour: cosine "
-      f"{cosine(masked_alone, masked_batch):.6f}, max difference {masked_gap:.1e}")
+print(
+    f"unmasked mean, alone vs next to the neighbour: cosine {unmasked_cos:.4f}, "
+    f"max difference {np.abs(unmasked_alone - unmasked_batch).max():.3f}"
+)
+print(
+    f"masked mean,   alone vs next to the neighbour: cosine "
+    f"{cosine(masked_alone, masked_batch):.6f}, max difference {masked_gap:.1e}"
+)
 
 # %% [markdown]
 # With the mask the two vectors agree to float precision; without it, the same sentence
@@ -209,8 +216,10 @@ if N_STS_PAIRS is not None:
     test = [test[i] for i in rng.choice(len(test), N_STS_PAIRS, replace=False)]
 unique = list(dict.fromkeys(s for ex in test for s in (ex.sentence1, ex.sentence2)))
 row = {sentence: i for i, sentence in enumerate(unique)}
-print(f"{len(test)} STS-b test pairs{' (a random subsample: fast mode)' if FAST else ''}, "
-      f"{len(unique)} distinct sentences")
+print(
+    f"{len(test)} STS-b test pairs{' (a random subsample: fast mode)' if FAST else ''}, "
+    f"{len(unique)} distinct sentences"
+)
 
 token_list = encoder.encode(unique, output_value="token_embeddings")  # U arrays (T_i, D)
 T_max = max(len(t) for t in token_list)
@@ -246,8 +255,11 @@ print("encode with pooling='cls' == cls pooling by hand, normalised")
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.5))
 modes = list(spearman)
-bars = ax.bar(modes, [spearman[k] for k in modes],
-              color=["tab:green" if k == "mean" else "tab:gray" for k in modes])
+bars = ax.bar(
+    modes,
+    [spearman[k] for k in modes],
+    color=["tab:green" if k == "mean" else "tab:gray" for k in modes],
+)
 ax.bar_label(bars, fmt="%.1f", fontsize=8)
 ax.set_ylim(min(spearman.values()) - 10, 100)
 ax.set_ylabel("STS-b test Spearman x100")
@@ -278,6 +290,7 @@ plt.show()
 # (1 = real, 0 = padding); return (B, D). The trap: padding rows must never win, even when
 # every real value in a dimension is negative and the padding rows are zeros.
 
+
 # %%
 def masked_max_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """u_d = max over real tokens t of x_{t,d}: (B, T, D), (B, T) -> (B, D)."""
@@ -289,6 +302,7 @@ def masked_max_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarray)
 # above, and on a hand-made batch where an unmasked max would pick a padding zero. Your
 # function may not call `max_pooling` or `pool` itself: `lesson.by_hand` makes the check
 # fail if it does.
+
 
 # %%
 def check_masked_max_pooling(fn) -> None:

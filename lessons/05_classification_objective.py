@@ -119,8 +119,10 @@ SEEDS = (0,) if FAST else (0, 1, 2)  # one training run per seed and recipe
 
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
 D = encoder.dim
-print(f"{'fast' if FAST else 'full'} mode; all-MiniLM-L6-v2 gives D = {D}, "
-      f"normalised: {encoder.model.sentence_config.normalize}")
+print(
+    f"{'fast' if FAST else 'full'} mode; all-MiniLM-L6-v2 gives D = {D}, "
+    f"normalised: {encoder.model.sentence_config.normalize}"
+)
 
 # %% [markdown]
 # ## SNLI, and a held-out part that shares no premise with training
@@ -155,8 +157,10 @@ train_all = [e for e in snli if e.sentence1 not in held_out_premises]
 assert not {e.sentence1 for e in train_all} & {e.sentence1 for e in held_out_all}
 scored = rng.choice(len(held_out_all), N_HELD_OUT, replace=False)
 held_out = [held_out_all[i] for i in sorted(scored)]
-print(f"training part {len(train_all)} pairs, held-out part {len(held_out_all)} pairs "
-      f"({len(held_out)} of them scored)")
+print(
+    f"training part {len(train_all)} pairs, held-out part {len(held_out_all)} pairs "
+    f"({len(held_out)} of them scored)"
+)
 
 # %% [markdown]
 # ## Features, logits and loss by hand, for three pairs
@@ -169,8 +173,11 @@ print(f"training part {len(train_all)} pairs, held-out part {len(held_out_all)} 
 by_premise = collections.defaultdict(list)
 for e in train_all:
     by_premise[e.sentence1].append(e)
-tiny = next(sorted(group, key=lambda e: e.label) for group in by_premise.values()
-            if sorted(e.label for e in group) == [0, 1, 2])
+tiny = next(
+    sorted(group, key=lambda e: e.label)
+    for group in by_premise.values()
+    if sorted(e.label for e in group) == [0, 1, 2]
+)
 labels = np.array([e.label for e in tiny])  # (B,) with B = 3
 u = encoder.encode([e.sentence1 for e in tiny])  # (B, D), the same premise three times
 v = encoder.encode([e.sentence2 for e in tiny])  # (B, D)
@@ -207,8 +214,10 @@ uj, vj, labels_j = jnp.asarray(u), jnp.asarray(v), jnp.asarray(labels)
 features_library = np.asarray(classifier.features(uj, vj))  # (B, 3D)
 logits_library = np.asarray(classifier(uj, vj))  # (B, C)
 loss_library = float(softmax_loss(classifier, uj, vj, labels_j))
-for name, mine, theirs in [("features", features_by_hand, features_library),
-                           ("logits", logits_by_hand, logits_library)]:
+for name, mine, theirs in [
+    ("features", features_by_hand, features_library),
+    ("logits", logits_by_hand, logits_library),
+]:
     print(f"{name:>8}: max |by hand - minisbert| = {np.abs(mine - theirs).max():.1e}")
 print(f"loss:     by hand {loss_by_hand:.6f}, minisbert {loss_library:.6f}")
 assert np.allclose(features_by_hand, features_library, atol=1e-6)
@@ -225,17 +234,26 @@ assert abs(loss_by_hand - loss_library) < 1e-5
 # updates both. Here is that network as the paper draws it (its Figure 1; sentence A is the
 # premise, B the hypothesis), with the code that computes each box beside it:
 
+
 # %%
 def box(ax, x, y, text, color):
     """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
-    ax.text(x, y, text, ha="center", va="center", fontsize=8,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+    ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=8,
+        bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"},
+    )
 
 
 def arrow(ax, start, end, style="->"):
     """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+    ax.annotate(
+        "", xy=end, xytext=start, arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11}
+    )
 
 
 TEXT, MODEL, VECTOR = "#eeeeee", "#dbe9f6", "#fde7c8"
@@ -244,23 +262,29 @@ ax.set(xlim=(0, 1), ylim=(0, 1))
 ax.axis("off")
 ys = [0.03, 0.2, 0.37, 0.54]  # sentence, BERT, pooling, vector
 for x, sentence, vector in [(0.2, "sentence A", "u"), (0.6, "sentence B", "v")]:
-    for y, text, color in zip(ys, [sentence, "BERT", "mean pooling", vector],
-                              [TEXT, MODEL, MODEL, VECTOR], strict=True):
+    for y, text, color in zip(
+        ys, [sentence, "BERT", "mean pooling", vector], [TEXT, MODEL, MODEL, VECTOR], strict=True
+    ):
         box(ax, x, y, text, color)
     for y0, y1 in zip(ys, ys[1:], strict=False):
         arrow(ax, (x, y0), (x, y1))
     arrow(ax, (x, ys[-1]), (0.4, 0.72))
 arrow(ax, (0.27, 0.2), (0.53, 0.2), style="<->")
 ax.text(0.4, 0.23, "same weights", ha="center", fontsize=7)
-for y, text, color in [(0.72, "(u, v, |u - v|)", VECTOR), (0.86, "softmax classifier", MODEL),
-                       (0.98, "p(entailment), p(neutral), p(contradiction)", VECTOR)]:
+for y, text, color in [
+    (0.72, "(u, v, |u - v|)", VECTOR),
+    (0.86, "softmax classifier", MODEL),
+    (0.98, "p(entailment), p(neutral), p(contradiction)", VECTOR),
+]:
     box(ax, 0.4, y, text, color)
 arrow(ax, (0.4, 0.72), (0.4, 0.86))
 arrow(ax, (0.4, 0.86), (0.4, 0.98))
-for y, code in [(0.29, "trainable.model: BERT + pooling,\ncalled on side s = 0 and s = 1"),
-                (0.72, "classifier.features(u, v): (B, 3D)"),
-                (0.86, "classifier(u, v): logits (B, C)"),
-                (0.98, "softmax_loss: cross-entropy\nwith the gold label")]:
+for y, code in [
+    (0.29, "trainable.model: BERT + pooling,\ncalled on side s = 0 and s = 1"),
+    (0.72, "classifier.features(u, v): (B, 3D)"),
+    (0.86, "classifier(u, v): logits (B, C)"),
+    (0.98, "softmax_loss: cross-entropy\nwith the gold label"),
+]:
     ax.text(0.76, y, code, fontsize=7, family="monospace", color="dimgray", va="center")
 fig.tight_layout()
 plt.show()
@@ -276,8 +300,15 @@ sides = [pad_batch(premise_ids, T), pad_batch(hypothesis_ids, T)]
 input_ids = np.stack([ids for ids, _ in sides])  # (S, B, T)
 attention_mask = np.stack([mask for _, mask in sides])  # (S, B, T)
 trainable = Trainable(encoder.model, classifier)
-siamese_loss = float(compute_loss(trainable, jnp.asarray(input_ids), jnp.asarray(attention_mask),
-                                  jnp.asarray(labels), softmax_loss))
+siamese_loss = float(
+    compute_loss(
+        trainable,
+        jnp.asarray(input_ids),
+        jnp.asarray(attention_mask),
+        jnp.asarray(labels),
+        softmax_loss,
+    )
+)
 print(f"input_ids {input_ids.shape}; compute_loss {siamese_loss:.6f}, by hand {loss_by_hand:.6f}")
 
 # %% [markdown]
@@ -291,21 +322,26 @@ print(f"input_ids {input_ids.shape}; compute_loss {siamese_loss:.6f}, by hand {l
 # - **STS-b test Spearman x100** of the encoder, as in lesson 4 (the classifier plays no
 #   part in it).
 
+
 # %%
-def nli_accuracy(encoder: SentenceEncoder, classifier: SoftmaxClassifier,
-                 pairs: list) -> float:
+def nli_accuracy(encoder: SentenceEncoder, classifier: SoftmaxClassifier, pairs: list) -> float:
     """Fraction of ``pairs`` whose highest logit is the gold label."""
     u, v = encode_unique(encoder, [e.sentence1 for e in pairs], [e.sentence2 for e in pairs])
     logits = classifier(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32))  # (N, C)
     return accuracy(np.asarray(logits), np.array([e.label for e in pairs]))
 
 
-def mean_nli_loss(encoder: SentenceEncoder, classifier: SoftmaxClassifier,
-                  pairs: list) -> float:
+def mean_nli_loss(encoder: SentenceEncoder, classifier: SoftmaxClassifier, pairs: list) -> float:
     """The training objective on ``pairs``, with dropout off."""
     u, v = encode_unique(encoder, [e.sentence1 for e in pairs], [e.sentence2 for e in pairs])
-    return float(softmax_loss(classifier, jnp.asarray(u, jnp.float32),
-                              jnp.asarray(v, jnp.float32), jnp.array([e.label for e in pairs])))
+    return float(
+        softmax_loss(
+            classifier,
+            jnp.asarray(u, jnp.float32),
+            jnp.asarray(v, jnp.float32),
+            jnp.array([e.label for e in pairs]),
+        )
+    )
 
 
 sts_test = load_dataset("stsb", "test")
@@ -315,8 +351,10 @@ if N_STS_PAIRS is not None:
 majority = max(collections.Counter(e.label for e in held_out).values()) / len(held_out)
 accuracy_before = nli_accuracy(encoder, classifier, held_out)
 spearman_before = evaluate_sts(encoder, sts_test, show_progress_bar=True)["spearman_cosine"]
-print(f"held-out NLI accuracy before training: {100 * accuracy_before:.1f}% "
-      f"(always guessing the commonest label: {100 * majority:.1f}%)")
+print(
+    f"held-out NLI accuracy before training: {100 * accuracy_before:.1f}% "
+    f"(always guessing the commonest label: {100 * majority:.1f}%)"
+)
 print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(sts_test)} pairs)")
 
 # %% [markdown]
@@ -350,18 +388,25 @@ print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(st
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson05-"))
 ids_1 = encoder.tokenizer.tokenize([e.sentence1 for e in train_all])
 ids_2 = encoder.tokenizer.tokenize([e.sentence2 for e in train_all])
-candidates = [e for e, a, b in zip(train_all, ids_1, ids_2, strict=True)
-              if max(len(a), len(b)) <= MAX_TOKENS]
+candidates = [
+    e for e, a, b in zip(train_all, ids_1, ids_2, strict=True) if max(len(a), len(b)) <= MAX_TOKENS
+]
 train_pairs = [candidates[i] for i in rng.permutation(len(candidates))[: TRAIN_STEPS * BATCH_SIZE]]
 train_file = workdir / "snli_train_part.jsonl"
 with train_file.open("w", encoding="utf-8") as f:
     for e in train_pairs:
-        f.write(json.dumps({"sentence1": e.sentence1, "sentence2": e.sentence2,
-                            "label": NLI_LABELS[e.label]}) + "\n")
+        f.write(
+            json.dumps(
+                {"sentence1": e.sentence1, "sentence2": e.sentence2, "label": NLI_LABELS[e.label]}
+            )
+            + "\n"
+        )
 train_check = train_pairs[:N_TRAIN_CHECK]
 loss_seen_before = mean_nli_loss(encoder, classifier, train_check)
-print(f"{len(candidates)} of {len(train_all)} pairs fit in {MAX_TOKENS} tokens; "
-      f"{len(train_pairs)} of them -> {train_file}")
+print(
+    f"{len(candidates)} of {len(train_all)} pairs fit in {MAX_TOKENS} tokens; "
+    f"{len(train_pairs)} of them -> {train_file}"
+)
 
 config = TrainConfig(
     data=str(train_file),
@@ -378,8 +423,9 @@ print(config)
 def load_trained(output: Path) -> tuple[SentenceEncoder, SoftmaxClassifier]:
     """The model folder a softmax run leaves, and the classifier saved beside it."""
     spec = json.loads((output / "classifier.json").read_text())
-    trained_classifier = SoftmaxClassifier(D, spec["num_labels"], concat=spec["concat"],
-                                           rngs=nnx.Rngs(0))  # its weights are overwritten next
+    trained_classifier = SoftmaxClassifier(
+        D, spec["num_labels"], concat=spec["concat"], rngs=nnx.Rngs(0)
+    )  # its weights are overwritten next
     load_params(trained_classifier, output / "classifier.safetensors")
     return SentenceEncoder.from_pretrained(output), trained_classifier
 
@@ -389,15 +435,18 @@ kept = {}  # recipe name -> (result, trained encoder, classifier) of the first s
 
 def run(seed: int, name: str = "default", **changes) -> dict[str, float]:
     """Train ``config`` (with ``changes``) under ``seed``; the held-out figures of the run."""
-    result = train(dataclasses.replace(config, seed=seed, output=str(workdir / f"{name}-{seed}"),
-                                       **changes))
+    result = train(
+        dataclasses.replace(config, seed=seed, output=str(workdir / f"{name}-{seed}"), **changes)
+    )
     trained, trained_classifier = load_trained(result.output)
     figures = {
         "held-out NLI accuracy": 100 * nli_accuracy(trained, trained_classifier, held_out),
         "STS-b test Spearman": evaluate_sts(trained, sts_test)["spearman_cosine"],
     }
-    print(f"  {result.steps} steps, {result.seconds_per_step:.2f} s per step (median); "
-          + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
+    print(
+        f"  {result.steps} steps, {result.seconds_per_step:.2f} s per step (median); "
+        + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+    )
     if seed == SEEDS[0]:
         kept[name] = result, trained, trained_classifier
     else:
@@ -408,12 +457,17 @@ def run(seed: int, name: str = "default", **changes) -> dict[str, float]:
 before = {"held-out NLI accuracy": 100 * accuracy_before, "STS-b test Spearman": spearman_before}
 after = lesson.over_seeds(run, SEEDS)
 lesson.seed_table(before, after)
-print(f"(before: the encoder as downloaded, and a fresh classifier, seed {SEEDS[0]}; "
-      f"commonest label {100 * majority:.1f}%)")
-accuracy_beyond_noise = lesson.beyond_noise(before["held-out NLI accuracy"],
-                                            after["held-out NLI accuracy"])
-print("held-out accuracy up on every seed, by more than twice the seeds' spread:",
-      accuracy_beyond_noise)
+print(
+    f"(before: the encoder as downloaded, and a fresh classifier, seed {SEEDS[0]}; "
+    f"commonest label {100 * majority:.1f}%)"
+)
+accuracy_beyond_noise = lesson.beyond_noise(
+    before["held-out NLI accuracy"], after["held-out NLI accuracy"]
+)
+print(
+    "held-out accuracy up on every seed, by more than twice the seeds' spread:",
+    accuracy_beyond_noise,
+)
 result, trained, trained_classifier = kept["default"]
 
 # %% [markdown]
@@ -445,8 +499,10 @@ plt.show()
 print(sorted(p.name for p in result.output.iterdir()))
 print("classifier.json:", json.loads((result.output / "classifier.json").read_text()))
 loss_seen_after = mean_nli_loss(trained, trained_classifier, train_check)
-print(f"loss on {len(train_check)} training pairs (seed {SEEDS[0]}): "
-      f"{loss_seen_before:.4f} -> {loss_seen_after:.4f}")
+print(
+    f"loss on {len(train_check)} training pairs (seed {SEEDS[0]}): "
+    f"{loss_seen_before:.4f} -> {loss_seen_after:.4f}"
+)
 
 # %% [markdown]
 # ## The experiment: one learning rate for everything
@@ -461,14 +517,21 @@ print(f"loss on {len(train_check)} training pairs (seed {SEEDS[0]}): "
 same = lesson.over_seeds(lambda seed: run(seed, "one-rate", head_lr=None, probe_steps=0), SEEDS)
 print(f"mean over seeds {SEEDS}")
 print(f"{'':28s}{'held-out NLI acc':>18s}{'STS-b test x100':>18s}")
-for row, figures in [("before training", before), ("one rate (2e-5 for all)", same),
-                     ("head_lr + probe (default)", after)]:
-    print(f"{row:28s}{np.mean(figures['held-out NLI accuracy']):17.1f}%"
-          f"{np.mean(figures['STS-b test Spearman']):18.2f}")
+for row, figures in [
+    ("before training", before),
+    ("one rate (2e-5 for all)", same),
+    ("head_lr + probe (default)", after),
+]:
+    print(
+        f"{row:28s}{np.mean(figures['held-out NLI accuracy']):17.1f}%"
+        f"{np.mean(figures['STS-b test Spearman']):18.2f}"
+    )
 lead = {name: after[name] - same[name] for name in after}  # per seed: default minus one rate
 for name, gains in lead.items():
-    print(f"default minus one rate, {name}, per seed: {np.round(gains, 2).tolist()}; "
-          f"beyond the seeds' noise: {lesson.beyond_noise(0.0, gains)}")
+    print(
+        f"default minus one rate, {name}, per seed: {np.round(gains, 2).tolist()}; "
+        f"beyond the seeds' noise: {lesson.beyond_noise(0.0, gains)}"
+    )
 
 # %% [markdown]
 # Read the two lines "default minus one rate" above. With one rate for everything, the
@@ -523,6 +586,7 @@ for name, gains in lead.items():
 #    logits [1000, 0, -1000] a plain `np.exp` overflows. Hint: log softmax(z)_c =
 #    z_c - m - log Σ_k exp(z_k - m), for any m; take m = max_k z_k.
 
+
 # %%
 def nli_features(u: np.ndarray, v: np.ndarray, concat: tuple[str, ...]) -> np.ndarray:
     """[p_1(u, v); ...; p_K(u, v)], each p one of u, v, |u - v|, u * v: (B, D) x 2 -> (B, K D)."""
@@ -538,6 +602,7 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 # The check compares your features with `SoftmaxClassifier.features` for several
 # concatenations, your cross-entropy with `softmax_loss` on the three pairs above, and
 # both on logits too large for a naive softmax.
+
 
 # %%
 def check_exercise(nli_features, cross_entropy) -> None:
@@ -588,17 +653,21 @@ if not FAST:
     accuracy_after = after["held-out NLI accuracy"]  # (len(SEEDS),), percent
     spearman_after = after["STS-b test Spearman"]
     assert len(candidates) == len(train_all), "every SNLI pair fits in 64 tokens"
-    assert lesson.beyond_noise(before["held-out NLI accuracy"], accuracy_after), \
+    assert lesson.beyond_noise(before["held-out NLI accuracy"], accuracy_after), (
         "held-out accuracy rose on every seed, beyond the seeds' noise"
-    assert accuracy_after.min() > 100 * max(majority, 1 / 3) + 5, \
+    )
+    assert accuracy_after.min() > 100 * max(majority, 1 / 3) + 5, (
         "every seed well above chance and the commonest label"
+    )
     assert not lesson.beyond_noise(spearman_before, spearman_after), "no STS-b gain beyond noise"
     assert abs(spearman_after.mean() - spearman_before) < 5, "STS-b moves by a few points at most"
     assert losses[-20:].mean() < losses[:20].mean(), "the running loss fell"
     assert loss_seen_after < np.log(3) - 0.2, "with its own rate, the head leaves ln 3 far behind"
-    assert lesson.beyond_noise(0.0, lead["held-out NLI accuracy"]), \
+    assert lesson.beyond_noise(0.0, lead["held-out NLI accuracy"]), (
         "its own rate: a better classifier on every seed"
-    assert lesson.beyond_noise(0.0, lead["STS-b test Spearman"]), \
+    )
+    assert lesson.beyond_noise(0.0, lead["STS-b test Spearman"]), (
         "one rate for all costs the encoder more STS-b, on every seed"
+    )
 print("all claims hold")
 shutil.rmtree(workdir)  # the training run's files (checkpoint and model, a few hundred MB)

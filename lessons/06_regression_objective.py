@@ -94,8 +94,10 @@ print(f"{'fast' if FAST else 'full'} mode; D = {encoder.dim}")
 # %%
 sts_train = load_dataset("stsb", "train", normalize=True)
 scores = np.array([e.label for e in sts_train])
-print(f"{len(sts_train)} training pairs; scores from {scores.min():.1f} to {scores.max():.1f}, "
-      f"mean {scores.mean():.2f}")
+print(
+    f"{len(sts_train)} training pairs; scores from {scores.min():.1f} to {scores.max():.1f}, "
+    f"mean {scores.mean():.2f}"
+)
 for target in (0.0, 0.3, 0.6, 1.0):
     e = sts_train[int(np.argmin(np.abs(scores - target)))]
     print(f"  s = {e.label:.2f} (gold {5 * e.label:.1f}/5): {e.sentence1!r} / {e.sentence2!r}")
@@ -107,17 +109,26 @@ for target in (0.0, 0.3, 0.6, 1.0):
 # pooling, called on both sentences), and in place of the classifier a single cosine,
 # compared with the gold score. Beside each box, the code that computes it:
 
+
 # %%
 def box(ax, x, y, text, color):
     """A rounded box holding ``text``, centred at (x, y) in axes coordinates (0 to 1)."""
-    ax.text(x, y, text, ha="center", va="center", fontsize=8,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"})
+    ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=8,
+        bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "black"},
+    )
 
 
 def arrow(ax, start, end, style="->"):
     """An arrow between two box centres; shrinkA/B (in points) stop it at the box edges."""
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11})
+    ax.annotate(
+        "", xy=end, xytext=start, arrowprops={"arrowstyle": style, "shrinkA": 11, "shrinkB": 11}
+    )
 
 
 TEXT, MODEL, VECTOR = "#eeeeee", "#dbe9f6", "#fde7c8"
@@ -126,8 +137,9 @@ ax.set(xlim=(0, 1), ylim=(0, 1))
 ax.axis("off")
 ys = [0.03, 0.2, 0.37, 0.54]  # sentence, BERT, pooling, vector
 for x, sentence, vector in [(0.15, "sentence A", "u"), (0.45, "sentence B", "v")]:
-    for y, text, color in zip(ys, [sentence, "BERT", "mean pooling", vector],
-                              [TEXT, MODEL, MODEL, VECTOR], strict=True):
+    for y, text, color in zip(
+        ys, [sentence, "BERT", "mean pooling", vector], [TEXT, MODEL, MODEL, VECTOR], strict=True
+    ):
         box(ax, x, y, text, color)
     for y0, y1 in zip(ys, ys[1:], strict=False):
         arrow(ax, (x, y0), (x, y1))
@@ -139,9 +151,11 @@ box(ax, 0.62, 0.74, "gold score s = score / 5", TEXT)
 box(ax, 0.46, 0.95, "loss = (cos - s)², mean over the batch", MODEL)
 arrow(ax, (0.3, 0.74), (0.4, 0.95))
 arrow(ax, (0.62, 0.74), (0.52, 0.95))
-for y, code in [(0.29, "encoder.encode: BERT + pooling\n(+ normalise), the same model"),
-                (0.74, "e.label, from load_dataset(\n\"stsb\", normalize=True)"),
-                (0.95, "cosine_similarity_loss(u, v, s)")]:
+for y, code in [
+    (0.29, "encoder.encode: BERT + pooling\n(+ normalise), the same model"),
+    (0.74, 'e.label, from load_dataset(\n"stsb", normalize=True)'),
+    (0.95, "cosine_similarity_loss(u, v, s)"),
+]:
     ax.text(0.78, y, code, fontsize=7, family="monospace", color="dimgray", va="center")
 fig.tight_layout()
 plt.show()
@@ -186,11 +200,14 @@ norm_v = np.linalg.norm(v, axis=1, keepdims=True)  # (B, 1)
 dloss_dcos = 2 * (cos_by_hand - s) / len(s)  # (B,)
 dcos_du = v / (norm_u * norm_v) - cos_by_hand[:, None] * u / norm_u**2  # (B, D)
 grad_u_by_hand = dloss_dcos[:, None] * dcos_du  # (B, D)
-grad_u_library = np.asarray(jax.grad(cosine_similarity_loss)(jnp.asarray(u), jnp.asarray(v),
-                                                             jnp.asarray(s)))  # (B, D)
+grad_u_library = np.asarray(
+    jax.grad(cosine_similarity_loss)(jnp.asarray(u), jnp.asarray(v), jnp.asarray(s))
+)  # (B, D)
 grad_gap = float(np.abs(grad_u_by_hand - grad_u_library).max())
-print(f"dL/du: max |by hand - jax.grad| = {grad_gap:.1e} (largest entry "
-      f"{np.abs(grad_u_library).max():.1e})")
+print(
+    f"dL/du: max |by hand - jax.grad| = {grad_gap:.1e} (largest entry "
+    f"{np.abs(grad_u_library).max():.1e})"
+)
 
 # %% [markdown]
 # ## Exercise 1: write the training step yourself
@@ -220,19 +237,29 @@ print(f"dL/du: max |by hand - jax.grad| = {grad_gap:.1e} (largest entry "
 
 # %%
 step_data = TrainingData(
-    sides=[encoder.tokenizer.tokenize([e.sentence1 for e in batch]),
-           encoder.tokenizer.tokenize([e.sentence2 for e in batch])],  # S lists of B id lists
+    sides=[
+        encoder.tokenizer.tokenize([e.sentence1 for e in batch]),
+        encoder.tokenizer.tokenize([e.sentence2 for e in batch]),
+    ],  # S lists of B id lists
     labels=s,  # (B,) the rescaled gold scores
     max_length=encoder.tokenizer.max_seq_length,
     pad_token_id=encoder.tokenizer.pad_token_id,
 )
 step_batch = step_data.batch(np.arange(len(batch)), 0, len(batch))
 step_ids, step_mask, step_labels = step_batch  # (S, B, T), (S, B, T), (B,)
-loss_padded = float(compute_loss(Trainable(encoder.model), jnp.asarray(step_ids),
-                                 jnp.asarray(step_mask), jnp.asarray(step_labels),
-                                 cosine_similarity_loss))
-print(f"input_ids {step_ids.shape} (S, B, T); compute_loss {loss_padded:.6f}, "
-      f"the MSE by hand above {loss_by_hand:.6f}")
+loss_padded = float(
+    compute_loss(
+        Trainable(encoder.model),
+        jnp.asarray(step_ids),
+        jnp.asarray(step_mask),
+        jnp.asarray(step_labels),
+        cosine_similarity_loss,
+    )
+)
+print(
+    f"input_ids {step_ids.shape} (S, B, T); compute_loss {loss_padded:.6f}, "
+    f"the MSE by hand above {loss_by_hand:.6f}"
+)
 
 # %% [markdown]
 # Write `my_train_step(trainable, optimizer, input_ids, attention_mask, labels)`: one step
@@ -240,6 +267,7 @@ print(f"input_ids {step_ids.shape} (S, B, T); compute_loss {loss_padded:.6f}, "
 # loss as a function of the trainable alone, `loss_of(t)`, with the batch taken from the
 # enclosing function; take `nnx.value_and_grad(loss_of)(trainable)`; update; return the
 # loss. About five lines.
+
 
 # %%
 @nnx.jit
@@ -267,10 +295,12 @@ def my_train_step(
 # makes the check fail if it does. The step compiles twice (yours, the library's), which
 # takes a little while on a CPU.
 
+
 # %%
 def check_train_step(fn) -> None:
-    assert callable(getattr(fn, "lower", None)), \
+    assert callable(getattr(fn, "lower", None)), (
         "my_train_step is not compiled: decorate it with @nnx.jit"
+    )
     fn = lesson.by_hand(fn, train_step)
     input_ids, attention_mask, labels = (jnp.asarray(x) for x in step_batch)
 
@@ -282,34 +312,42 @@ def check_train_step(fn) -> None:
 
     def weights(trainable: Trainable) -> dict[str, np.ndarray]:
         leaves = jax.tree_util.tree_leaves_with_path(nnx.state(trainable, nnx.Param))
-        return {jax.tree_util.keystr(path, simple=True, separator="."): np.array(x)
-                for path, x in leaves}
+        return {
+            jax.tree_util.keystr(path, simple=True, separator="."): np.array(x)
+            for path, x in leaves
+        }
 
     before = weights(Trainable(encoder.model))
     mine, my_optimizer = copy()
     loss = fn(mine, my_optimizer, input_ids, attention_mask, labels)
     library, library_optimizer = copy()
-    expected = float(train_step(library, library_optimizer, input_ids, attention_mask, labels,
-                                cosine_similarity_loss))
+    expected = float(
+        train_step(
+            library, library_optimizer, input_ids, attention_mask, labels, cosine_similarity_loss
+        )
+    )
     assert np.shape(loss) == (), f"return the loss, a scalar, not shape {np.shape(loss)}"
     assert abs(float(loss) - expected) < 1e-6, (
         f"your loss {float(loss):.6f} is not the library's {expected:.6f}: return "
-        "cosine_similarity_loss of the batch, before the update")
+        "cosine_similarity_loss of the batch, before the update"
+    )
     after, expected_after = weights(mine), weights(library)
-    assert any(np.any(after[k] != before[k]) for k in before), \
+    assert any(np.any(after[k] != before[k]) for k in before), (
         "no weight changed: give the gradients to optimizer.update(trainable, grads)"
+    )
     mine_moved = np.concatenate([(after[k] - before[k]).ravel() for k in before])
     library_moved = np.concatenate([(expected_after[k] - before[k]).ravel() for k in before])
-    hint = ("your weights moved the other way: up the gradient, not down?"
-            if mine_moved @ library_moved < 0
-            else "let the optimiser make the step: optimizer.update(trainable, grads)")
+    hint = (
+        "your weights moved the other way: up the gradient, not down?"
+        if mine_moved @ library_moved < 0
+        else "let the optimiser make the step: optimizer.update(trainable, grads)"
+    )
     for k in before:
         gap = float(np.abs(after[k] - expected_after[k]).max())
         assert gap < 1e-6, f"{k} is {gap:.1e} away from the library's step: {hint}"
 
 
-my_train_step = lesson.exercise(check_train_step, my_train_step,
-                                lesson="06_regression_objective")
+my_train_step = lesson.exercise(check_train_step, my_train_step, lesson="06_regression_objective")
 
 # %% [markdown]
 # ## Before training
@@ -335,8 +373,9 @@ def cosines(encoder: SentenceEncoder, pairs: list) -> np.ndarray:  # (N,)
 cos_before = cosines(encoder, sts_test)
 spearman_before = 100 * spearman(cos_before, gold_test)
 mse_before = float(np.mean((cos_before - gold_test) ** 2))
-print(f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f}, "
-      f"MSE {mse_before:.4f}")
+print(
+    f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f}, MSE {mse_before:.4f}"
+)
 
 # %% [markdown]
 # ## Training
@@ -374,19 +413,26 @@ print(f"STS-b test ({len(sts_test)} pairs): Spearman x100 {spearman_before:.2f},
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson06-"))
 ids_1 = encoder.tokenizer.tokenize([e.sentence1 for e in sts_train])
 ids_2 = encoder.tokenizer.tokenize([e.sentence2 for e in sts_train])
-candidates = [e for e, a, b in zip(sts_train, ids_1, ids_2, strict=True)
-              if max(len(a), len(b)) <= MAX_TOKENS]
+candidates = [
+    e for e, a, b in zip(sts_train, ids_1, ids_2, strict=True) if max(len(a), len(b)) <= MAX_TOKENS
+]
 train_pairs = [candidates[i] for i in rng.permutation(len(candidates))[: TRAIN_STEPS * BATCH_SIZE]]
 train_file = workdir / "stsb_train_part.jsonl"
 with train_file.open("w", encoding="utf-8") as f:
     for e in train_pairs:
-        f.write(json.dumps({"sentence1": e.sentence1, "sentence2": e.sentence2,
-                            "score": float(e.label)}) + "\n")
+        f.write(
+            json.dumps(
+                {"sentence1": e.sentence1, "sentence2": e.sentence2, "score": float(e.label)}
+            )
+            + "\n"
+        )
 train_check = train_pairs[:N_TRAIN_CHECK]
 gold_check = np.array([e.label for e in train_check])
 mse_seen_before = float(np.mean((cosines(encoder, train_check) - gold_check) ** 2))
-print(f"{len(candidates)} of {len(sts_train)} pairs fit in {MAX_TOKENS} tokens; "
-      f"{len(train_pairs)} of them -> {train_file}")
+print(
+    f"{len(candidates)} of {len(sts_train)} pairs fit in {MAX_TOKENS} tokens; "
+    f"{len(train_pairs)} of them -> {train_file}"
+)
 
 seed_0 = {}  # the seed-0 run's model, TrainResult and test cosines
 
@@ -402,16 +448,20 @@ def run(seed: int) -> dict[str, float]:
     cos = cosines(trained, sts_test)  # (N,)
     if seed == 0:
         seed_0.update(trained=trained, result=result, cos=cos)
-    return {"test Spearman x100": 100 * spearman(cos, gold_test),
-            "test MSE": float(np.mean((cos - gold_test) ** 2))}
+    return {
+        "test Spearman x100": 100 * spearman(cos, gold_test),
+        "test MSE": float(np.mean((cos - gold_test) ** 2)),
+    }
 
 
 after = lesson.over_seeds(run, SEEDS)  # {figure: one value per seed}
 trained, result = seed_0["trained"], seed_0["result"]
 losses = np.array(result.losses)
 k = max(1, min(20, len(losses) // 4))
-print(f"seed 0: mean loss of the first and last {k} steps: {losses[:k].mean():.4f} -> "
-      f"{losses[-k:].mean():.4f}")
+print(
+    f"seed 0: mean loss of the first and last {k} steps: {losses[:k].mean():.4f} -> "
+    f"{losses[-k:].mean():.4f}"
+)
 
 # %% [markdown]
 # ## After training
@@ -434,10 +484,14 @@ cos_after = seed_0["cos"]
 spearman_after = 100 * spearman(cos_after, gold_test)
 mse_after = float(np.mean((cos_after - gold_test) ** 2))
 mse_seen_after = float(np.mean((cosines(trained, train_check) - gold_check) ** 2))
-print(f"\nseed 0: MSE on {len(train_check)} training pairs: {mse_seen_before:.4f} -> "
-      f"{mse_seen_after:.4f}")
-print(f"seed 0: STS-b test MSE {mse_before:.4f} -> {mse_after:.4f}, Spearman x100 "
-      f"{spearman_before:.2f} -> {spearman_after:.2f}")
+print(
+    f"\nseed 0: MSE on {len(train_check)} training pairs: {mse_seen_before:.4f} -> "
+    f"{mse_seen_after:.4f}"
+)
+print(
+    f"seed 0: STS-b test MSE {mse_before:.4f} -> {mse_after:.4f}, Spearman x100 "
+    f"{spearman_before:.2f} -> {spearman_after:.2f}"
+)
 
 # %% [markdown]
 # Each dot is one test pair: its gold score across, the model's cosine up (the pretrained
@@ -446,8 +500,10 @@ print(f"seed 0: STS-b test MSE {mse_before:.4f} -> {mse_after:.4f}, Spearman x10
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
-panels = [(axes[0], cos_before, "pretrained", spearman_before),
-          (axes[1], cos_after, f"after {result.steps} steps, seed 0", spearman_after)]
+panels = [
+    (axes[0], cos_before, "pretrained", spearman_before),
+    (axes[1], cos_after, f"after {result.steps} steps, seed 0", spearman_after),
+]
 for ax, cos, title, rho in panels:
     ax.scatter(5 * gold_test, cos, s=4, alpha=0.4)
     ax.plot([0, 5], [0, 1], color="black", linestyle="--", linewidth=1)
@@ -491,6 +547,7 @@ plt.show()
 # matrix of s_i > s_j. With a large scale the terms overflow exp: subtract the largest
 # term before exponentiating, as with a softmax (remember the 1 is exp(0)).
 
+
 # %%
 def cosent(u: np.ndarray, v: np.ndarray, scores: np.ndarray, scale: float = 20.0) -> float:
     """log(1 + sum_{s_i > s_j} exp(scale (cos_j - cos_i))), cos_i = cos(u_i, v_i)."""
@@ -504,6 +561,7 @@ def cosent(u: np.ndarray, v: np.ndarray, scores: np.ndarray, scale: float = 20.0
 # ones tell them apart), and on a batch ranked exactly backwards with a large scale (where
 # a naive exp overflows, even in float64).
 
+
 # %%
 def check_cosent(fn) -> None:
     def library(u, v, s, scale=20.0):
@@ -512,14 +570,19 @@ def check_cosent(fn) -> None:
     tied = np.round(s * 2) / 2  # scores 0, 0.5, 1: several ties
     rng = np.random.default_rng(0)
     u_long, v_long = (x * rng.uniform(0.2, 5.0, size=(len(x), 1)) for x in (u, v))  # (B, D)
-    cases = {"the batch": (u, v, s, 20.0), "tied scores": (u, v, tied, 20.0),
-             "scale 5": (u, v, s, 5.0), "stretched vectors": (u_long, v_long, s, 20.0)}
+    cases = {
+        "the batch": (u, v, s, 20.0),
+        "tied scores": (u, v, tied, 20.0),
+        "scale 5": (u, v, s, 5.0),
+        "stretched vectors": (u_long, v_long, s, 20.0),
+    }
     for name, case in cases.items():
         got, expected = float(fn(*case)), library(*case)
         assert np.isfinite(got), f"{name}: not finite: {got}"
-        assert abs(got - expected) < 1e-4 * max(1.0, abs(expected)), \
-            f"{name}: got {got}, not {expected}" + (
-                " (a cosine divides by both lengths)" if name == "stretched vectors" else "")
+        assert abs(got - expected) < 1e-4 * max(1.0, abs(expected)), (
+            f"{name}: got {got}, not {expected}"
+            + (" (a cosine divides by both lengths)" if name == "stretched vectors" else "")
+        )
     # Backwards: the pair with gold 1 has cos -1, the pair with gold 0 has cos 1.
     a = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     b = np.array([[-1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
@@ -550,10 +613,12 @@ assert np.all(np.isfinite(losses)) and len(losses) == TRAIN_STEPS
 assert mse_seen_after < mse_seen_before, "training lowered the loss on the pairs it saw"
 if not FAST:
     assert len(candidates) == len(sts_train) - 1, "a single pair is longer than 64 tokens"
-    assert lesson.beyond_noise(mse_before, after["test MSE"], lower_is_better=True), \
+    assert lesson.beyond_noise(mse_before, after["test MSE"], lower_is_better=True), (
         "the test MSE fell, beyond the seeds' noise"
-    assert lesson.beyond_noise(spearman_before, after["test Spearman x100"]), \
+    )
+    assert lesson.beyond_noise(spearman_before, after["test Spearman x100"]), (
         "the STS-b test Spearman rose, beyond the seeds' noise"
+    )
     zero = 5 * gold_test < 1  # pairs people scored below 1 out of 5
     assert cos_before[zero].mean() > 0.2, "pretrained: unrelated pairs get cosines well above 0"
     assert cos_after[zero].mean() < cos_before[zero].mean(), "training brings them down"

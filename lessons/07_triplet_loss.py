@@ -105,8 +105,10 @@ triplets = load_dataset("snli-triplets", "dev")
 order = np.random.default_rng(0).permutation(len(triplets))
 held_out = [triplets[i] for i in order[:1000]][:N_HELD_OUT]
 train_pool = [triplets[i] for i in order[1000:]]
-print(f"{len(triplets)} SNLI dev triplets: {len(held_out)} held out"
-      f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on")
+print(
+    f"{len(triplets)} SNLI dev triplets: {len(held_out)} held out"
+    f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on"
+)
 for t in held_out[:3]:
     print(f"  anchor:   {t.anchor}\n  positive: {t.positive}\n  negative: {t.negative}\n")
 
@@ -120,6 +122,7 @@ for t in held_out[:3]:
 # beyond the band costs nothing and gives no gradient. For a triplet that costs something,
 # a step of gradient descent pulls p towards a and pushes n away (the coloured arrows).
 # `triplet_loss`, below, computes this for a batch of triplets.
+
 
 # %%
 def at(radius: float, angle: float) -> np.ndarray:  # (2,) a point around the anchor at (0, 0)
@@ -136,11 +139,16 @@ def draw_triplet_geometry(d_ap: float = 1.0, margin: float = 0.6) -> None:
     p, n, n_far = at(d_ap, 0.5), at(d_ap + 0.35, 2.7), at(d_ap + margin + 0.5, 4.3)
     ax.plot([0, p[0]], [0, p[1]], color="gray", linewidth=0.8)
     ax.text(*at(d_ap / 2, 0.75), "d(a, p)", fontsize=8, color="gray", ha="center")
-    ax.annotate("", xy=at(d_ap + margin, -0.35), xytext=at(d_ap, -0.35),
-                arrowprops={"arrowstyle": "<->", "shrinkA": 0, "shrinkB": 0})
+    ax.annotate(
+        "",
+        xy=at(d_ap + margin, -0.35),
+        xytext=at(d_ap, -0.35),
+        arrowprops={"arrowstyle": "<->", "shrinkA": 0, "shrinkB": 0},
+    )
     ax.text(*at(d_ap + margin / 2, -0.5), "ε", fontsize=10, ha="center", va="center")
     for xy, color, label, offset in [
-        ((0, 0), "black", "anchor a", (-10, -14)), (p, "tab:green", "positive p", (6, 4)),
+        ((0, 0), "black", "anchor a", (-10, -14)),
+        (p, "tab:green", "positive p", (6, 4)),
         (n, "tab:red", "negative n: in the band,\nloss d(a,p) - d(a,n) + ε", (-40, -32)),
         (n_far, "tab:red", "negative n': beyond the band, loss 0", (8, -4)),
     ]:
@@ -191,6 +199,7 @@ for margin, expected in by_hand.items():
 # a constant, so it never changes how hard an active triplet is pushed, only *which*
 # triplets are active.
 
+
 # %%
 def line_gradients(margin: float) -> np.ndarray:  # (3 triplets, 3 points: a, p, n)
     grads = jax.grad(triplet_loss, argnums=(0, 1, 2))(line_a, line_p, line_n, margin=margin)
@@ -198,11 +207,15 @@ def line_gradients(margin: float) -> np.ndarray:  # (3 triplets, 3 points: a, p,
 
 
 for margin in (1.0, 5.0):
-    print(f"margin {margin:.0f}: d loss / d(a, p, n), one row per triplet\n"
-          f"{line_gradients(margin).round(3)}")
+    print(
+        f"margin {margin:.0f}: d loss / d(a, p, n), one row per triplet\n"
+        f"{line_gradients(margin).round(3)}"
+    )
 grad_gap = np.abs(line_gradients(1.0)[1:] - line_gradients(5.0)[1:]).max()
-print(f"the active triplets 2 and 3 get the same gradient under both margins: "
-      f"max difference {grad_gap:.1e}")
+print(
+    f"the active triplets 2 and 3 get the same gradient under both margins: "
+    f"max difference {grad_gap:.1e}"
+)
 
 # %% [markdown]
 # With ε = 1 triplet 1 gets no gradient at all; with ε = 5 it is pushed exactly as hard as
@@ -217,6 +230,7 @@ print(f"the active triplets 2 and 3 get the same gradient under both margins: "
 # `sentence_config` as in lesson 4) and divide by the norms ourselves to get the unit
 # vectors. In both, we count the **active** triplets, those with
 # d(a, n) - d(a, p) < ε, for ε = 1 and ε = 5.
+
 
 # %%
 def embed(model: SentenceEncoder, examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,10 +254,12 @@ active = {}
 for name, (a, p, n) in [("unit length", unit), ("unnormalised", raw)]:
     gap = gaps(a, p, n)
     active[name] = {margin: float(np.mean(gap < margin)) for margin in (1.0, 5.0)}
-    print(f"{name:>12}: |u| = {np.linalg.norm(a, axis=1).mean():.2f}, "
-          f"d(a, p) = {np.linalg.norm(a - p, axis=1).mean():.2f}, "
-          f"d(a, n) = {np.linalg.norm(a - n, axis=1).mean():.2f} on average; "
-          f"active: {active[name][1.0]:.1%} at margin 1, {active[name][5.0]:.1%} at margin 5")
+    print(
+        f"{name:>12}: |u| = {np.linalg.norm(a, axis=1).mean():.2f}, "
+        f"d(a, p) = {np.linalg.norm(a - p, axis=1).mean():.2f}, "
+        f"d(a, n) = {np.linalg.norm(a - n, axis=1).mean():.2f} on average; "
+        f"active: {active[name][1.0]:.1%} at margin 1, {active[name][5.0]:.1%} at margin 5"
+    )
 
 # %% [markdown]
 # **On the unit sphere the margin hardly matters.** d(a, n) - d(a, p) can never exceed 2,
@@ -259,8 +275,10 @@ ua, up, un = (jnp.asarray(x[batch]) for x in unit)  # (16, D) each
 loss_1, grads_1 = jax.value_and_grad(triplet_loss, argnums=(0, 1, 2))(ua, up, un, margin=1.0)
 loss_5, grads_5 = jax.value_and_grad(triplet_loss, argnums=(0, 1, 2))(ua, up, un, margin=5.0)
 unit_grad_gap = max(float(jnp.abs(g1 - g5).max()) for g1, g5 in zip(grads_1, grads_5, strict=True))
-print(f"loss at margin 1: {float(loss_1):.4f}, at margin 5: {float(loss_5):.4f} "
-      f"(difference {float(loss_5 - loss_1):.4f}); gradients differ by at most {unit_grad_gap:.1e}")
+print(
+    f"loss at margin 1: {float(loss_1):.4f}, at margin 5: {float(loss_5):.4f} "
+    f"(difference {float(loss_5 - loss_1):.4f}); gradients differ by at most {unit_grad_gap:.1e}"
+)
 
 # %% [markdown]
 # **Without normalisation the margin decides a lot.** The vectors are about 5 long and
@@ -319,13 +337,18 @@ plt.show()
 # Fast mode trains on a single batch, several times, with one seed.
 
 # %%
-short = [t for t in train_pool
-         if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
-         <= MAX_TOKENS]
+short = [
+    t
+    for t in train_pool
+    if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
+    <= MAX_TOKENS
+]
 train_triplets = short[:BATCH_SIZE] if FAST else short
-print(f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
-      f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
-      f"{BATCH_SIZE}")
+print(
+    f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
+    f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
+    f"{BATCH_SIZE}"
+)
 
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson07-"))
 triplet_file = workdir / "train_triplets.tsv"
@@ -337,6 +360,7 @@ with open(triplet_file, "w", encoding="utf-8") as f:
 unnormalised_dir = workdir / "all-MiniLM-L6-v2-unnormalised"
 save_model(unnormalised_dir, encoder.model, resolve_model_dir("all-MiniLM-L6-v2"))
 encoder.model.sentence_config = pretrained_config  # the encoder is the pretrained one again
+
 
 # %%
 def held_out_figures(a: np.ndarray, p: np.ndarray, n: np.ndarray) -> dict[str, float]:
@@ -371,11 +395,13 @@ def run(margin: float, seed: int) -> dict[str, float]:
 
 
 # The triplets of the first batch: the order is a function of the seed and the epoch.
-first_batch_triplets = [train_triplets[i]
-                        for i in epoch_order(0, 0, len(train_triplets))[:BATCH_SIZE]]
+first_batch_triplets = [
+    train_triplets[i] for i in epoch_order(0, 0, len(train_triplets))[:BATCH_SIZE]
+]
 runs = {"pretrained": raw}
-first_batch = {"pretrained": embed(SentenceEncoder.from_pretrained(unnormalised_dir),
-                                   first_batch_triplets)}
+first_batch = {
+    "pretrained": embed(SentenceEncoder.from_pretrained(unnormalised_dir), first_batch_triplets)
+}
 losses = {}
 before = held_out_figures(*raw)
 after = {}  # margin -> {figure: one value per seed}
@@ -402,8 +428,10 @@ for margin, figures in after.items():
     lesson.seed_table(before, figures, digits=3)
     print()
 margin_1_lead = after[1.0]["triplet accuracy"] - after[5.0]["triplet accuracy"]  # (seeds,)
-print(f"margin 1's accuracy minus margin 5's, seed by seed: {margin_1_lead.round(3)}; "
-      f"beyond the seeds' noise: {lesson.beyond_noise(0.0, margin_1_lead)}")
+print(
+    f"margin 1's accuracy minus margin 5's, seed by seed: {margin_1_lead.round(3)}; "
+    f"beyond the seeds' noise: {lesson.beyond_noise(0.0, margin_1_lead)}"
+)
 
 # %% [markdown]
 # ## What each margin did to the distances
@@ -416,8 +444,10 @@ print(f"margin 1's accuracy minus margin 5's, seed by seed: {margin_1_lead.round
 
 # %%
 table = {}
-print(f"{'':>10} {'|u|':>6} {'d(a,p)':>7} {'d(a,n)':>7} {'gap':>6} {'gap/|u|':>8} "
-      f"{'acc euclid':>11} {'acc cos':>8}")
+print(
+    f"{'':>10} {'|u|':>6} {'d(a,p)':>7} {'d(a,n)':>7} {'gap':>6} {'gap/|u|':>8} "
+    f"{'acc euclid':>11} {'acc cos':>8}"
+)
 for name, (a, p, n) in runs.items():
     accuracy = triplet_accuracy(a, p, n)
     table[name] = {
@@ -430,15 +460,18 @@ for name, (a, p, n) in runs.items():
     }
     row = table[name]
     row["relative_gap"] = row["gap"] / row["norm"]
-    print(f"{name:>10} {row['norm']:6.2f} {row['d_ap']:7.2f} {row['d_an']:7.2f} {row['gap']:6.2f} "
-          f"{row['relative_gap']:8.3f} {row['accuracy']:11.3f} {row['accuracy_cosine']:8.3f}")
+    print(
+        f"{name:>10} {row['norm']:6.2f} {row['d_ap']:7.2f} {row['d_an']:7.2f} {row['gap']:6.2f} "
+        f"{row['relative_gap']:8.3f} {row['accuracy']:11.3f} {row['accuracy_cosine']:8.3f}"
+    )
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
 for ax, relative in zip(axes, (False, True), strict=True):
     values = {name: gaps(*r) / (table[name]["norm"] if relative else 1) for name, r in runs.items()}
-    bins = np.linspace(min(x.min() for x in values.values()), max(x.max() for x in values.values()),
-                       40)
+    bins = np.linspace(
+        min(x.min() for x in values.values()), max(x.max() for x in values.values()), 40
+    )
     for (name, x), color in zip(values.items(), ["gray", "tab:blue", "tab:orange"], strict=True):
         ax.hist(x, bins=bins, histtype="step", linewidth=1.5, color=color, label=name)
     ax.axvline(0, color="black", linewidth=0.8)
@@ -494,6 +527,7 @@ plt.show()
 # a golden of four points on a line and on real premise/entailment pairs, each pair a
 # class.
 
+
 # %%
 def batch_hard_by_hand(embeddings: np.ndarray, labels: np.ndarray, margin: float) -> float:
     """mean_a max(max_p d(a, p) - min_n d(a, n) + margin, 0), euclidean d."""
@@ -525,13 +559,17 @@ pair_labels = np.concatenate([np.arange(8), np.arange(8)])  # a premise and its 
 def check_batch_hard(fn) -> None:
     value = float(fn(GOLDEN_POINTS, GOLDEN_LABELS, 1.0))
     assert abs(value - GOLDEN_BATCH_HARD) < 1e-6, f"golden: expected 1.375, got {value}"
-    library = float(batch_hard_triplet_loss(jnp.asarray(GOLDEN_POINTS), jnp.asarray(GOLDEN_LABELS),
-                                            margin=1.0))
+    library = float(
+        batch_hard_triplet_loss(jnp.asarray(GOLDEN_POINTS), jnp.asarray(GOLDEN_LABELS), margin=1.0)
+    )
     assert abs(library - GOLDEN_BATCH_HARD) < 1e-6, "the library disagrees with the golden"
     for margin in (1.0, 5.0):
         value = float(fn(pair_embeddings, pair_labels, margin))
-        library = float(batch_hard_triplet_loss(jnp.asarray(pair_embeddings),
-                                                jnp.asarray(pair_labels), margin=margin))
+        library = float(
+            batch_hard_triplet_loss(
+                jnp.asarray(pair_embeddings), jnp.asarray(pair_labels), margin=margin
+            )
+        )
         assert abs(value - library) < 1e-3, f"margin {margin}: {value} vs minisbert {library}"
 
 
@@ -579,8 +617,9 @@ for name in losses:
 if not FAST:
     for margin, figures in after.items():  # over the seeds
         for name in ("triplet accuracy", "gap d(a,n) - d(a,p)"):
-            assert lesson.beyond_noise(before[name], figures[name]), \
+            assert lesson.beyond_noise(before[name], figures[name]), (
                 f"margin {margin:g}: the held-out {name} rose beyond the seeds' noise"
+            )
     inflated = after[5.0]["mean |u|"] > 1.5 * before["mean |u|"]
     assert np.all(inflated), "margin 5 inflates the vectors by over half, every seed"
     pre, m1, m5 = table["pretrained"], table["margin 1"], table["margin 5"]  # seed 0

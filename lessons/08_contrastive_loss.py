@@ -98,17 +98,22 @@ print(f"{'fast' if FAST else 'full'} mode")
 # shuffle, the pairs of the first 1,000 premises are held out, the rest are for training.
 
 # %%
-pairs = [PairExample(p.sentence1, p.sentence2, int(p.label == ENTAILMENT))
-         for p in load_dataset("snli", "dev") if p.label in (ENTAILMENT, CONTRADICTION)]
+pairs = [
+    PairExample(p.sentence1, p.sentence2, int(p.label == ENTAILMENT))
+    for p in load_dataset("snli", "dev")
+    if p.label in (ENTAILMENT, CONTRADICTION)
+]
 premises = list(dict.fromkeys(p.sentence1 for p in pairs))
 shuffled = np.random.default_rng(0).permutation(len(premises))
 held_out_premises = {premises[i] for i in shuffled[:N_HELD_OUT_PREMISES]}
 training_premises = {premises[i] for i in shuffled[1000:]}
 held_out = [p for p in pairs if p.sentence1 in held_out_premises]
 train_pool = [p for p in pairs if p.sentence1 in training_premises]
-print(f"{len(pairs)} SNLI dev pairs (entailment 1, contradiction 0): {len(held_out)} held out"
-      f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on; "
-      f"{np.mean([p.label for p in held_out]):.0%} of the held-out pairs are 1")
+print(
+    f"{len(pairs)} SNLI dev pairs (entailment 1, contradiction 0): {len(held_out)} held out"
+    f"{' (a sample: fast mode)' if FAST else ''}, {len(train_pool)} to train on; "
+    f"{np.mean([p.label for p in held_out]):.0%} of the held-out pairs are 1"
+)
 for p in held_out[:4]:
     print(f"  {p.label}  {p.sentence1} / {p.sentence2}")
 
@@ -145,8 +150,9 @@ assert abs(golden_library - GOLDEN) < 1e-7
 # its cosine distances and the loss by hand in numpy against the library's.
 
 # %%
-held_u, held_v = encode_unique(encoder, [p.sentence1 for p in held_out],
-                               [p.sentence2 for p in held_out])  # (N, D) each
+held_u, held_v = encode_unique(
+    encoder, [p.sentence1 for p in held_out], [p.sentence2 for p in held_out]
+)  # (N, D) each
 held_y = np.array([p.label for p in held_out])  # (N,)
 held_d = 1 - pair_scores(held_u, held_v)["cosine"]  # (N,) cosine distance
 
@@ -156,8 +162,11 @@ def groups_overlap(d: np.ndarray, y: np.ndarray) -> bool:
     return bool(both and d[y == 1].max() > d[y == 0].min())
 
 
-start = next(s for s in range(0, len(held_y) - 15, 16)
-             if groups_overlap(held_d[s : s + 16], held_y[s : s + 16]))
+start = next(
+    s
+    for s in range(0, len(held_y) - 15, 16)
+    if groups_overlap(held_d[s : s + 16], held_y[s : s + 16])
+)
 batch = held_out[start : start + 16]
 u, v, y, d = (x[start : start + 16] for x in (held_u, held_v, held_y, held_d))  # one batch
 print(f"batch {start // 16} of the held-out pairs")
@@ -167,8 +176,10 @@ real_library = float(contrastive_loss(jnp.asarray(u), jnp.asarray(v), jnp.asarra
 print(f"contrastive loss of the batch: by hand {real_by_hand:.6f}, minisbert {real_library:.6f}")
 print(f"similar pairs:    d = {np.sort(d[y == 1]).round(2)}")
 print(f"dissimilar pairs: d = {np.sort(d[y == 0]).round(2)}")
-print(f"{np.mean(d[y == 0] < MARGIN):.0%} of the dissimilar pairs are inside the margin "
-      f"(d < {MARGIN}) and cost something")
+print(
+    f"{np.mean(d[y == 0] < MARGIN):.0%} of the dissimilar pairs are inside the margin "
+    f"(d < {MARGIN}) and cost something"
+)
 
 # %% [markdown]
 # Two things to see. Every similar pair pays d², even one that is already far closer than
@@ -192,13 +203,18 @@ closest_negative = d[y == 0].min()
 farthest_positive = d[y == 1].max()
 hard_positive = (y == 1) & (d > closest_negative)  # (16,)
 hard_negative = (y == 0) & (d < farthest_positive)  # (16,)
-online_by_hand = float(np.sum(d[hard_positive] ** 2)
-                       + np.sum(np.maximum(MARGIN - d[hard_negative], 0) ** 2))
+online_by_hand = float(
+    np.sum(d[hard_positive] ** 2) + np.sum(np.maximum(MARGIN - d[hard_negative], 0) ** 2)
+)
 online_library = float(online_contrastive_loss(jnp.asarray(u), jnp.asarray(v), jnp.asarray(y)))
-print(f"closest dissimilar pair d = {closest_negative:.3f}; farthest similar pair d = "
-      f"{farthest_positive:.3f}")
-print(f"hard positives: {hard_positive.sum()} of {(y == 1).sum()}, hard negatives: "
-      f"{hard_negative.sum()} of {(y == 0).sum()}")
+print(
+    f"closest dissimilar pair d = {closest_negative:.3f}; farthest similar pair d = "
+    f"{farthest_positive:.3f}"
+)
+print(
+    f"hard positives: {hard_positive.sum()} of {(y == 1).sum()}, hard negatives: "
+    f"{hard_negative.sum()} of {(y == 0).sum()}"
+)
 print(f"online contrastive loss: by hand {online_by_hand:.6f}, minisbert {online_library:.6f}")
 for i in np.flatnonzero(hard_positive | hard_negative):
     kind = "hard positive" if hard_positive[i] else "hard negative"
@@ -210,8 +226,14 @@ for label, row, color in [(1, 1, "tab:green"), (0, 0, "tab:red")]:
     easy = (y == label) & ~(hard_positive | hard_negative)
     hard = (y == label) & (hard_positive | hard_negative)
     ax.scatter(d[easy], np.full(easy.sum(), row), color=color, alpha=0.35, s=40, label=None)
-    ax.scatter(d[hard], np.full(hard.sum(), row), color=color, s=60, edgecolor="black",
-               label=f"hard {'positive' if label else 'negative'}")
+    ax.scatter(
+        d[hard],
+        np.full(hard.sum(), row),
+        color=color,
+        s=60,
+        edgecolor="black",
+        label=f"hard {'positive' if label else 'negative'}",
+    )
 ax.axvline(closest_negative, color="tab:red", linestyle=":", linewidth=1)
 ax.axvline(farthest_positive, color="tab:green", linestyle=":", linewidth=1)
 ax.axvline(MARGIN, color="gray", linestyle="--", linewidth=1)
@@ -234,6 +256,7 @@ plt.show()
 # hard negatives all lie beyond the margin). Cutting the held-out pairs into batches of 16
 # in file order:
 
+
 # %%
 def online_losses(u: np.ndarray, v: np.ndarray, y: np.ndarray, batch_size: int) -> np.ndarray:
     """The online contrastive loss of each consecutive batch of pairs."""
@@ -245,8 +268,10 @@ def online_losses(u: np.ndarray, v: np.ndarray, y: np.ndarray, batch_size: int) 
 
 held_batch_losses = online_losses(held_u, held_v, held_y, 16)
 zero_share = float(np.mean(held_batch_losses == 0))
-print(f"{len(held_batch_losses)} held-out batches of 16: {zero_share:.0%} have online loss 0 "
-      f"(no hard pair inside the margin); mean loss {held_batch_losses.mean():.4f}")
+print(
+    f"{len(held_batch_losses)} held-out batches of 16: {zero_share:.0%} have online loss 0 "
+    f"(no hard pair inside the margin); mean loss {held_batch_losses.mean():.4f}"
+)
 
 # %% [markdown]
 # ## Before training: the model as a pair classifier
@@ -255,12 +280,15 @@ print(f"{len(held_batch_losses)} held-out batches of 16: {zero_share:.0%} have o
 # classifies "1 if cos >= threshold" best, and reports accuracy, F1 (with precision and
 # recall) and the average precision, which needs no threshold at all.
 
+
 # %%
 def classify(model: SentenceEncoder) -> dict[str, float]:
     metrics = evaluate_binary(model, held_out)
-    print(f"accuracy {metrics['accuracy']:.4f} (threshold cos >= "
-          f"{metrics['accuracy_threshold']:.3f}), F1 {metrics['f1']:.4f}, "
-          f"average precision {metrics['average_precision']:.4f}")
+    print(
+        f"accuracy {metrics['accuracy']:.4f} (threshold cos >= "
+        f"{metrics['accuracy_threshold']:.3f}), F1 {metrics['f1']:.4f}, "
+        f"average precision {metrics['average_precision']:.4f}"
+    )
     return metrics
 
 
@@ -313,9 +341,11 @@ cos_before = cosines(start_encoder)  # (N,) the cosines the training starts from
 # standard deviation over the seeds. The seed-0 model is kept for the closer look below.
 
 # %%
-short = [p for p in train_pool
-         if max(len(ids) for ids in encoder.tokenizer.tokenize([p.sentence1, p.sentence2]))
-         <= MAX_TOKENS]
+short = [
+    p
+    for p in train_pool
+    if max(len(ids) for ids in encoder.tokenizer.tokenize([p.sentence1, p.sentence2])) <= MAX_TOKENS
+]
 train_pairs = short
 if FAST:  # one batch, and one with something to learn: the first whose loss is not 0
     pool = short[:256]
@@ -323,9 +353,11 @@ if FAST:  # one batch, and one with something to learn: the first whose loss is 
     pool_losses = online_losses(pu, pv, np.array([p.label for p in pool]), BATCH_SIZE)
     start = int(np.flatnonzero(pool_losses > 0)[0]) * BATCH_SIZE
     train_pairs = pool[start : start + BATCH_SIZE]
-print(f"training on {len(train_pairs)} of {len(train_pool)} pairs (those that fit "
-      f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
-      f"{BATCH_SIZE}")
+print(
+    f"training on {len(train_pairs)} of {len(train_pool)} pairs (those that fit "
+    f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
+    f"{BATCH_SIZE}"
+)
 
 pair_file = workdir / "train_pairs.tsv"
 with open(pair_file, "w", encoding="utf-8") as f:
@@ -339,10 +371,14 @@ CLASSIFIER = ("average precision", "F1", "accuracy")  # what a pair classifier i
 
 def held_out_figures(metrics: dict[str, float], cos: np.ndarray) -> dict[str, float]:
     """`evaluate_binary`'s figures on the held-out pairs, and where their cosines lie."""
-    return {"average precision": metrics["average_precision"], "F1": metrics["f1"],
-            "accuracy": metrics["accuracy"], "best threshold": metrics["accuracy_threshold"],
-            "mean cos, label 1": float(cos[labels == 1].mean()),  # entailments
-            "mean cos, label 0": float(cos[labels == 0].mean())}  # contradictions
+    return {
+        "average precision": metrics["average_precision"],
+        "F1": metrics["f1"],
+        "accuracy": metrics["accuracy"],
+        "best threshold": metrics["accuracy_threshold"],
+        "mean cos, label 1": float(cos[labels == 1].mean()),  # entailments
+        "mean cos, label 0": float(cos[labels == 0].mean()),
+    }  # contradictions
 
 
 seed_0 = {}  # the seed-0 run's model, TrainResult, held-out metrics and cosines
@@ -376,8 +412,10 @@ for name, model in [("start", start_encoder), ("trained", trained)]:
     su, sv = encode_unique(model, [p.sentence1 for p in seen], [p.sentence2 for p in seen])
     seen_y = np.array([p.label for p in seen])
     seen_loss[name] = float(online_losses(su, sv, seen_y, BATCH_SIZE).mean())
-print(f"seed 0: online contrastive loss on the batches it trained on: "
-      f"{seen_loss['start']:.4f} -> {seen_loss['trained']:.4f}")
+print(
+    f"seed 0: online contrastive loss on the batches it trained on: "
+    f"{seen_loss['start']:.4f} -> {seen_loss['trained']:.4f}"
+)
 
 # %% [markdown]
 # The held-out figures before training, and after it over the seeds. A gain means something
@@ -397,23 +435,35 @@ for name in CLASSIFIER:
 print()
 threshold_before = before["accuracy_threshold"]
 stale = float(np.mean((cos_after >= threshold_before) == (labels == 1)))
-print(f"the trained model at the [CLS] start's threshold ({threshold_before:.3f}): "
-      f"accuracy {stale:.4f}")
-rise = {kind: after_seeds[f"mean cos, label {y}"] - at_start[f"mean cos, label {y}"]
-        for kind, y in [("entailments", 1), ("contradictions", 0)]}  # {kind: (seeds,)}
-print("rise of the mean cos per seed: " + "; ".join(
-    f"{kind} {' '.join(f'{r:+.3f}' for r in rises)}" for kind, rises in rise.items()))
-beyond_margin = {name: float(np.mean(cos[labels == 0] < 1 - MARGIN))
-                 for name, cos in [("mean pooling", 1 - held_d), ("[CLS] start", cos_before)]}
-print("held-out contradictions beyond the margin (d > 0.5, cos < 0.5): " + ", ".join(
-    f"{share:.0%} under {name}" for name, share in beyond_margin.items()))
+print(
+    f"the trained model at the [CLS] start's threshold ({threshold_before:.3f}): "
+    f"accuracy {stale:.4f}"
+)
+rise = {
+    kind: after_seeds[f"mean cos, label {y}"] - at_start[f"mean cos, label {y}"]
+    for kind, y in [("entailments", 1), ("contradictions", 0)]
+}  # {kind: (seeds,)}
+print(
+    "rise of the mean cos per seed: "
+    + "; ".join(f"{kind} {' '.join(f'{r:+.3f}' for r in rises)}" for kind, rises in rise.items())
+)
+beyond_margin = {
+    name: float(np.mean(cos[labels == 0] < 1 - MARGIN))
+    for name, cos in [("mean pooling", 1 - held_d), ("[CLS] start", cos_before)]
+}
+print(
+    "held-out contradictions beyond the margin (d > 0.5, cos < 0.5): "
+    + ", ".join(f"{share:.0%} under {name}" for name, share in beyond_margin.items())
+)
 shutil.rmtree(workdir)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.8), sharey=True)
 bins = np.linspace(min(cos_before.min(), cos_after.min()), 1, 30)
-for ax, cos, metrics, title in [(axes[0], cos_before, before, "[CLS] start"),
-                                (axes[1], cos_after, after, "after online contrastive")]:
+for ax, cos, metrics, title in [
+    (axes[0], cos_before, before, "[CLS] start"),
+    (axes[1], cos_after, after, "after online contrastive"),
+]:
     ax.hist(cos[labels == 1], bins=bins, alpha=0.6, color="tab:green", label="entailment (1)")
     ax.hist(cos[labels == 0], bins=bins, alpha=0.6, color="tab:red", label="contradiction (0)")
     ax.axvline(metrics["accuracy_threshold"], color="black", linestyle=":", linewidth=1)
@@ -458,6 +508,7 @@ plt.show()
 # predictions.) The check compares with `binary_metrics` on the held-out cosines of both
 # models and on a small case with ties.
 
+
 # %%
 def best_threshold_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(best accuracy of "1 if score >= t", a threshold t that reaches it)."""
@@ -466,8 +517,11 @@ def best_threshold_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[flo
 
 # %%
 def check_best_threshold(fn) -> None:
-    cases = [(cos_before, labels), (cos_after, labels),
-             (np.array([0.9, 0.5, 0.5, 0.2]), np.array([1, 1, 0, 0]))]  # a tie at 0.5
+    cases = [
+        (cos_before, labels),
+        (cos_after, labels),
+        (np.array([0.9, 0.5, 0.5, 0.2]), np.array([1, 1, 0, 0])),
+    ]  # a tie at 0.5
     for scores, gold in cases:
         accuracy, t = fn(scores, gold)
         expected = binary_metrics(scores, gold)["accuracy"]
@@ -504,13 +558,15 @@ assert hard_positive.any() or hard_negative.any(), "a real batch has hard pairs"
 assert all(math.isfinite(x) for x in result.losses) and len(result.losses) == STEPS
 assert seen_loss["trained"] < seen_loss["start"], "the loss fell on the batches it trained on"
 check_best_threshold(best_threshold_accuracy)
-assert beyond_margin["[CLS] start"] < beyond_margin["mean pooling"] / 2, \
+assert beyond_margin["[CLS] start"] < beyond_margin["mean pooling"] / 2, (
     "the [CLS] start crowds the contradictions inside the margin"
+)
 if not FAST:
     assert before["average_precision"] < as_trained["average_precision"], "[CLS] ranks worse"
     for name in CLASSIFIER:
-        assert lesson.beyond_noise(at_start[name], after_seeds[name]), \
+        assert lesson.beyond_noise(at_start[name], after_seeds[name]), (
             f"held-out {name} up beyond the seeds' noise"
+        )
     assert (after_seeds["best threshold"] > threshold_before).all(), "the threshold moved up"
     assert stale < after["accuracy"] - 0.05, "the old threshold does not suit the new model"
     assert (rise["contradictions"] > rise["entailments"]).all(), "contradictions rose more"

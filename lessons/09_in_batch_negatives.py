@@ -108,8 +108,10 @@ def embed(model: SentenceEncoder, examples) -> tuple[np.ndarray, np.ndarray, np.
 
 
 A, P, N = embed(encoder, held_out)  # (N, D) each
-print(f"{len(held_out)} held-out triplets{' (a sample: fast mode)' if FAST else ''}, "
-      f"{len(train_pool)} to train on; vectors {A.shape}")
+print(
+    f"{len(held_out)} held-out triplets{' (a sample: fast mode)' if FAST else ''}, "
+    f"{len(train_pool)} to train on; vectors {A.shape}"
+)
 
 # %% [markdown]
 # ## The logit matrix
@@ -131,12 +133,25 @@ fig, ax = plt.subplots(figsize=(6.5, 4.8))
 image = ax.imshow(S, cmap="viridis")
 for i in range(B):
     for j in range(B):
-        ax.text(j, i, f"{int(round(S[i, j]))}", ha="center", va="center", fontsize=7,
-                color="black" if S[i, j] > S.mean() else "white")
-ax.set_xticks(range(B), [f"p{j}: {short(t.positive, 18)}" for j, t in enumerate(held_out[:B])],
-              rotation=60, ha="right", fontsize=7)
-ax.set_yticks(range(B), [f"a{i}: {short(t.anchor)}" for i, t in enumerate(held_out[:B])],
-              fontsize=7)
+        ax.text(
+            j,
+            i,
+            f"{int(round(S[i, j]))}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="black" if S[i, j] > S.mean() else "white",
+        )
+ax.set_xticks(
+    range(B),
+    [f"p{j}: {short(t.positive, 18)}" for j, t in enumerate(held_out[:B])],
+    rotation=60,
+    ha="right",
+    fontsize=7,
+)
+ax.set_yticks(
+    range(B), [f"a{i}: {short(t.anchor)}" for i, t in enumerate(held_out[:B])], fontsize=7
+)
 fig.colorbar(image, ax=ax, label="20 · cos(a_i, p_j)")
 ax.set_title("anchors (rows) against the batch's positives (columns)", fontsize=9)
 fig.tight_layout()
@@ -148,6 +163,7 @@ plt.show()
 # Each row is a softmax over the candidates, and the loss is minus the log-probability of
 # the diagonal: -log softmax(S_i)[i] = logsumexp(S_i) - S_ii. Subtracting the row maximum
 # before exponentiating keeps exp from overflowing and changes nothing.
+
 
 # %%
 def mnrl_by_hand(logits: np.ndarray) -> float:
@@ -180,27 +196,39 @@ candidates = jnp.concatenate([p8, n8])  # (16, D): positives, then negatives
 S_hard = SCALE * np.asarray(cos_sim(a8, candidates))  # (8, 16)
 hard_by_hand = mnrl_by_hand(S_hard)
 hard_library = float(multiple_negatives_ranking_loss(a8, p8, n8))
-print(f"MNRL with hard negatives: by hand {hard_by_hand:.6f}, minisbert {hard_library:.6f} "
-      f"(without: {pairs_library:.4f})")
+print(
+    f"MNRL with hard negatives: by hand {hard_by_hand:.6f}, minisbert {hard_library:.6f} "
+    f"(without: {pairs_library:.4f})"
+)
 
 wrong = S_hard.copy()
 wrong[np.arange(B), np.arange(B)] = -np.inf  # hide the true positive
 strongest = wrong.argmax(axis=1)  # (8,) the best-scoring wrong candidate of each anchor
 own_negative_first = float(np.mean(strongest == B + np.arange(B)))
-print(f"for {own_negative_first:.0%} of the anchors the strongest wrong candidate is their own "
-      f"contradiction")
+print(
+    f"for {own_negative_first:.0%} of the anchors the strongest wrong candidate is their own "
+    f"contradiction"
+)
 
 fig, ax = plt.subplots(figsize=(7, 3.2))
 image = ax.imshow(S_hard, cmap="viridis")
 ax.axvline(B - 0.5, color="white", linewidth=2)
 ax.scatter(np.arange(B), np.arange(B), marker="s", s=90, facecolor="none", edgecolor="red")
-ax.scatter(B + np.arange(B), np.arange(B), marker="s", s=90, facecolor="none", edgecolor="white",
-           linestyle=":")
+ax.scatter(
+    B + np.arange(B),
+    np.arange(B),
+    marker="s",
+    s=90,
+    facecolor="none",
+    edgecolor="white",
+    linestyle=":",
+)
 ax.set_xticks(range(2 * B), [f"p{j}" for j in range(B)] + [f"n{j}" for j in range(B)], fontsize=7)
 ax.set_yticks(range(B), [f"a{i}" for i in range(B)], fontsize=7)
 fig.colorbar(image, ax=ax, label="20 · cos")
-ax.set_title("positives | hard negatives; true pairs in red, own contradictions in white",
-             fontsize=9)
+ax.set_title(
+    "positives | hard negatives; true pairs in red, own contradictions in white", fontsize=9
+)
 fig.tight_layout()
 plt.show()
 
@@ -218,6 +246,7 @@ plt.show()
 # triplets into batches of each size, compute the pretrained model's loss and its in-batch
 # accuracy (is the true positive the top-scoring candidate?), and average over batches.
 
+
 # %%
 def batch_logits(a: np.ndarray, p: np.ndarray, n: np.ndarray, batch_size: int) -> np.ndarray:
     """scale * cos(a_i, c_j) within each run of batch_size consecutive triplets: (K, b, 2b).
@@ -234,25 +263,37 @@ def batch_numbers(batch_size: int) -> dict[str, float]:
     held-out batches of this size, with mnrl_by_hand (checked against the library above)."""
     logits = batch_logits(A, P, N, batch_size)  # (K, b, 2b)
     top1 = logits.argmax(axis=2) == np.arange(batch_size)  # (K, b)
-    return {"loss": float(np.mean([mnrl_by_hand(s[:, :batch_size]) for s in logits])),
-            "hard_loss": float(np.mean([mnrl_by_hand(s) for s in logits])),
-            "accuracy": float(top1.mean()), "batches": len(logits)}
+    return {
+        "loss": float(np.mean([mnrl_by_hand(s[:, :batch_size]) for s in logits])),
+        "hard_loss": float(np.mean([mnrl_by_hand(s) for s in logits])),
+        "accuracy": float(top1.mean()),
+        "batches": len(logits),
+    }
 
 
 sizes = [2, 4, 8, 16, 32, 64, 128, 256] + ([] if FAST else [512])
 by_size = {b: batch_numbers(b) for b in sizes}
-print(f"{'B':>4} {'batches':>7} {'loss':>7} {'log B':>6} {'+hard neg.':>10} {'log 2B':>6} "
-      f"{'top-1 of 2B':>11}")
+print(
+    f"{'B':>4} {'batches':>7} {'loss':>7} {'log B':>6} {'+hard neg.':>10} {'log 2B':>6} "
+    f"{'top-1 of 2B':>11}"
+)
 for b, r in by_size.items():
-    print(f"{b:4d} {r['batches']:7d} {r['loss']:7.3f} {math.log(b):6.2f} {r['hard_loss']:10.3f} "
-          f"{math.log(2 * b):6.2f} {r['accuracy']:11.3f}")
+    print(
+        f"{b:4d} {r['batches']:7d} {r['loss']:7.3f} {math.log(b):6.2f} {r['hard_loss']:10.3f} "
+        f"{math.log(2 * b):6.2f} {r['accuracy']:11.3f}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ax.plot(sizes, [by_size[b]["loss"] for b in sizes], marker="o", label="MNRL, in-batch negatives")
 ax.plot(sizes, [by_size[b]["hard_loss"] for b in sizes], marker="o", label="+ hard negatives")
-ax.plot(sizes, [math.log(b) for b in sizes], linestyle=":", color="gray",
-        label="log B (no idea which is which)")
+ax.plot(
+    sizes,
+    [math.log(b) for b in sizes],
+    linestyle=":",
+    color="gray",
+    label="log B (no idea which is which)",
+)
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("batch size B")
@@ -339,21 +380,26 @@ workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson09-"))
 cls_start = lesson.read_through(paths.weights, "cls", workdir / "all-MiniLM-L6-v2-cls")
 start_encoder = SentenceEncoder.from_pretrained(cls_start)
 
-figures = {"mean pooling (as trained)": measure(encoder),
-           "[CLS] (the start)": measure(start_encoder)}
+figures = {
+    "mean pooling (as trained)": measure(encoder),
+    "[CLS] (the start)": measure(start_encoder),
+}
 for name, row in figures.items():
     print(f"{name:>26}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
 
 # %%
 short_triplets = [
-    t for t in train_pool
+    t
+    for t in train_pool
     if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
     <= MAX_TOKENS
 ]
 train_triplets = short_triplets[:BATCH_SIZE] if FAST else short_triplets
-print(f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
-      f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
-      f"{BATCH_SIZE}, seeds {SEEDS}")
+print(
+    f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
+    f"{MAX_TOKENS} tokens{'; fast mode: one batch' if FAST else ''}), {STEPS} steps of "
+    f"{BATCH_SIZE}, seeds {SEEDS}"
+)
 
 triplet_file = workdir / "train_triplets.tsv"
 with open(triplet_file, "w", encoding="utf-8") as f:
@@ -379,19 +425,25 @@ def run(seed: int) -> dict:
     # The loss on the first batch it trained on, measured without dropout, before and after.
     order = epoch_order(seed, 0, len(train_triplets))[:BATCH_SIZE]
     first = [train_triplets[i] for i in order]
-    first_loss[seed] = [float(multiple_negatives_ranking_loss(*map(jnp.asarray, embed(m, first))))
-                        for m in (start_encoder, trained)]
+    first_loss[seed] = [
+        float(multiple_negatives_ranking_loss(*map(jnp.asarray, embed(m, first))))
+        for m in (start_encoder, trained)
+    ]
     return measure(trained)
 
 
 after = lesson.over_seeds(run, SEEDS)
 shutil.rmtree(workdir)
-print("MNRL on each seed's first training batch, before -> after: "
-      + ", ".join(f"{b:.4f} -> {a:.4f}" for b, a in first_loss.values()))
+print(
+    "MNRL on each seed's first training batch, before -> after: "
+    + ", ".join(f"{b:.4f} -> {a:.4f}" for b, a in first_loss.values())
+)
 print("\nfrom the [CLS] start:")
 lesson.seed_table(figures["[CLS] (the start)"], after)
-print("mean pooling, as all-MiniLM-L6-v2 was trained: "
-      + ", ".join(f"{k} {v:.2f}" for k, v in figures["mean pooling (as trained)"].items()))
+print(
+    "mean pooling, as all-MiniLM-L6-v2 was trained: "
+    + ", ".join(f"{k} {v:.2f}" for k, v in figures["mean pooling (as trained)"].items())
+)
 
 # %% [markdown]
 # Reading the table (full mode; fast mode trains one batch and shows only that the loss
@@ -419,6 +471,7 @@ print("mean pooling, as all-MiniLM-L6-v2 was trained: "
 # (M >= B: extra columns are negatives). The check compares with `jax.grad` of the loss on
 # the matrix with hard negatives from above, and on a random one; your function must use
 # the formula, not `jax.grad` (the check fails if it calls it).
+
 
 # %%
 def logit_gradient(logits: np.ndarray) -> np.ndarray:
@@ -457,8 +510,10 @@ logit_gradient = lesson.exercise(
 push = -np.asarray(jax.grad(cross_entropy_of_logits)(jnp.asarray(S_hard)))  # (8, 16)
 push_down = np.where(push < 0, -push, 0.0)  # how hard each wrong candidate is pushed down
 hard_share = float(push_down[:, B:].sum() / push_down.sum())
-print(f"hard-negative columns: {B} of the {2 * B - 1} wrong candidates of a row, "
-      f"{hard_share:.0%} of the push away from wrong candidates")
+print(
+    f"hard-negative columns: {B} of the {2 * B - 1} wrong candidates of a row, "
+    f"{hard_share:.0%} of the push away from wrong candidates"
+)
 
 # %% [markdown]
 # Most of the gradient goes to the few hard negatives, which is why they help so much, and
@@ -523,22 +578,26 @@ assert abs(pairs_by_hand - pairs_library) < 1e-5, "MNRL by hand, pairs only"
 assert abs(hard_by_hand - hard_library) < 1e-5, "MNRL by hand, with hard negatives"
 assert hard_library > 2 * pairs_library, "hard negatives make the batch much harder"
 losses_by_size = [by_size[b]["loss"] for b in sizes]
-assert all(x < y for x, y in zip(losses_by_size, losses_by_size[1:], strict=False)), \
+assert all(x < y for x, y in zip(losses_by_size, losses_by_size[1:], strict=False)), (
     "loss grows with B"
+)
 assert all(by_size[b]["loss"] < math.log(b) for b in sizes), "far better than no idea"
 assert all(by_size[b]["hard_loss"] > by_size[b]["loss"] for b in sizes)
 assert by_size[sizes[-1]]["accuracy"] < by_size[2]["accuracy"], "top-1 gets harder with B"
 added = [by_size[b]["hard_loss"] - by_size[b]["loss"] for b in sizes]  # what hard negatives add
 assert max(added) < 1.5 * min(added), "hard negatives add about the same at every B"
-assert all(by_size[b]["hard_loss"] > by_size[2 * b]["loss"] for b in (2, 4, 8, 16, 32)), \
+assert all(by_size[b]["hard_loss"] > by_size[2 * b]["loss"] for b in (2, 4, 8, 16, 32)), (
     "up to a few dozen pairs, hard negatives cost more than doubling the batch"
+)
 largest, second = sizes[-1], sizes[-2]
-assert by_size[largest]["loss"] - by_size[second]["loss"] > added[-2], \
+assert by_size[largest]["loss"] - by_size[second]["loss"] > added[-2], (
     "in the largest batches, doubling costs more"
+)
 assert hard_share > 0.5, "hard negatives take most of the push"
 check_logit_gradient(logit_gradient)
-assert all(trained < start for start, trained in first_loss.values()), \
+assert all(trained < start for start, trained in first_loss.values()), (
     "the loss fell on the first batch it trained on"
+)
 mean_pooled, start = figures["mean pooling (as trained)"], figures["[CLS] (the start)"]
 assert start["retrieval top-1 (%)"] < mean_pooled["retrieval top-1 (%)"], "[CLS] starts worse"
 assert start["STS-b dev"] < mean_pooled["STS-b dev"]
@@ -546,6 +605,7 @@ if not FAST:
     assert lesson.beyond_noise(start["retrieval top-1 (%)"], after["retrieval top-1 (%)"])
     assert lesson.beyond_noise(start["MNRL@16"], after["MNRL@16"], lower_is_better=True)
     assert lesson.beyond_noise(start["STS-b dev"], after["STS-b dev"]), "STS-b moves with it"
-    assert max(after["retrieval top-1 (%)"]) < mean_pooled["retrieval top-1 (%)"], \
+    assert max(after["retrieval top-1 (%)"]) < mean_pooled["retrieval top-1 (%)"], (
         "forty steps do not catch up with a billion pairs"
+    )
 print("all claims hold")

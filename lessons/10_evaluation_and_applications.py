@@ -105,6 +105,7 @@ print(f"corpus: {len(corpus)} sentences -> {corpus_embeddings.shape}")
 # A short way to write that: the rank of `x_i` is the number of values below it, plus the
 # middle of the block of values equal to it, `(#equal + 1) / 2`.
 
+
 # %%
 def rank_by_hand(x: np.ndarray) -> np.ndarray:
     """1-based ranks, ties averaged: #(x_j < x_i) + (#(x_j == x_i) + 1) / 2."""
@@ -128,8 +129,10 @@ assert np.array_equal(rank_by_hand(np.array([10, 30, 20, 20])), [1, 4, 2.5, 2.5]
 
 gold = np.array([e.label for e in test], dtype=np.float64)  # (N,) 0..5
 values, counts = np.unique(gold, return_counts=True)
-print(f"{len(gold)} gold scores, only {len(values)} distinct values; "
-      f"the most common, {values[counts.argmax()]}, appears {counts.max()} times")
+print(
+    f"{len(gold)} gold scores, only {len(values)} distinct values; "
+    f"the most common, {values[counts.argmax()]}, appears {counts.max()} times"
+)
 assert np.array_equal(rank_by_hand(gold), rank(gold))  # minisbert.evaluate.rank agrees
 
 # %% [markdown]
@@ -148,8 +151,10 @@ assert abs(ours - theirs) < 1e-12
 
 # Ignoring ties (ranks from a plain argsort) gives a slightly different, wrong number:
 naive_ranks = np.argsort(np.argsort(gold, kind="stable")).astype(np.float64)
-print(f"ties ranked arbitrarily instead of averaged: "
-      f"{100 * pearson_by_hand(rank(cosine), naive_ranks):.4f}")
+print(
+    f"ties ranked arbitrarily instead of averaged: "
+    f"{100 * pearson_by_hand(rank(cosine), naive_ranks):.4f}"
+)
 
 # %% [markdown]
 # **Why ranks?** Any strictly increasing function of the scores (cubing them,
@@ -158,17 +163,24 @@ print(f"ties ranked arbitrarily instead of averaged: "
 # annotators, only for putting pairs in the wrong order.
 
 # %%
-for name, f in [("cos", lambda c: c), ("cos ** 3", lambda c: c**3), ("exp(10 cos)",
-                                                                    lambda c: np.exp(10 * c))]:
-    print(f"{name:12s} Pearson {100 * pearson(f(cosine), gold):6.2f}   "
-          f"Spearman {100 * spearman(f(cosine), gold):6.2f}")
+for name, f in [
+    ("cos", lambda c: c),
+    ("cos ** 3", lambda c: c**3),
+    ("exp(10 cos)", lambda c: np.exp(10 * c)),
+]:
+    print(
+        f"{name:12s} Pearson {100 * pearson(f(cosine), gold):6.2f}   "
+        f"Spearman {100 * spearman(f(cosine), gold):6.2f}"
+    )
 
 spearman_changes = abs(spearman(np.exp(10 * cosine), gold) - spearman(cosine, gold))
 pearson_changes = abs(pearson(np.exp(10 * cosine), gold) - pearson(cosine, gold))
 
 unrelated = cosine[gold < 1]
-print(f"{len(unrelated)} pairs with gold < 1: median cosine {np.median(unrelated):.2f}; "
-      f"{np.mean(cosine < 0):.1%} of all pairs have a negative cosine")
+print(
+    f"{len(unrelated)} pairs with gold < 1: median cosine {np.median(unrelated):.2f}; "
+    f"{np.mean(cosine < 0):.1%} of all pairs have a negative cosine"
+)
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.scatter(gold, cosine, s=4, alpha=0.4)
@@ -204,8 +216,10 @@ plt.show()
 # %%
 results = evaluate_sts(encoder, test, show_progress_bar=True)
 for metric in ("cosine", "euclidean", "manhattan", "dot"):
-    print(f"{metric:10s} Pearson {results['pearson_' + metric]:6.2f}   "
-          f"Spearman {results['spearman_' + metric]:6.2f}")
+    print(
+        f"{metric:10s} Pearson {results['pearson_' + metric]:6.2f}   "
+        f"Spearman {results['spearman_' + metric]:6.2f}"
+    )
 
 # evaluate_sts is the encoding above plus sts_metrics; same embeddings, same numbers:
 assert abs(sts_metrics(u, v, gold)["spearman_cosine"] - results["spearman_cosine"]) < 1e-6
@@ -240,11 +254,15 @@ print("distinct Spearman values among cosine / euclidean / dot:", same_three)
 
 # %%
 rng = np.random.default_rng(0)
-boot = [100 * spearman(cosine[i], gold[i])
-        for i in (rng.integers(0, len(gold), len(gold)) for _ in range(200))]
+boot = [
+    100 * spearman(cosine[i], gold[i])
+    for i in (rng.integers(0, len(gold), len(gold)) for _ in range(200))
+]
 boot_std = float(np.std(boot))
-print(f"Spearman {results['spearman_cosine']:.2f} on {len(gold)} pairs, "
-      f"bootstrap standard error {boot_std:.2f}")
+print(
+    f"Spearman {results['spearman_cosine']:.2f} on {len(gold)} pairs, "
+    f"bootstrap standard error {boot_std:.2f}"
+)
 
 # %% [markdown]
 # On all 1379 pairs the standard error is about one point: differences of a few tenths
@@ -292,8 +310,10 @@ first_hits = [
 ]
 correct = [position[e.sentence2] == hit for e, hit in zip(paraphrases, first_hits, strict=True)]
 recall_at_1 = float(np.mean(correct))
-print(f"the paraphrase comes first for {sum(correct)} / {len(correct)} queries "
-      f"(recall@1 = {recall_at_1:.2f}) among {len(corpus)} candidates")
+print(
+    f"the paraphrase comes first for {sum(correct)} / {len(correct)} queries "
+    f"(recall@1 = {recall_at_1:.2f}) among {len(corpus)} candidates"
+)
 for e, hit, ok in list(zip(paraphrases, first_hits, correct, strict=True))[:4]:
     print(f"  {'ok  ' if ok else 'MISS'} {e.sentence1!r}\n       -> {corpus[hit]!r}")
 
@@ -304,6 +324,7 @@ for e, hit, ok in list(zip(paraphrases, first_hits, correct, strict=True))[:4]:
 # matrix `(M, D)` (not necessarily normalised), return the `k` most cosine-similar rows as
 # a list of `(index, score)` pairs, best first. Two lines of numpy for the scores, one
 # `argsort` for the order.
+
 
 # %%
 def top_k_search(query_vec: np.ndarray, corpus: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -395,6 +416,7 @@ for r in [0, 1, 2, 3, 4, len(pairs) // 20, len(pairs) // 5]:
 # its centroid: step 2 picks the best centroid for each sentence, and the normalised mean
 # is the unit vector with the highest total cosine to a group.
 
+
 # %%
 def kmeans(x: np.ndarray, k: int, steps: int = 20, seed: int = 0):
     """Spherical k-means on unit rows x (M, D): assignments (M,), centroids (k, D), history."""
@@ -443,8 +465,10 @@ X = corpus_embeddings - corpus_embeddings.mean(axis=0)  # (M, D) centred
 U, S, Vt = np.linalg.svd(X, full_matrices=False)  # U (M, D), S (D,), Vt (D, D)
 xy = X @ Vt[:2].T  # (M, 2) coordinates on the first two principal directions
 explained = S**2 / np.sum(S**2)
-print(f"the first two directions explain {100 * explained[0]:.1f}% + "
-      f"{100 * explained[1]:.1f}% of the variance")
+print(
+    f"the first two directions explain {100 * explained[0]:.1f}% + "
+    f"{100 * explained[1]:.1f}% of the variance"
+)
 
 # The same directions from the covariance matrix: its top eigenvalue is the variance S_0^2 / M.
 top_eigenvalue = np.linalg.eigvalsh(X.T @ X / len(X))[-1]

@@ -114,6 +114,7 @@ print(report)
 # `minisbert.distances.normalize(x)` scales each row of x to unit length, and the cosine of
 # two unit vectors is their dot product.
 
+
 # %%
 def cosine_triplet_loss(
     anchor: jax.Array,  # (B, D)
@@ -174,6 +175,7 @@ cosine_triplet_loss = lesson.exercise(
 # we divide by", so it is wrapped in `jax.lax.stop_gradient` (the same happens by accident if
 # a norm is computed in numpy, or cached from an earlier step). Every *value* is unchanged.
 
+
 # %%
 def cosine_triplet_loss_frozen_norms(
     anchor: jax.Array,  # (B, D)
@@ -193,8 +195,9 @@ def cosine_triplet_loss_frozen_norms(
     return jnp.mean(jax.nn.relu(cos_an - cos_ap + margin))
 
 
-frozen_golden = float(cosine_triplet_loss_frozen_norms(GOLDEN_ANCHOR, GOLDEN_POSITIVE,
-                                                       GOLDEN_NEGATIVE))
+frozen_golden = float(
+    cosine_triplet_loss_frozen_norms(GOLDEN_ANCHOR, GOLDEN_POSITIVE, GOLDEN_NEGATIVE)
+)
 print(f"value on the golden: {frozen_golden:.6f} (expected {GOLDEN_TRIPLET:.6f}): passes")
 frozen_caught = False
 try:
@@ -213,6 +216,7 @@ except AssertionError as error:
 # ⟨∂L/∂a_i, a_i⟩ = 0: the gradient only turns a vector, it never lengthens it. With frozen
 # norms, the gradient of cos(a, p) with respect to a becomes p / (|a| |p|), which also
 # pushes along a. Measure the radial part ⟨∂L/∂a_i, a_i⟩ of both gradients:
+
 
 # %%
 def radial_part(loss: LossFn, inputs: tuple[jax.Array, ...]) -> float:
@@ -240,6 +244,7 @@ print(f"with frozen norms (the bug): max |<grad_a, a>| = {radial_frozen:.1e}")
 # library's (correct) cosine triplet loss margin 0 and a negative equal to the positive: every
 # triplet sits on the kink, `jax.grad` takes the relu's gradient there as 0, and finite
 # differences average the two slopes:
+
 
 # %%
 def on_the_kink(a: jax.Array, p: jax.Array, n: jax.Array) -> jax.Array:
@@ -282,6 +287,7 @@ except AssertionError as error:
 # `minisbert.distances` gives the (B, M) cosine matrix, and
 # `optax.softmax_cross_entropy_with_integer_labels(logits, labels)` the cross-entropy of
 # each row of `logits`.
+
 
 # %%
 def symmetric_mnrl_loss(
@@ -405,8 +411,10 @@ for t in snli:
         short.append(t)
     if FAST and len(short) == BATCH_SIZE:  # fast mode: one batch, seen STEPS times
         break
-print(f"{len(snli)} SNLI dev triplets; training on {len(short)} whose sentences fit 24 tokens"
-      + (" (fast mode: the first batch of them)" if FAST else ""))
+print(
+    f"{len(snli)} SNLI dev triplets; training on {len(short)} whose sentences fit 24 tokens"
+    + (" (fast mode: the first batch of them)" if FAST else "")
+)
 print("for example:", short[0])
 
 triplet_file = workdir / "snli_triplets.tsv"
@@ -418,8 +426,10 @@ print(f"one epoch of them: {len(short) // BATCH_SIZE} step(s) of {BATCH_SIZE}")
 
 # The batches seed 0 will see: the first STEPS of epoch 0, in train's order.
 seen = [short[i] for i in epoch_order(0, 0, len(short))[: STEPS * BATCH_SIZE]]
-seen_a, seen_p, seen_n = (start_encoder.encode([getattr(t, side) for t in seen])
-                          for side in ("anchor", "positive", "negative"))  # (n, D) each
+seen_a, seen_p, seen_n = (
+    start_encoder.encode([getattr(t, side) for t in seen])
+    for side in ("anchor", "positive", "negative")
+)  # (n, D) each
 picks_own = []  # per anchor: is its own entailment the best of the batch's 2B candidates?
 for start in range(0, len(seen) - BATCH_SIZE + 1, BATCH_SIZE):
     rows = slice(start, start + BATCH_SIZE)
@@ -427,8 +437,10 @@ for start in range(0, len(seen) - BATCH_SIZE + 1, BATCH_SIZE):
     scores = np.asarray(cos_sim_matrix(seen_a[rows], candidates))  # (B, 2B), positive i in column i
     picks_own += list(scores.argmax(axis=1) == np.arange(BATCH_SIZE))
 share_own = float(np.mean(picks_own))
-print(f"before training, {share_own:.0%} of the anchors in the {len(seen) // BATCH_SIZE} "
-      f"batch(es) seed 0 sees rank their own entailment first of {2 * BATCH_SIZE} candidates")
+print(
+    f"before training, {share_own:.0%} of the anchors in the {len(seen) // BATCH_SIZE} "
+    f"batch(es) seed 0 sees rank their own entailment first of {2 * BATCH_SIZE} candidates"
+)
 
 test = load_dataset("stsb", "test")
 if N_STS_PAIRS is not None:
@@ -436,8 +448,10 @@ if N_STS_PAIRS is not None:
     test = [test[i] for i in rng.choice(len(test), N_STS_PAIRS, replace=False)]
 mean_pooled = evaluate_sts(encoder, test, show_progress_bar=True)["spearman_cosine"]
 start_spearman = evaluate_sts(start_encoder, test, show_progress_bar=True)["spearman_cosine"]
-print(f"STS-b test ({len(test)} pairs), Spearman x100: {mean_pooled:.2f} through mean pooling "
-      f"(as trained), {start_spearman:.2f} through [CLS] (the start)")
+print(
+    f"STS-b test ({len(test)} pairs), Spearman x100: {mean_pooled:.2f} through mean pooling "
+    f"(as trained), {start_spearman:.2f} through [CLS] (the start)"
+)
 
 # %%
 losses = {}  # name -> the training losses of its seed-0 run, for the plot
@@ -490,8 +504,10 @@ for name, values in spearman.items():
 if len(spearman) == 2:
     yours, library = spearman.values()
     gap = yours - library  # (seeds,): the same batches and masks, two losses
-    print(f"yours - library, per seed: {np.round(gap, 2)}; spread of yours across seeds "
-          f"{np.std(yours, ddof=1):.2f}, of the library's {np.std(library, ddof=1):.2f}")
+    print(
+        f"yours - library, per seed: {np.round(gap, 2)}; spread of yours across seeds "
+        f"{np.std(yours, ddof=1):.2f}, of the library's {np.std(library, ddof=1):.2f}"
+    )
 
 # %% [markdown]
 # Reading the figures (full mode; fast mode trains too little to move STS-b):

@@ -37,8 +37,11 @@ def lesson_sources(selected: list[str] | None = None) -> list[Path]:
 
 def as_notebook(source: Path) -> nbformat.NotebookNode:
     notebook = jupytext.read(source)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return notebook
 
 
@@ -62,15 +65,17 @@ def in_sync(source: Path) -> bool:
     return same_cells and no_outputs
 
 
-def execute(source: Path, out_dir: Path | None = None, timeout: int = 3600,
-            cwd: Path = LESSONS) -> float:
+def execute(
+    source: Path, out_dir: Path | None = None, timeout: int = 3600, cwd: Path = LESSONS
+) -> float:
     """Run a lesson top to bottom in ``cwd``; return seconds taken. Raises on the first
     failing cell."""
     notebook = as_notebook(source)
     os.environ.setdefault("MPLBACKEND", "Agg")
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     seconds = time.perf_counter() - start
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +96,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lessons")
     parser.add_argument("--sync", action="store_true", help="rewrite the .ipynb twins and stop")
     parser.add_argument("--cwd", type=Path, default=LESSONS, help="working directory of the kernel")
-    parser.add_argument("--timeout", type=int, default=3600,
-                        help="seconds one cell may take (full mode trains three seeds in one cell)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=3600,
+        help="seconds one cell may take (full mode trains three seeds in one cell)",
+    )
     args = parser.parse_args()
     sources = lesson_sources(args.lessons)
     if args.sync:

@@ -90,4 +90,3 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(_MODULES[name]), name)
     globals()[name] = value  # the next use is an ordinary attribute
     return value
-

@@ -82,12 +82,17 @@ def setup(model: str = MODEL, *, download: bool = True) -> LessonPaths:
     from minisbert import precision
 
     precision.use("highest")
-    paths = LessonPaths(weights=find_weights(model, download=download),
-                        data=find_data(download=download), solutions=solutions_dir())
+    paths = LessonPaths(
+        weights=find_weights(model, download=download),
+        data=find_data(download=download),
+        solutions=solutions_dir(),
+    )
     os.environ[DATA_ENV] = str(paths.data)  # load_dataset reads it
-    print(f"weights:   {paths.weights}\ndata:      {paths.data}\n"
-          f"solutions: {paths.solutions or 'not found (only needed for unsolved exercises)'}\n"
-          "precision: float32 products at 'highest' on every device (minisbert/precision.py)")
+    print(
+        f"weights:   {paths.weights}\ndata:      {paths.data}\n"
+        f"solutions: {paths.solutions or 'not found (only needed for unsolved exercises)'}\n"
+        "precision: float32 products at 'highest' on every device (minisbert/precision.py)"
+    )
     return paths
 
 
@@ -127,16 +132,20 @@ def find_data(*, download: bool = True) -> Path:
     if os.environ.get(DATA_ENV):
         folder = Path(os.environ[DATA_ENV]).expanduser()
         if not _is_data(folder):
-            raise DataError(f"{DATA_ENV}={folder} holds none of {', '.join(DATA_MARKERS)}/: "
-                            "point it at the data folder, or unset it to use the cache")
+            raise DataError(
+                f"{DATA_ENV}={folder} holds none of {', '.join(DATA_MARKERS)}/: "
+                "point it at the data folder, or unset it to use the cache"
+            )
         return folder
     for folder in data_candidates():
         if _is_data(folder):
             return folder
     cache = data_candidates()[0]
-    hint = (f"no data found (looked in {', '.join(map(str, data_candidates()))}): run "
-            f"`minisbert data fetch --dest {cache}`, or set {DATA_ENV} to a folder holding "
-            "stsbenchmark/, sick/ and snli/")
+    hint = (
+        f"no data found (looked in {', '.join(map(str, data_candidates()))}): run "
+        f"`minisbert data fetch --dest {cache}`, or set {DATA_ENV} to a folder holding "
+        "stsbenchmark/, sick/ and snli/"
+    )
     if not download:
         raise DataError(hint)
     from minisbert.data import fetch_datasets
@@ -184,8 +193,10 @@ def exercise(check: Callable[..., None], *answers: Callable[..., Any], lesson: s
         if not _raised_by(error, answers):  # raised by something the answer called
             raise
         names = ", ".join(a.__name__ for a in answers)
-        print(f"Exercise not solved yet ({names}): using the reference solution so the lesson "
-              "can go on. Write yours, then run this cell again.")
+        print(
+            f"Exercise not solved yet ({names}): using the reference solution so the lesson "
+            "can go on. Write yours, then run this cell again."
+        )
         solution = load_solution(lesson)
         answers = tuple(solution[a.__name__] for a in answers)
         check(*answers)
@@ -232,13 +243,17 @@ def _forbidden(
 ) -> Iterator[None]:
     def stand_in(f: Callable[..., Any]) -> Callable[..., Any]:
         def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise AssertionError(f"your function calls {_name(f)}: the exercise asks you to "
-                                 "write it yourself, without the library's version")
+            raise AssertionError(
+                f"your function calls {_name(f)}: the exercise asks you to "
+                "write it yourself, without the library's version"
+            )
+
         return refuse
 
     packages = {str(getattr(f, "__module__", "")).split(".")[0] for f in library}
     spaces = [namespace] + [
-        vars(m) for name, m in list(sys.modules.items())
+        vars(m)
+        for name, m in list(sys.modules.items())
         if isinstance(m, types.ModuleType) and name.split(".")[0] in packages
     ]
     swapped: list[tuple[dict[str, Any], str, Any]] = []
@@ -297,9 +312,11 @@ def finetune(
         result = train(config, loss_fn=loss_fn)
         trained = SentenceEncoder.from_pretrained(result.output)
         size = sum(f.stat().st_size for f in result.output.rglob("*") if f.is_file())
-    print(f"{result.steps} steps, {result.seconds_per_step:.2f} s per step (median); training "
-          f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; the run's folder "
-          f"({size / 1e9:.2f} GB) deleted")
+    print(
+        f"{result.steps} steps, {result.seconds_per_step:.2f} s per step (median); training "
+        f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}; the run's folder "
+        f"({size / 1e9:.2f} GB) deleted"
+    )
     return trained, result
 
 
@@ -339,11 +356,14 @@ def seed_table(before: dict[str, float], after: dict[str, Any], *, digits: int =
     import numpy as np
 
     n = len(next(iter(after.values())))
-    print(f"{'':>22} {'before':>9} {f'after ({n} seed' + ('s)' if n > 1 else ')'):>18} "
-          f"{'change':>8}")
+    print(
+        f"{'':>22} {'before':>9} {f'after ({n} seed' + ('s)' if n > 1 else ')'):>18} {'change':>8}"
+    )
     for name, values in after.items():
         values = np.asarray(values, dtype=float)
         spread = f" ± {np.std(values, ddof=1):.{digits}f}" if n > 1 else ""
         change = values.mean() - before[name]
-        print(f"{name:>22} {before[name]:9.{digits}f} {values.mean():>10.{digits}f}{spread:<8} "
-              f"{change:+8.{digits}f}")
+        print(
+            f"{name:>22} {before[name]:9.{digits}f} {values.mean():>10.{digits}f}{spread:<8} "
+            f"{change:+8.{digits}f}"
+        )

@@ -85,9 +85,7 @@ def random_text(rng: np.random.Generator, length: int) -> str:
 
 def mixed_script(rng: np.random.Generator) -> str:
     n = int(rng.integers(1, 30))
-    return "".join(
-        str(rng.choice(WORDS)) + str(rng.choice(SEPARATORS)) for _ in range(n)
-    )
+    return "".join(str(rng.choice(WORDS)) + str(rng.choice(SEPARATORS)) for _ in range(n))
 
 
 def long_text(rng: np.random.Generator, length: int) -> str:

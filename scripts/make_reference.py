@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "reference"
 DEFAULT_MODEL_DIR = (
     Path(os.environ.get("MINISBERT_CACHE", Path.home() / ".cache" / "minisbert"))
-    / "pypi" / "all-MiniLM-L6-v2"
+    / "pypi"
+    / "all-MiniLM-L6-v2"
 )
 
 LONG_WORDS = (

@@ -73,8 +73,9 @@ def bert_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def write_plain_bert(folder: Path, config: dict | None = None, seed: int = 0,
-                     max_length: int = MAX_LENGTH) -> Path:
+def write_plain_bert(
+    folder: Path, config: dict | None = None, seed: int = 0, max_length: int = MAX_LENGTH
+) -> Path:
     """Write a random plain BERT in Hugging Face's layout into ``folder``; returns it.
 
     Weights are N(0, 0.02) as BERT initialises them, but LayerNorm scales are near 1 and

@@ -67,7 +67,9 @@ def start_script(
     return subprocess.Popen(
         [sys.executable, str(driver), *args],
         env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

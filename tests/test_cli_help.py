@@ -22,8 +22,9 @@ def run_python(*codes: str) -> list[str]:
     """Each of ``codes`` in a fresh interpreter (this one has imported JAX already), all started
     at once; their stdouts."""
     processes = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for code in codes
     ]
     outs = []

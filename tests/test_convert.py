@@ -62,8 +62,12 @@ def test_missing_tensor_is_named(tiny, tmp_path):
 
 def test_wrong_shape_is_named(tiny, tmp_path):
     st_dir = export_sentence_transformers(tiny, tmp_path / "st")
-    _damage(st_dir, lambda t: t.update({"encoder.layer.0.attention.self.query.weight":
-                                        np.zeros((36, 35), np.float32)}))
+    _damage(
+        st_dir,
+        lambda t: t.update(
+            {"encoder.layer.0.attention.self.query.weight": np.zeros((36, 35), np.float32)}
+        ),
+    )
     with pytest.raises(WeightsError, match=r"layers.0.attention.query.kernel.*shape"):
         convert(st_dir, tmp_path / "out")
 
@@ -77,10 +81,15 @@ def test_unexpected_tensor_is_named(tiny, tmp_path):
 
 def test_pooler_and_position_ids_are_dropped(tiny, tmp_path):
     st_dir = export_sentence_transformers(tiny, tmp_path / "st")
-    _damage(st_dir, lambda t: t.update({
-        "pooler.dense.weight": np.zeros((36, 36), np.float32),
-        "embeddings.position_ids": np.arange(64)[None],
-    }))
+    _damage(
+        st_dir,
+        lambda t: t.update(
+            {
+                "pooler.dense.weight": np.zeros((36, 36), np.float32),
+                "embeddings.position_ids": np.arange(64)[None],
+            }
+        ),
+    )
     convert(st_dir, tmp_path / "out")  # no error: both are known and unused
 
 

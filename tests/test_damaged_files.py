@@ -137,17 +137,27 @@ def damage_tensors(path: Path, edit) -> None:
     "edit, message",
     [
         (lambda t: t.pop("layers.1.output.bias"), r"missing tensor 'layers\.1\.output\.bias'"),
-        (lambda t: t.update({"pooler.dense.kernel": np.zeros((36, 36), np.float32)}),
-         r"unexpected tensor 'pooler\.dense\.kernel'.*does not belong to a model of this config"),
-        (lambda t: t.update({"layers.0.attention.query.kernel": np.zeros((36, 35), np.float32)}),
-         r"tensor 'layers\.0\.attention\.query\.kernel' has shape \(36, 35\), the config needs "
-         r"\(36, 36\)"),
-        (lambda t: t.update({"embeddings.layer_norm.scale": np.ones(36, np.float64)}),
-         r"tensor 'embeddings\.layer_norm\.scale' has dtype float64, expected float32"),
-        (lambda t: t["layers.0.intermediate.kernel"].__setitem__((3, 4), np.inf),
-         r"tensor 'layers\.0\.intermediate\.kernel' contains NaN or inf"),
-        (lambda t: t["embeddings.word_embeddings.embedding"].__setitem__((5, 0), np.nan),
-         r"tensor 'embeddings\.word_embeddings\.embedding' contains NaN or inf"),
+        (
+            lambda t: t.update({"pooler.dense.kernel": np.zeros((36, 36), np.float32)}),
+            r"unexpected tensor 'pooler\.dense\.kernel'.*does not belong to a model of this config",
+        ),
+        (
+            lambda t: t.update({"layers.0.attention.query.kernel": np.zeros((36, 35), np.float32)}),
+            r"tensor 'layers\.0\.attention\.query\.kernel' has shape \(36, 35\), the config needs "
+            r"\(36, 36\)",
+        ),
+        (
+            lambda t: t.update({"embeddings.layer_norm.scale": np.ones(36, np.float64)}),
+            r"tensor 'embeddings\.layer_norm\.scale' has dtype float64, expected float32",
+        ),
+        (
+            lambda t: t["layers.0.intermediate.kernel"].__setitem__((3, 4), np.inf),
+            r"tensor 'layers\.0\.intermediate\.kernel' contains NaN or inf",
+        ),
+        (
+            lambda t: t["embeddings.word_embeddings.embedding"].__setitem__((5, 0), np.nan),
+            r"tensor 'embeddings\.word_embeddings\.embedding' contains NaN or inf",
+        ),
     ],
     ids=["missing", "unexpected", "shape", "dtype", "inf", "nan"],
 )
@@ -202,16 +212,23 @@ def edit_json(path: Path, **changes) -> None:
         (lambda p: p.write_text(""), "not valid JSON"),
         (lambda p: p.write_text('{"hidden_size": 36,'), "not valid JSON"),
         (lambda p: p.write_bytes(b"\xff\xfe{}"), "not valid JSON"),
-        (lambda p: edit_json(p, hidden_size="36"), "hidden_size must be a positive integer, "
-                                                  "found '36'"),
+        (
+            lambda p: edit_json(p, hidden_size="36"),
+            "hidden_size must be a positive integer, found '36'",
+        ),
         (lambda p: edit_json(p, hidden_size=36.0), "hidden_size must be a positive integer"),
         (lambda p: edit_json(p, num_attention_heads=0), "num_attention_heads must be a positive"),
         (lambda p: edit_json(p, num_hidden_layers=-1), "num_hidden_layers must be a positive"),
-        (lambda p: edit_json(p, vocab_size=None), "vocab_size must be a positive integer, "
-                                                  "found None"),
+        (
+            lambda p: edit_json(p, vocab_size=None),
+            "vocab_size must be a positive integer, found None",
+        ),
         (lambda p: edit_json(p, layer_norm_eps="1e-12"), "layer_norm_eps must be a number"),
-        (lambda p: edit_json(p, hidden_dropout_prob=1.5), "hidden_dropout_prob must be a number "
-                                                          r"in \[0, 1\)"),
+        (
+            lambda p: edit_json(p, hidden_dropout_prob=1.5),
+            "hidden_dropout_prob must be a number "
+            r"in \[0, 1\)",
+        ),
         (lambda p: edit_json(p, num_attention_heads=5), "not divisible by num_attention_heads 5"),
         (lambda p: edit_json(p, model_type="roberta"), "builds BERT models only"),
         (lambda p: edit_json(p, hidden_act="relu"), "hidden_act 'relu' is not supported"),

@@ -101,7 +101,8 @@ def test_fetch_mnli_through_the_mirror_env(
     ]
     # Only the data files and the readme are kept; no temporary file is left.
     assert sorted(p.name for p in (dest / "multinli").iterdir()) == [
-        "README.txt", *sorted(p.name for p in fetched["mnli"])
+        "README.txt",
+        *sorted(p.name for p in fetched["mnli"]),
     ]
     assert triples(load_dataset("mnli", "train", root=dest)) == expected(MNLI["train"])
     assert triples(load_dataset("mnli", "dev", root=dest)) == expected(MNLI["dev_matched"])

@@ -69,8 +69,9 @@ def known(monkeypatch, tmp_path, st_folder, index) -> KnownModel:
 
 def pin_wheel(monkeypatch, model: KnownModel, wheel: Path) -> None:
     """Pin a (doctored) wheel's own sha256, so that only the file pins can refuse it."""
-    monkeypatch.setitem(KNOWN_MODELS, "tiny-bert",
-                        dataclasses.replace(model, wheel_sha256=sha256_of(wheel)))
+    monkeypatch.setitem(
+        KNOWN_MODELS, "tiny-bert", dataclasses.replace(model, wheel_sha256=sha256_of(wheel))
+    )
 
 
 @pytest.fixture
@@ -163,8 +164,10 @@ def max_length_8(folder: Path) -> None:
     (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 8}')
 
 
-@pytest.mark.parametrize(("edit", "file"), [(drop_normalize, "modules.json"),
-                                            (max_length_8, "sentence_bert_config.json")])
+@pytest.mark.parametrize(
+    ("edit", "file"),
+    [(drop_normalize, "modules.json"), (max_length_8, "sentence_bert_config.json")],
+)
 def test_every_file_of_the_wheel_is_pinned(tmp_path, known, st_folder, monkeypatch, edit, file):
     """Even with the wheel's own pin matching, an edited config file is refused."""
     edit(st_folder)
@@ -207,8 +210,9 @@ def test_wheel_member_cannot_escape_the_cache(tmp_path, known, st_folder, monkey
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize(("mode", "word"), [(stat.S_IFLNK | 0o777, "symlink"),
-                                            (stat.S_IFCHR | 0o666, "device")])
+@pytest.mark.parametrize(
+    ("mode", "word"), [(stat.S_IFLNK | 0o777, "symlink"), (stat.S_IFCHR | 0o666, "device")]
+)
 def test_wheel_links_and_devices_are_refused(tmp_path, known, st_folder, monkeypatch, mode, word):
     member = zipfile.ZipInfo(WHEEL_FOLDER + "1_Pooling/extra")
     member.external_attr = mode << 16
@@ -308,8 +312,15 @@ def test_unknown_model_says_what_to_do(tmp_path, monkeypatch):
 def test_all_minilm_pins_every_file_of_its_wheel_folder():
     model = KNOWN_MODELS["all-MiniLM-L6-v2"]
     assert len(model.wheel_sha256) == 64
-    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json",
-                 "config.json", "tokenizer.json", "vocab.txt", "model.safetensors"):
+    for name in (
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "model.safetensors",
+    ):
         assert len(model.sha256[name]) == 64
     assert set(model.hub_files) <= set(model.sha256)
 
@@ -329,10 +340,12 @@ def build_wheel(folder: Path, index: Path, extra: dict | None = None) -> Path:
                 zf.write(path, f"{WHEEL_FOLDER}{path.relative_to(folder).as_posix()}")
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
-        zf.writestr(f"{info}/METADATA",
-                    "Metadata-Version: 2.1\nName: tiny-bert-model\nVersion: 0.1.0\n")
-        zf.writestr(f"{info}/WHEEL",
-                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                    "Tag: py3-none-any\n")
+        zf.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: tiny-bert-model\nVersion: 0.1.0\n"
+        )
+        zf.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         zf.writestr(f"{info}/RECORD", "")
     return wheel

@@ -72,13 +72,18 @@ def hub(tmp_path, monkeypatch, tiny):
 def test_fetch_a_sentence_transformers_repo(tmp_path, hub, tiny):
     out = fetch("acme/tiny-st", tmp_path / "weights", log=QUIET)
     assert out == tmp_path / "weights" / "tiny-st"
-    np.testing.assert_array_equal(SentenceEncoder.from_pretrained(out).encode(SENTENCES),
-                                  SentenceEncoder.from_pretrained(tiny).encode(SENTENCES))
+    np.testing.assert_array_equal(
+        SentenceEncoder.from_pretrained(out).encode(SENTENCES),
+        SentenceEncoder.from_pretrained(tiny).encode(SENTENCES),
+    )
     entry = tmp_path / "cache" / "hub" / "acme--tiny-st"
     assert (entry / "manifest.json").is_file() and (entry / "1_Pooling" / "config.json").is_file()
     prefix = "/acme/tiny-st/resolve/main/"
-    assert {prefix + "modules.json", prefix + "config_sentence_transformers.json",
-            prefix + "vocab.txt"} <= set(hub.asked)  # asked for, 404 here, and that is fine
+    assert {
+        prefix + "modules.json",
+        prefix + "config_sentence_transformers.json",
+        prefix + "vocab.txt",
+    } <= set(hub.asked)  # asked for, 404 here, and that is fine
     assert not any("pytorch_model" in path for path in hub.asked)
 
 

@@ -321,8 +321,12 @@ def write_rows(path: Path, header: str, labels: list[object]) -> Path:
         ("cosine", [0.2, 0.5, 7, 0.1], r", line 4: score 7 is outside \[0, 1\]"),
         ("cosine", [0.2, -0.5, 1.0], r", line 3: score -0.5 is outside \[0, 1\]"),
         ("softmax", [0, 1, 2, -1, 1], r", line 5: label -1 is negative"),
-        ("softmax", [0, 1, 2, 11, 1], r", line 5: label 11 is the largest class id, but no "
-                                      r"example has class 3, 4, 5, 6, 7"),
+        (
+            "softmax",
+            [0, 1, 2, 11, 1],
+            r", line 5: label 11 is the largest class id, but no "
+            r"example has class 3, 4, 5, 6, 7",
+        ),
     ],
 )
 def test_labels_out_of_range_are_refused_with_the_row(files, tmp_path, loss, labels, message):

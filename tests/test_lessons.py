@@ -88,8 +88,9 @@ def test_lesson_starts_with_the_set_up_cell(source: Path):
 # ---------------------------------------------------------------- running whole lessons
 
 
-def run_as_a_student(source: Path, cwd: Path, tmp_path: Path, data_dir: Path,
-                     monkeypatch: pytest.MonkeyPatch) -> None:
+def run_as_a_student(
+    source: Path, cwd: Path, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fast mode, exercises unsolved, MINISBERT_DATA unset: the data sits in the cache."""
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -105,8 +106,7 @@ def run_as_a_student(source: Path, cwd: Path, tmp_path: Path, data_dir: Path,
 @pytest.mark.parametrize(
     "where", ["lessons", pytest.param("empty folder", marks=pytest.mark.slow)]
 )  # the empty folder in the long tier (make test-slow), with the full lesson runs
-def test_a_cheap_lesson_runs_from_anywhere(where, tmp_path, pretrained_dir, data_dir,
-                                           monkeypatch):
+def test_a_cheap_lesson_runs_from_anywhere(where, tmp_path, pretrained_dir, data_dir, monkeypatch):
     (source,) = lesson_sources([CHEAP_LESSON])
     cwd = LESSONS if where == "lessons" else tmp_path / "empty"
     cwd.mkdir(exist_ok=True)
@@ -115,8 +115,9 @@ def test_a_cheap_lesson_runs_from_anywhere(where, tmp_path, pretrained_dir, data
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_lesson_runs_from_an_empty_folder(source: Path, tmp_path, pretrained_dir, data_dir,
-                                          monkeypatch):
+def test_lesson_runs_from_an_empty_folder(
+    source: Path, tmp_path, pretrained_dir, data_dir, monkeypatch
+):
     cwd = tmp_path / "empty"
     cwd.mkdir()
     run_as_a_student(source, cwd, tmp_path, data_dir, monkeypatch)
@@ -203,8 +204,7 @@ def test_by_hand_catches_the_library_however_it_is_called():
     assert float(max_pooling(x, mask).sum()) == 3.0, "the library is restored afterwards"
 
 
-def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, monkeypatch, capsys):
     """``train`` itself (tests/test_train.py) is replaced by a stand-in that writes a model
     folder: what is checked is the config finetune builds, the model it loads back, and
     that the run's folder is gone afterwards."""
@@ -220,11 +220,20 @@ def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, mo
     monkeypatch.setattr(minisbert.train, "train", fake_train)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the run goes
-    trained, result = lesson.finetune(model=str(start_dir), data="pairs.tsv", loss="cosine",
-                                      batch_size=4, loss_fn=cosine_similarity_loss)
+    trained, result = lesson.finetune(
+        model=str(start_dir),
+        data="pairs.tsv",
+        loss="cosine",
+        batch_size=4,
+        loss_fn=cosine_similarity_loss,
+    )
     config = seen["config"]
     assert (config.model, config.data, config.loss, config.batch_size) == (
-        str(start_dir), "pairs.tsv", "cosine", 4)
+        str(start_dir),
+        "pairs.tsv",
+        "cosine",
+        4,
+    )
     assert config.eval_data == "none" and seen["loss_fn"] is cosine_similarity_loss
     assert Path(config.output).parent.parent == tmp_path / "tmp"
     assert not any((tmp_path / "tmp").iterdir()), "the run's folder is deleted"
@@ -258,8 +267,7 @@ def test_read_through_gives_the_same_weights_another_sentence_vector(tmp_path):
     sentences = ["the cat sat on a mat", "a dog"]
     tokens = mean_model.encode(sentences, output_value="token_embeddings")  # [(L_i, D)]
     np.testing.assert_allclose(cls_model.encode(sentences), [t[0] for t in tokens], atol=1e-6)
-    np.testing.assert_allclose(mean_model.encode(sentences), [t.mean(0) for t in tokens],
-                               atol=1e-6)
+    np.testing.assert_allclose(mean_model.encode(sentences), [t.mean(0) for t in tokens], atol=1e-6)
 
 
 # ---------------------------------------------------------------- exercise checks
@@ -269,11 +277,21 @@ def check_from(stem: str, name: str, **inputs: Any):
     """The check function ``name`` of lesson ``stem``, defined by running its cell alone
     with ``inputs`` for the lesson's variables (small made-up arrays)."""
     (source,) = lesson_sources([stem])
-    cell = next(c.source for c in jupytext.read(source).cells
-                if c.cell_type == "code" and f"def {name}(" in c.source)
+    cell = next(
+        c.source
+        for c in jupytext.read(source).cells
+        if c.cell_type == "code" and f"def {name}(" in c.source
+    )
     fake_lesson = types.SimpleNamespace(exercise=lambda *a, **k: None, by_hand=lesson.by_hand)
-    namespace = {"np": np, "jnp": jnp, "jax": jax, "math": math, "optax": optax,
-                 "lesson": fake_lesson, **inputs}
+    namespace = {
+        "np": np,
+        "jnp": jnp,
+        "jax": jax,
+        "math": math,
+        "optax": optax,
+        "lesson": fake_lesson,
+        **inputs,
+    }
     call = re.search(r"lesson\.exercise\((.*?)lesson=", cell, re.S)
     for answer in re.findall(r"\w+", call.group(1) if call else ""):
         namespace.setdefault(answer, None)  # the answers the exercise call names, unused here
@@ -292,9 +310,12 @@ def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 
 def test_01_check_refuses_a_dot_product():
     stem = "01_why_sentence_embeddings"
-    check = check_from(stem, "check_most_similar_pair",
-                       embeddings=unit_rows(np.random.default_rng(0), 500, 16),
-                       paraphrase_mining_embeddings=paraphrase_mining_embeddings)
+    check = check_from(
+        stem,
+        "check_most_similar_pair",
+        embeddings=unit_rows(np.random.default_rng(0), 500, 16),
+        paraphrase_mining_embeddings=paraphrase_mining_embeddings,
+    )
 
     def by_dot_product(embeddings):
         S = embeddings @ embeddings.T  # (n, n) dot products, lengths not divided out
@@ -309,8 +330,14 @@ def test_01_check_refuses_a_dot_product():
 def test_06_check_refuses_a_dot_product():
     stem = "06_regression_objective"
     rng = np.random.default_rng(0)
-    check = check_from(stem, "check_cosent", u=unit_rows(rng, 8, 16), v=unit_rows(rng, 8, 16),
-                       s=rng.uniform(size=8).astype(np.float32), cosent_loss=cosent_loss)
+    check = check_from(
+        stem,
+        "check_cosent",
+        u=unit_rows(rng, 8, 16),
+        v=unit_rows(rng, 8, 16),
+        s=rng.uniform(size=8).astype(np.float32),
+        cosent_loss=cosent_loss,
+    )
     reference = solution(stem, "cosent")
 
     def by_dot_product(u, v, scores, scale=20.0):
@@ -334,16 +361,23 @@ def test_06_train_step_check_refuses_wrong_steps():
     mask = (np.arange(T) < rng.integers(3, T + 1, size=(S, B, 1))).astype(np.int32)  # (S, B, T)
     ids = np.where(mask == 1, rng.integers(5, TINY_CONFIG.vocab_size, size=(S, B, T)), 0)
     model = SentenceModel(TINY_CONFIG, SentenceConfig(max_seq_length=T), rngs=nnx.Rngs(0))
-    check = check_from(stem, "check_train_step", encoder=types.SimpleNamespace(model=model),
-                       step_batch=(ids, mask, rng.uniform(size=B).astype(np.float32)),
-                       nnx=nnx, Trainable=Trainable, train_step=train_step,
-                       make_optimizer=make_optimizer,
-                       cosine_similarity_loss=cosine_similarity_loss)
+    check = check_from(
+        stem,
+        "check_train_step",
+        encoder=types.SimpleNamespace(model=model),
+        step_batch=(ids, mask, rng.uniform(size=B).astype(np.float32)),
+        nnx=nnx,
+        Trainable=Trainable,
+        train_step=train_step,
+        make_optimizer=make_optimizer,
+        cosine_similarity_loss=cosine_similarity_loss,
+    )
     check(solution(stem, "my_train_step"))
 
     def loss_and_grads(trainable, input_ids, attention_mask, labels):
         def loss_of(t):
             return compute_loss(t, input_ids, attention_mask, labels, cosine_similarity_loss)
+
         return nnx.value_and_grad(loss_of)(trainable)
 
     @nnx.jit
@@ -366,18 +400,22 @@ def test_06_train_step_check_refuses_wrong_steps():
 
     @nnx.jit
     def calls_the_library(trainable, optimizer, input_ids, attention_mask, labels):
-        return train_step(trainable, optimizer, input_ids, attention_mask, labels,
-                          cosine_similarity_loss)
+        return train_step(
+            trainable, optimizer, input_ids, attention_mask, labels, cosine_similarity_loss
+        )
 
     def not_compiled(trainable, optimizer, input_ids, attention_mask, labels):
         loss, grads = loss_and_grads(trainable, input_ids, attention_mask, labels)
         optimizer.update(trainable, grads)
         return loss
 
-    wrong = [(no_update, "no weight changed"), (uphill, "up the gradient, not down"),
-             (plain_sgd, "let the optimiser make the step"),
-             (calls_the_library, "calls minisbert.train.train_step"),
-             (not_compiled, "decorate it with @nnx.jit")]
+    wrong = [
+        (no_update, "no weight changed"),
+        (uphill, "up the gradient, not down"),
+        (plain_sgd, "let the optimiser make the step"),
+        (calls_the_library, "calls minisbert.train.train_step"),
+        (not_compiled, "decorate it with @nnx.jit"),
+    ]
     for fn, message in wrong:
         with pytest.raises(AssertionError, match=re.escape(message)):
             check(fn)
@@ -387,12 +425,20 @@ def test_04_check_refuses_the_library():
     stem = "04_pooling"
     rng = np.random.default_rng(0)
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
-    check = check_from(stem, "check_masked_max_pooling", X=rng.normal(size=(2, 4, 8)),
-                       attention_mask=mask, max_pooling=max_pooling, pool=pool)
+    check = check_from(
+        stem,
+        "check_masked_max_pooling",
+        X=rng.normal(size=(2, 4, 8)),
+        attention_mask=mask,
+        max_pooling=max_pooling,
+        pool=pool,
+    )
     check(solution(stem, "masked_max_pooling"))
-    wrong = [max_pooling,
-             lambda x, m: np.asarray(max_pooling(jnp.asarray(x), jnp.asarray(m))),
-             lambda x, m: np.asarray(minisbert.pooling.pool(jnp.asarray(x), jnp.asarray(m), "max"))]
+    wrong = [
+        max_pooling,
+        lambda x, m: np.asarray(max_pooling(jnp.asarray(x), jnp.asarray(m))),
+        lambda x, m: np.asarray(minisbert.pooling.pool(jnp.asarray(x), jnp.asarray(m), "max")),
+    ]
     for fn in wrong:
         with pytest.raises(AssertionError):
             check(fn)
@@ -400,15 +446,20 @@ def test_04_check_refuses_the_library():
 
 def test_09_check_refuses_autodiff():
     stem = "09_in_batch_negatives"
-    check = check_from(stem, "check_logit_gradient",
-                       S_hard=20 * np.random.default_rng(0).uniform(-1, 1, size=(8, 16)),
-                       multiple_negatives_ranking_loss=multiple_negatives_ranking_loss)
+    check = check_from(
+        stem,
+        "check_logit_gradient",
+        S_hard=20 * np.random.default_rng(0).uniform(-1, 1, size=(8, 16)),
+        multiple_negatives_ranking_loss=multiple_negatives_ranking_loss,
+    )
     check(solution(stem, "logit_gradient"))
 
     def by_autodiff(logits):
         def loss(z):
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-                z, jnp.arange(z.shape[0])))
+            return jnp.mean(
+                optax.softmax_cross_entropy_with_integer_labels(z, jnp.arange(z.shape[0]))
+            )
+
         return np.asarray(jax.grad(loss)(jnp.asarray(logits, jnp.float32)))
 
     with pytest.raises(AssertionError, match="jax"):
@@ -418,10 +469,14 @@ def test_09_check_refuses_autodiff():
 def test_10_check_refuses_semantic_search():
     stem = "10_evaluation_and_applications"
     rng = np.random.default_rng(0)
-    check = check_from(stem, "check_top_k_search", queries=["a", "b"],
-                       query_embeddings=unit_rows(rng, 2, 16),
-                       corpus_embeddings=rng.normal(size=(50, 16)).astype(np.float32),
-                       semantic_search=semantic_search)
+    check = check_from(
+        stem,
+        "check_top_k_search",
+        queries=["a", "b"],
+        query_embeddings=unit_rows(rng, 2, 16),
+        corpus_embeddings=rng.normal(size=(50, 16)).astype(np.float32),
+        semantic_search=semantic_search,
+    )
     check(solution(stem, "top_k_search"))
 
     def by_library(query_vec, corpus, k):
@@ -435,15 +490,22 @@ def test_10_check_refuses_semantic_search():
 def test_11_check_refuses_rows_per_batch():
     stem = "11_speed"
     token_ids = [[1] * n for n in np.random.default_rng(0).integers(3, 60, size=70)]
-    check = check_from(stem, "check_padding_efficiency", token_ids=token_ids, MAX_LENGTH=256,
-                       real_tokens=sum(map(len, token_ids)), smart_batches=smart_batches)
+    check = check_from(
+        stem,
+        "check_padding_efficiency",
+        token_ids=token_ids,
+        MAX_LENGTH=256,
+        real_tokens=sum(map(len, token_ids)),
+        smart_batches=smart_batches,
+    )
     check(solution(stem, "padding_efficiency"))
 
     def rows_of_each_batch(lengths, batch_size, sort, max_length=256):
         lengths = sorted(lengths, reverse=True) if sort else list(lengths)
-        batches = [lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
-        slots = sum(batch_rows(len(b), batch_size) * bucket_length(max(b), max_length)
-                    for b in batches)  # the misreading: n = the batch's own size
+        batches = [lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)]
+        slots = sum(
+            batch_rows(len(b), batch_size) * bucket_length(max(b), max_length) for b in batches
+        )  # the misreading: n = the batch's own size
         return sum(lengths) / slots
 
     with pytest.raises(AssertionError, match="by hand"):
@@ -452,20 +514,31 @@ def test_11_check_refuses_rows_per_batch():
 
 def test_12_checks_refuse_the_library():
     stem = "12_modify_a_loss"
-    common = {"check_loss": check_loss, "random_inputs": random_inputs,
-              "cos_sim_matrix": cos_sim_matrix, "LossFn": Any}
+    common = {
+        "check_loss": check_loss,
+        "random_inputs": random_inputs,
+        "cos_sim_matrix": cos_sim_matrix,
+        "LossFn": Any,
+    }
     check_triplet = check_from(stem, "check_cosine_triplet", triplet_loss=triplet_loss, **common)
     check_triplet(solution(stem, "cosine_triplet_loss"))
     with pytest.raises(AssertionError, match="triplet_loss"):
-        check_triplet(lambda a, p, n, margin=0.5: triplet_loss(a, p, n, margin=margin,
-                                                                distance="cosine"))
-    check_symmetric = check_from(stem, "check_symmetric_mnrl", **common,
-                                 multiple_negatives_ranking_loss=multiple_negatives_ranking_loss)
+        check_triplet(
+            lambda a, p, n, margin=0.5: triplet_loss(a, p, n, margin=margin, distance="cosine")
+        )
+    check_symmetric = check_from(
+        stem,
+        "check_symmetric_mnrl",
+        **common,
+        multiple_negatives_ranking_loss=multiple_negatives_ranking_loss,
+    )
     check_symmetric(solution(stem, "symmetric_mnrl_loss"))
 
     def by_library(anchors, positives, negatives=None, *, scale=20.0):
-        return 0.5 * (multiple_negatives_ranking_loss(anchors, positives, negatives, scale=scale)
-                      + multiple_negatives_ranking_loss(positives, anchors, scale=scale))
+        return 0.5 * (
+            multiple_negatives_ranking_loss(anchors, positives, negatives, scale=scale)
+            + multiple_negatives_ranking_loss(positives, anchors, scale=scale)
+        )
 
     with pytest.raises(AssertionError, match="multiple_negatives_ranking_loss"):
         check_symmetric(by_library)

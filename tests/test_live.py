@@ -82,8 +82,14 @@ def test_round_trip_of_a_changed_model(encoder, tmp_path):
     from minisbert.sentence_encoder import resolve_model_dir
 
     source = resolve_model_dir("all-MiniLM-L6-v2")
-    for name in ("config.json", "sentence.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "vocab.txt"):
+    for name in (
+        "config.json",
+        "sentence.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ):
         (folder / name).write_bytes((source / name).read_bytes())
     sentences = ["A changed model still loads.", "Both libraries must agree on it."]
     ours = SentenceEncoder.from_pretrained(folder).encode(sentences)

@@ -75,4 +75,3 @@ def test_one_registry_line_adds_a_loss_to_the_cli(tiny_files, tmp_path, capsys, 
     output = tmp_path / "run"
     assert main(train_args(tiny_files, output, "scores", "dot_mse")) == 0, capsys.readouterr().err
     assert f"wrote {output}: 3 steps" in capsys.readouterr().out
-

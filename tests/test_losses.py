@@ -52,10 +52,13 @@ _CASES = json.loads(str(_fixture()["cases"]))
 
 
 # Every case at batch 4 and at its edge in make test; at batch 16 too in the long tier.
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=c["name"], marks=[pytest.mark.slow] if c["batch"] == 16 else [])
-    for c in _CASES
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, id=c["name"], marks=[pytest.mark.slow] if c["batch"] == 16 else [])
+        for c in _CASES
+    ],
+)
 def test_matches_sentence_transformers(case: dict[str, Any]) -> None:
     data = _fixture()
     prefix = case["name"]
@@ -212,8 +215,9 @@ def test_contrastive_symmetric(
     # stays O(1e-6); online mining is not: a pair whose distance sits within 1e-6 of the
     # threshold can be "hard" one way round and not the other (near-zero vectors do it), so
     # its exact symmetry is checked for cosine distance only.
-    losses = (contrastive_loss, online_contrastive_loss) if distance == "cosine" else (
-        contrastive_loss,)
+    losses = (
+        (contrastive_loss, online_contrastive_loss) if distance == "cosine" else (contrastive_loss,)
+    )
     for loss in losses:
         forward = loss(u, v, labels, margin=margin, distance=distance)
         backward = loss(v, u, labels, margin=margin, distance=distance)
@@ -270,8 +274,12 @@ def _every_loss(
     return calls
 
 
-DEFAULT_DISTANCE = {"triplet": "euclidean", "batch_hard": "euclidean",
-                    "contrastive": "cosine", "online_contrastive": "cosine"}
+DEFAULT_DISTANCE = {
+    "triplet": "euclidean",
+    "batch_hard": "euclidean",
+    "contrastive": "cosine",
+    "online_contrastive": "cosine",
+}
 
 
 def _every_loss_names() -> list[Any]:

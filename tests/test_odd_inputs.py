@@ -143,10 +143,18 @@ def test_one_megabyte_string_is_truncated_with_one_warning(tmp_path):
         (["a", ["nested"]], TypeError, r"sentences\[1\] is list"),
         (["a", {"text": "b"}], TypeError, r"sentences\[1\] is dict"),
         (("a", "b", 7), TypeError, r"sentences\[2\] is int"),
-        ("lone \ud800 surrogate", ValueError, r"the sentence holds a lone surrogate '\\ud800' "
-                                              r"at character 5.*encode\('utf-8', 'replace'\)"),
-        (["ok", "broken emoji \ud83d!"], ValueError, r"sentences\[1\] holds a lone surrogate "
-                                                     r"'\\ud83d' at character 13"),
+        (
+            "lone \ud800 surrogate",
+            ValueError,
+            r"the sentence holds a lone surrogate '\\ud800' "
+            r"at character 5.*encode\('utf-8', 'replace'\)",
+        ),
+        (
+            ["ok", "broken emoji \ud83d!"],
+            ValueError,
+            r"sentences\[1\] holds a lone surrogate "
+            r"'\\ud83d' at character 13",
+        ),
     ],
 )
 def test_bad_input_is_named_before_any_computation(

@@ -163,8 +163,9 @@ def test_killed_the_moment_a_file_appears_the_destination_is_the_old_one(
 
 def test_killed_before_the_swap_a_new_destination_does_not_exist(models, tmp_path):
     dst = tmp_path / "new"
-    result = run_script(DRIVER, tmp_path, "convert", str(models["st_a"]), str(dst),
-                        env={"KILL_AT": "config.json"})
+    result = run_script(
+        DRIVER, tmp_path, "convert", str(models["st_a"]), str(dst), env={"KILL_AT": "config.json"}
+    )
     assert result.returncode == -9
     assert not dst.exists()
 

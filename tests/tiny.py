@@ -45,17 +45,24 @@ def tiny_tokenizer() -> tokenizers.Tokenizer:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     return tok
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0, pooling: str = "mean",
-                        normalize: bool = False, max_seq_length: int = 32) -> Path:
+def make_tiny_model_dir(
+    path: Path,
+    seed: int = 0,
+    pooling: str = "mean",
+    normalize: bool = False,
+    max_seq_length: int = 32,
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    sentence_config = SentenceConfig(max_seq_length=max_seq_length, pooling=pooling,
-                                     normalize=normalize)
+    sentence_config = SentenceConfig(
+        max_seq_length=max_seq_length, pooling=pooling, normalize=normalize
+    )
     model = SentenceModel(TINY_CONFIG, sentence_config, rngs=nnx.Rngs(seed))
     save_params(model.bert, path / "model.safetensors")
     (path / "config.json").write_text(json.dumps(TINY_CONFIG.to_dict()))
