@@ -1,7 +1,8 @@
 # minisbert: two commands do everything on a fresh machine.
 #   make demo    create .venv, install, fetch and convert the weights, run the demo
-#   make test    the fast offline suite (at most 5 minutes on 2 cores): units, parity with the
+#   make test    the fast offline suite (about 3 minutes on 2 cores): units, parity with the
 #                reference outputs, every loss, the lessons' exercise checks
+#   make lint    ruff check and ruff format --check (CI runs it before make test)
 #   make test-all    make test, then the long tier (make test-slow): every lesson run in fast
 #                    mode, training reproductions, fuzzing
 # and, for the side-by-side checks against the real library:
@@ -112,8 +113,11 @@ PAPER_ARGS ?=
 paper: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.paper --model $(PAPER_MODEL) $(PAPER_ARGS)
 
+# The linter and the formatter, checking only (`ruff format` with the same paths rewrites).
+LINT_PATHS := minisbert tests scripts lessons bench
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check minisbert tests scripts lessons bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV) $(REF) $(REF_NEW) build .pytest_cache
