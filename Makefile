@@ -1,6 +1,6 @@
 # minisbert: two commands do everything on a fresh machine.
 #   make demo    create .venv, install, fetch and convert the weights, run the demo
-#   make test    the fast offline suite (about 3 minutes on 2 cores): units, parity with the
+#   make test    the fast offline suite (under 4 minutes on 2 cores): units, parity with the
 #                reference outputs, every loss, the lessons' exercise checks
 #   make lint    ruff check and ruff format --check (CI runs it before make test)
 #   make test-all    make test, then the long tier (make test-slow): every lesson run in fast
