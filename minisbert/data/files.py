@@ -1,4 +1,5 @@
-"""Your own data: pairs and triplets from CSV, TSV or JSONL files.
+"""Your own data: pairs and triplets from CSV, TSV or JSONL files (and triplets written back
+as JSONL, ``write_triplets``: what ``minisbert mine`` writes).
 
 The format follows the file name: ``.jsonl`` is one JSON object per line; ``.csv`` is
 comma-separated with CSV quoting (``"a, b"`` is one field), as spreadsheets and pandas
@@ -32,6 +33,7 @@ pair with no label column has ``label=None``.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,6 +94,25 @@ def read_triplets(
         TripletExample(_text(path, n, row, a), _text(path, n, row, p), _text(path, n, row, q))
         for n, row in rows
     ]
+
+
+def write_triplets(path: str | Path, triplets: Sequence[TripletExample]) -> Path:
+    """Write ``triplets`` as a JSONL file that ``read_triplets`` (and so ``minisbert train
+    --data FILE``) reads back: one ``{"anchor", "positive", "negative"}`` object a line.
+
+    JSON, not TSV: a sentence may hold a tab or a quote, which JSON escapes. The file is
+    written whole (``minisbert.io.manifest.atomic_file``): a reader sees the old file or
+    the new one, never half."""
+    from minisbert.io.manifest import atomic_file  # looked up now: the tests spy on it
+
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        raise DataError(f"{path}: triplets are written as JSON lines; name the file *.jsonl")
+    with atomic_file(path) as f:
+        for t in triplets:
+            row = {"anchor": t.anchor, "positive": t.positive, "negative": t.negative}
+            f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path
 
 
 def read_examples(path: str | Path) -> list[PairExample] | list[TripletExample]:
