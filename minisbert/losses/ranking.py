@@ -53,7 +53,7 @@ def symmetric_multiple_negatives_ranking_loss(
     *,
     scale: float = 20.0,
 ) -> jax.Array:  # ()
-    """L = 1/2 (CE(s cos(a, c)) + CE(s cos(a, p)^T)), s = scale, c = [p, n], targets the diagonal.
+    """L = 1/2 (MNRL(a, [p, n]) + MNRL(p, a)), s = scale: the loss above in both directions.
 
         forward_i  = -log softmax_j(s cos(a_i, c_j))[i]     anchor i finds its positive, (B, M)
         backward_i = -log softmax_j(s cos(p_i, a_j))[i]     positive i finds its anchor, (B, B)
@@ -64,14 +64,6 @@ def symmetric_multiple_negatives_ranking_loss(
     direction, the two log-partitions averaged): scale = 20, cosine similarity. Hard negatives
     are extra candidates in the forward direction only; they have no anchor to find.
     """
-    candidates = positives  # (B, D)
-    if negatives is not None:
-        hard = negatives.reshape(-1, negatives.shape[-1])  # (K B, D), column after column
-        candidates = jnp.concatenate([positives, hard], axis=0)  # (M, D)
-    logits = scale * cos_sim_matrix(anchors, candidates)  # (B, M)
-    batch = anchors.shape[0]
-    targets = jnp.arange(batch)  # (B,) the diagonal
-    forward = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B,)
-    backward_logits = logits[:, :batch].T  # (B, B): row i is positive i against every anchor
-    backward = optax.softmax_cross_entropy_with_integer_labels(backward_logits, targets)  # (B,)
-    return jnp.mean(forward + backward) / 2
+    forward = multiple_negatives_ranking_loss(anchors, positives, negatives, scale=scale)
+    backward = multiple_negatives_ranking_loss(positives, anchors, scale=scale)
+    return (forward + backward) / 2
