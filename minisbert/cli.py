@@ -246,11 +246,19 @@ def describe(summary: str, *paragraphs: str) -> str:
 
 
 def add_command(
-    sub: argparse._SubParsersAction, name: str, summary: str, *paragraphs: str
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], None] | None,
+    summary: str,
+    *paragraphs: str,
 ) -> argparse.ArgumentParser:
-    """A sub-command: ``summary`` in the list of commands, and above its own --help."""
+    """A sub-command that runs ``func(args)`` (None: a group, whose own sub-commands run):
+    ``summary`` in the list of commands, and above its own --help."""
     description = describe(summary[0].upper() + summary[1:] + ".", *paragraphs)
-    return sub.add_parser(name, help=summary, description=description)
+    parser = sub.add_parser(name, help=summary, description=description)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one of these; each has its own --help",
     )
 
-    p = add_command(sub, "fetch", "get a pretrained model and convert it into weights/NAME")
+    p = add_command(
+        sub, "fetch", cmd_fetch, "get a pretrained model and convert it into weights/NAME"
+    )
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL,
                    help="a pinned model (all-MiniLM-L6-v2) or a hub repo id OWNER/NAME[@REVISION]"
                    ", converted into weights/NAME")  # fmt: skip
@@ -301,7 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights-dir", default="weights", help="the folder that gets NAME/ (default: %(default)s)"
     )
-    p.set_defaults(func=cmd_fetch)
 
     # The two folder-to-folder commands, one in each direction: SRC is read, DST written whole.
     for name, summary, src_help, dst_help, func in (
@@ -312,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
          "a minisbert model folder (from fetch, convert or train)",
          "the sentence-transformers folder to write", cmd_export),
     ):  # fmt: skip
-        p = add_command(sub, name, summary)
+        p = add_command(sub, name, func, summary)
         p.add_argument("src", help=src_help)
         p.add_argument("dst", help=dst_help)
         p.add_argument(
@@ -320,10 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="replace DST even if it holds files minisbert did not write",
         )
-        p.set_defaults(func=func)
 
     p = add_command(
-        sub, "encode",
+        sub, "encode", cmd_encode,
         "embed each line of a file into a .npy array (row i: line i; blank lines too)",
         "Reads a UTF-8 text file, one sentence a line; writes an (N, D) float32 array "
         "(np.load reads it). A progress bar on stderr while encoding.",
@@ -339,19 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="sentences encoded at once (default: %(default)s)",
     )
-    p.set_defaults(func=cmd_encode)
 
     p = add_command(
-        sub, "similarity", "print the cosine similarity matrix of sentences",
+        sub, "similarity", cmd_similarity, "print the cosine similarity matrix of sentences",
         "Row i, column j: the cosine similarity of sentence i and sentence j; each row ends "
         "with its sentence. A sentence that starts with '-' goes after '--'.",
     )  # fmt: skip
     p.add_argument("sentences", nargs="+", help="two or more sentences, each quoted")
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    p.set_defaults(func=cmd_similarity)
 
     p = add_command(
-        sub, "search", "find the lines of a file most similar to a query",
+        sub, "search", cmd_search, "find the lines of a file most similar to a query",
         "Prints the best lines with their cosine similarity to the query, best first.",
     )  # fmt: skip
     p.add_argument("query", help="the sentence to look for, quoted")
@@ -363,10 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many lines to print (default: %(default)s)",
     )
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    p.set_defaults(func=cmd_search)
 
     p = add_command(
-        sub, "rerank", "retrieve with a bi-encoder, then re-rank with a cross-encoder",
+        sub, "rerank", cmd_rerank, "retrieve with a bi-encoder, then re-rank with a cross-encoder",
         "The bi-encoder (--retriever) picks the --candidates lines most similar to the query; "
         "the cross-encoder (--reranker, a folder `minisbert convert` made) scores each (query, "
         "line) pair and the best --top-k are printed with both scores, best first.",
@@ -389,11 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k", type=positive_int, default=5,
         help="how many lines to print (default: %(default)s)",
     )  # fmt: skip
-    p.set_defaults(func=cmd_rerank)
 
-    p = add_command(sub, "demo", "a short tour: encode, compare, search, mine paraphrases")
+    p = add_command(
+        sub, "demo", cmd_demo, "a short tour: encode, compare, search, mine paraphrases"
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
-    p.set_defaults(func=cmd_demo)
 
     for register in EXTRA_COMMANDS:
         register(sub)
@@ -588,7 +593,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(
-        sub, "train", "fine-tune a model on sentence pairs or triplets",
+        sub, "train", cmd_train, "fine-tune a model on sentence pairs or triplets",
         "The defaults are the SBERT paper's STS fine-tuning: cosine similarity loss on STS "
         "Benchmark train, AdamW at 2e-5, batch 16, 10% warm-up, one epoch. Writes the model "
         "into OUTPUT and checkpoints into OUTPUT/checkpoints (--resume goes on from the "
@@ -612,10 +617,9 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
     group.add_argument("--distributed", choices=["auto"],
                        help="auto: JAX finds the others (TPU pods, Slurm, Open MPI)")  # fmt: skip
-    p.set_defaults(func=cmd_train)
 
     p = add_command(
-        sub, "eval", "evaluate a model: sts, triplets or nli",
+        sub, "eval", None, "evaluate a model: sts, triplets or nli",
         "Each prints a small report and, on its last line, the one number (x100), for "
         "scripts; a progress bar on stderr while encoding (in a terminal).",
     )  # fmt: skip
@@ -626,6 +630,7 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
         q = add_command(
             kinds,
             kind,
+            func,
             summary,
             prints,
             f"Reads --data {data} by default, from $MINISBERT_DATA, else "
@@ -652,14 +657,14 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
                 metavar="D",
                 help="score the first D dimensions of each embedding only (default: all)",
             )
-        q.set_defaults(func=func)
 
-    p = add_command(sub, "data", "download the datasets that train and eval read")
+    p = add_command(sub, "data", None, "download the datasets that train and eval read")
     actions = p.add_subparsers(
         dest="action", required=True, metavar="ACTION", help="fetch (the only one)"
     )
     q = add_command(
-        actions, "fetch", "download STS Benchmark, SICK and SNLI (MultiNLI with --names mnli)",
+        actions, "fetch", cmd_data_fetch,
+        "download STS Benchmark, SICK and SNLI (MultiNLI with --names mnli)",
         "From their official sources, into $MINISBERT_DATA if set, else "
         "~/.cache/minisbert/data ($MINISBERT_CACHE/data): where train and eval look. A "
         "dataset already there is not downloaded again.",
@@ -679,7 +684,6 @@ def register_training_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--force", action="store_true", help="download again, even a dataset already there"
     )
-    q.set_defaults(func=cmd_data_fetch)
 
 
 # The evaluations of `minisbert eval KIND`: its command, default data and split, summary, and
