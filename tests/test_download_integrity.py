@@ -23,7 +23,7 @@ from tiny import make_tiny_model_dir
 from minisbert.data import DataError, fetch_datasets
 from minisbert.io.convert import export_sentence_transformers
 from minisbert.io.fetch import FetchError, fetch
-from minisbert.io.hub import download
+from minisbert.io.hub import download, download_verified
 
 BODY = bytes(range(256)) * 64  # 16 KiB
 SHA256 = hashlib.sha256(BODY).hexdigest()
@@ -228,7 +228,7 @@ def test_a_body_over_the_cap_is_refused(server, tmp_path, monkeypatch):
     )
     # Without a Content-Length, the body is cut off as it grows past the cap.
     server.routes["/model.safetensors"] = send(BODY, length=None)
-    message = refused(lambda: download(url, dest, max_bytes=1000))
+    message = refused(lambda: download_verified(url, dest, max_bytes=1000))
     assert "more than 1,000 bytes, over the download cap of 1,000 bytes" in message
     assert not dest.exists()
     monkeypatch.setenv("MINISBERT_MAX_DOWNLOAD_BYTES", "1000")
@@ -236,16 +236,18 @@ def test_a_body_over_the_cap_is_refused(server, tmp_path, monkeypatch):
     assert "16,384 bytes, over the download cap of 1,000 bytes" in refused(
         lambda: download(url, dest)
     )
-    assert download(url, dest, max_bytes=len(BODY)) == SHA256  # the argument wins
+    assert download_verified(url, dest, max_bytes=len(BODY)) == SHA256  # the argument wins
 
 
 def test_a_progress_bar_names_a_large_file(server, tmp_path, capsys):
     large = BODY * 128  # 2 MiB
     server.routes["/model.safetensors"] = send(large, len(large))
     server.routes["/config.json"] = send(BODY, len(BODY))
-    download(f"{server.url}/model.safetensors", tmp_path / "model.safetensors", progress=True)
+    download_verified(
+        f"{server.url}/model.safetensors", tmp_path / "model.safetensors", progress=True
+    )
     assert "model.safetensors" in capsys.readouterr().err
-    download(f"{server.url}/config.json", tmp_path / "config.json", progress=True)
+    download_verified(f"{server.url}/config.json", tmp_path / "config.json", progress=True)
     assert capsys.readouterr().err == ""  # small files come without a bar
 
 

@@ -88,17 +88,12 @@ def hub_url(repo: str, revision: str, name: str) -> str:
     return f"{hub_endpoint()}/{repo}/resolve/{quoted}/{urllib.parse.quote(name)}"
 
 
-def download(
-    url: str,
-    dest: Path,
-    timeout: float = 60.0,
-    max_bytes: int | None = None,
-    progress: bool | None = None,
-) -> str | None:
+def download(url: str, dest: Path, timeout: float = 60.0) -> str | None:
     """Stream ``url`` into ``dest``, checked as ``download_verified`` checks it, with the hub's
-    own checksums; return its sha256, or None when the server says 404."""
+    own checksums; return its sha256, or None when the server says 404. The hub's HTTP and
+    connection errors become one-line ``FetchError``s here."""
     try:
-        return download_verified(url, dest, timeout, max_bytes, progress, hub_checksums=True)
+        return download_verified(url, dest, timeout, hub_checksums=True)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return None
