@@ -104,6 +104,19 @@ def plain_encoder(encoder):  # noqa: ANN201 - SentenceEncoder, imported lazily
 
 
 @pytest.fixture(scope="session")
+def small_encoder(pretrained_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A ``FastEncoder`` of a one-layer random BERT with all-MiniLM-L6-v2's tokenizer and
+    settings (tiny.with_tokenizer_of): the pretrained model's tokens, shapes and plans, at a
+    fraction of its compile and run time. Weights-free checks use it; parity uses ``encoder``."""
+    from tiny import with_tokenizer_of
+
+    from minisbert.fast import FastEncoder
+
+    folder = with_tokenizer_of(tmp_path_factory.mktemp("small") / "model", pretrained_dir)
+    return FastEncoder.from_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
 def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The one-layer tiny model and 24 scored pairs, labelled pairs and triplets (tiny.py), made
     once per session: tests read them and write their runs elsewhere. Runs of the same shapes

@@ -241,25 +241,25 @@ def test_the_packed_loss_and_gradients_are_the_padded_ones(loss_name):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * max(1.0, largest))
 
 
-def test_encode_packs_the_short_and_pads_the_few_long(encoder):
+def test_encode_packs_the_short_and_pads_the_few_long(small_encoder):
     rng = np.random.default_rng(3)
     words = "a man plays the guitar while dog runs across green field".split()
     texts = [" ".join(rng.choice(words, rng.integers(2, 12))) for _ in range(150)]
     texts.insert(70, "word " * 60)  # 62 tokens: one sentence in 151, padded apart
-    encoder.compiled_shapes.clear()
-    packed = encoder.encode(texts, batch_size=32)
-    assert {(what, shape[1]) for what, shape in encoder.compiled_shapes} == {
+    small_encoder.compiled_shapes.clear()
+    packed = small_encoder.encode(texts, batch_size=32)
+    assert {(what, shape[1]) for what, shape in small_encoder.compiled_shapes} == {
         ("packed", 32),  # rows of 32 for the 150 short ones, not of 64 for all
         ("sentence_embedding", 64),  # one padded batch for the long one
     }
-    encoder.batcher.pack_sentences = False
-    padded = encoder.encode(texts, batch_size=32)
-    encoder.batcher.pack_sentences = True
+    small_encoder.batcher.pack_sentences = False
+    padded = small_encoder.encode(texts, batch_size=32)
+    small_encoder.batcher.pack_sentences = True
     np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)  # each vector in its place
     assert np.abs(packed[70] - packed[69]).max() > 0.1  # the long one is not a short one's
 
 
-def test_the_few_long_keep_one_shape_across_chunks(encoder, monkeypatch):
+def test_the_few_long_keep_one_shape_across_chunks(small_encoder, monkeypatch):
     import minisbert.sentence_encoder as sentence_encoder
 
     monkeypatch.setattr(
@@ -268,34 +268,36 @@ def test_the_few_long_keep_one_shape_across_chunks(encoder, monkeypatch):
     texts = [f"sentence number {i} is short" for i in range(300)]
     for i in (10, 20, 250):  # 1% of 300: two long ones in the first chunk, one in the last
         texts[i] = f"{i} " + "word " * 50
-    encoder.compiled_shapes.clear()
-    packed = encoder.encode(texts, batch_size=32)
-    padded_shapes = {shape for what, shape in encoder.compiled_shapes if what != "packed"}
+    small_encoder.compiled_shapes.clear()
+    packed = small_encoder.encode(texts, batch_size=32)
+    padded_shapes = {shape for what, shape in small_encoder.compiled_shapes if what != "packed"}
     assert padded_shapes == {(4, 56)}  # 4 rows (all 3 long ones) in both chunks
-    encoder.batcher.pack_sentences = False
-    padded = encoder.encode(texts, batch_size=32)
-    encoder.batcher.pack_sentences = True
+    small_encoder.batcher.pack_sentences = False
+    padded = small_encoder.encode(texts, batch_size=32)
+    small_encoder.batcher.pack_sentences = True
     np.testing.assert_allclose(packed, padded, atol=1e-5, rtol=0)
 
 
-def test_a_pass_of_the_long_ones_has_about_a_packed_passs_slots(encoder):
+def test_a_pass_of_the_long_ones_has_about_a_packed_passs_slots(small_encoder):
     texts = [f"short sentence {i}" for i in range(500)] + ["word " * 50] * 5  # 1% long
-    encoder.compiled_shapes.clear()
-    encoder.encode(texts, batch_size=16)
-    (packed,) = [shape for what, shape in encoder.compiled_shapes if what == "packed"]
-    (padded,) = [shape for what, shape in encoder.compiled_shapes if what != "packed"]
+    small_encoder.compiled_shapes.clear()
+    small_encoder.encode(texts, batch_size=16)
+    (packed,) = [shape for what, shape in small_encoder.compiled_shapes if what == "packed"]
+    (padded,) = [shape for what, shape in small_encoder.compiled_shapes if what != "packed"]
     R, L, _ = packed
     B, T = padded
     assert T == 56 and B * T <= R * L < (B + 1) * T  # not 8 rows (of 5, to a power of two)
 
 
-def test_encode_pads_when_rows_would_be_long(encoder):
-    encoder.compiled_shapes.clear()
-    encoder.encode(["a short one", "word " * 40])  # 42 tokens: rows of 48, packed
-    assert {what for what, _ in encoder.compiled_shapes} == {"packed"}
-    encoder.compiled_shapes.clear()
-    encoder.encode(["a short one", "word " * 140])  # 142 tokens: rows of 192 would be too long
-    assert {what for what, _ in encoder.compiled_shapes} == {"sentence_embedding"}
+def test_encode_pads_when_rows_would_be_long(small_encoder):
+    small_encoder.compiled_shapes.clear()
+    small_encoder.encode(["a short one", "word " * 40])  # 42 tokens: rows of 48, packed
+    assert {what for what, _ in small_encoder.compiled_shapes} == {"packed"}
+    small_encoder.compiled_shapes.clear()
+    small_encoder.encode(
+        ["a short one", "word " * 140]
+    )  # 142 tokens: rows of 192 would be too long
+    assert {what for what, _ in small_encoder.compiled_shapes} == {"sentence_embedding"}
 
 
 @pytest.mark.slow  # the long tier (make test-slow): keeps make test short

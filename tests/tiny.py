@@ -95,6 +95,19 @@ def random_model_dir(
     return path
 
 
+def with_tokenizer_of(path: Path, model_dir: Path) -> Path:
+    """A one-layer random BERT (hidden 36) that reads text as the model in ``model_dir`` does:
+    its tokenizer, vocabulary size, max_seq_length and normalisation. It compiles and runs in a
+    fraction of the pretrained model's time, for the tests of how text is cut, planned and
+    packed, which depend on the tokens and not on the weights."""
+    settings = json.loads((model_dir / "sentence.json").read_text())
+    vocab_size = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    config = dataclasses.replace(ONE_LAYER, vocab_size=vocab_size, max_position_embeddings=512)
+    random_model_dir(path, config, settings["max_seq_length"], settings["normalize"])
+    (path / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
+    return path
+
+
 # ---------------------------------------------------------------- data files
 
 WORDS = "the cat dog sat on mat a is run".split()
