@@ -31,7 +31,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny import make_tiny_model_dir
 
 from minisbert.cli import main
 from minisbert.data import DataError
@@ -265,8 +264,10 @@ CASES = {"encode": encode_case, "similarity": similarity_case, "search": search_
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> str:
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("fuzz") / "tiny"))
+def model(tiny_files) -> str:
+    """The session's one-layer tiny model (conftest.py): its encode programs are compiled once
+    for every test that reads it. No case writes into it: run_cli checks every write."""
+    return str(tiny_files["model"])
 
 
 def fuzz(command: str, model: str, examples: int, derandomize: bool) -> None:

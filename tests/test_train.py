@@ -39,15 +39,29 @@ def test_warmup_linear_schedule_climbs_then_falls_to_zero():
 
 
 def build(config=TINY_CONFIG, classifier: bool = False) -> Trainable:
-    """A random tiny Trainable, built in one compiled call (eager init compiles op by op)."""
+    """A random tiny Trainable: built abstractly, its parameters then drawn in numpy as BERT
+    initialises them (building it for real compiles every initialiser: seconds)."""
 
-    @nnx.jit
     def make() -> Trainable:
         model = SentenceModel(config, SentenceConfig(32), rngs=nnx.Rngs(0))
         head = SoftmaxClassifier(36, 3, rngs=nnx.Rngs(1)) if classifier else None
         return Trainable(model, head)
 
-    return make()
+    trainable = nnx.eval_shape(make)
+    rng = np.random.default_rng(0)
+    state = nnx.state(trainable)
+    for path, var in nnx.to_flat_state(state):
+        shape, dtype = var.get_value().shape, var.get_value().dtype
+        if not isinstance(var, nnx.Param):  # the dropout streams' keys and counts
+            var.set_value(jnp.zeros(shape, dtype))
+        elif path[-1] == "scale":  # LayerNorm
+            var.set_value(jnp.asarray(np.ones(shape, dtype)))
+        elif path[-1] == "bias":
+            var.set_value(jnp.asarray(np.zeros(shape, dtype)))
+        else:
+            var.set_value(jnp.asarray(rng.normal(0.0, 0.02, shape).astype(dtype)))
+    nnx.update(trainable, state)
+    return trainable
 
 
 def test_weight_decay_skips_biases_and_layer_norm():
