@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny import make_tiny_model_dir
 
 from minisbert.cli import main
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    return str(make_tiny_model_dir(tmp_path / "tiny"))
+def tiny(tiny_files):
+    """The session's one-layer tiny model (conftest.py), read, never written."""
+    return str(tiny_files["model"])
 
 
 def test_encode_writes_npy(tmp_path, tiny, capsys):

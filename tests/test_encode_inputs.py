@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import make_tiny_model_dir
 
 from minisbert.cli import main, read_lines
 from minisbert.data import DataError
@@ -19,8 +18,9 @@ FIVE = ["the cat sat on the mat", "a dog", "the dog is running", "cats!", "a cat
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "tiny")
+def tiny_dir(tiny_files) -> Path:
+    """The session's one-layer tiny model (conftest.py), read, never written."""
+    return tiny_files["model"]
 
 
 @pytest.fixture(scope="module")
