@@ -62,10 +62,9 @@ def read_pairs(
     delimiter: str | None = None,
 ) -> list[PairExample]:
     """Pairs from a CSV/TSV/JSONL file: ``columns`` = (sentence1, sentence2[, label])."""
-    keys, rows = read_records(path, header=header, delimiter=delimiter)
-    if columns is None and not header:
-        columns = tuple(range(min(len(keys), 3)))
-    s1, s2, *label = _choose(path, keys, PAIR_ALIASES, columns, optional=("label",))
+    (s1, s2, *label), rows = _read_columns(
+        path, PAIR_ALIASES, columns, header, delimiter, optional=("label",)
+    )
     if not label:
         return [
             PairExample(_text(path, n, row, s1), _text(path, n, row, s2), line=n) for n, row in rows
@@ -86,10 +85,7 @@ def read_triplets(
     delimiter: str | None = None,
 ) -> list[TripletExample]:
     """Triplets from a CSV/TSV/JSONL file: ``columns`` = (anchor, positive, negative)."""
-    keys, rows = read_records(path, header=header, delimiter=delimiter)
-    if columns is None and not header:
-        columns = (0, 1, 2)
-    a, p, q = _choose(path, keys, TRIPLET_ALIASES, columns, optional=())
+    (a, p, q), rows = _read_columns(path, TRIPLET_ALIASES, columns, header, delimiter)
     return [
         TripletExample(_text(path, n, row, a), _text(path, n, row, p), _text(path, n, row, q))
         for n, row in rows
@@ -190,6 +186,24 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     except csv.Error as e:
         raise DataError(f"{where(path, reader.line_num)}: bad CSV ({e})") from None
     return rows
+
+
+def _read_columns(
+    path: str | Path,
+    aliases: dict[str, tuple[str, ...]],
+    columns: Sequence[Key] | None,
+    header: bool,
+    delimiter: str | None,
+    optional: tuple[str, ...] = (),
+) -> tuple[list[Key], list[Row]]:
+    """A file's rows and the column of each role in ``aliases``: ``columns`` if given; else,
+    without a header, the first columns in the roles' order (an optional role's only where
+    the file has one more); else found by the header's names."""
+    keys, rows = read_records(path, header=header, delimiter=delimiter)
+    if columns is None and not header:
+        required = len(aliases) - len(optional)
+        columns = tuple(range(max(required, min(len(keys), len(aliases)))))
+    return _choose(path, keys, aliases, columns, optional), rows
 
 
 def _choose(
