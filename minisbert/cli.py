@@ -457,9 +457,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                                auto=args.distributed == "auto")  # fmt: skip
 
     from minisbert.fast import PackedSteps
+    from minisbert.grad_cache import CachedSteps, uses_cache
     from minisbert.train import train
 
-    result = train(config, steps=PackedSteps())
+    # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why).
+    cached = uses_cache(config.mini_batch_size, config.batch_size)
+    result = train(config, steps=CachedSteps() if cached else PackedSteps())
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     if several and not distributed.is_main():

@@ -20,6 +20,9 @@ the batch across devices, and runs this same ``train_step`` with another ``embed
 packed rows through the same ``BertEncoder``); it is what ``minisbert train`` runs:
 ``train(config, steps=PackedSteps())``. With dropout off the two give the same losses,
 gradients and weights (tests/test_packing.py); see **Determinism** for dropout on.
+``minisbert.grad_cache.CachedSteps`` embeds a batch M sentences at a time through a gradient
+cache (``config.mini_batch_size``, ``--mini-batch-size M``), in memory that grows with M, not
+with the batch; ``train`` runs it whenever M is below the batch size.
 
 **Your own loss.** ``train(config, loss_fn=f)`` trains with ``f`` instead of the registry
 loss named by ``config.loss``; ``config.loss`` still says which data ``f`` gets and how it
@@ -67,7 +70,7 @@ from minisbert.train_config import PROBE_RATIO, TrainConfig
 from minisbert.training_data import LossFn, TrainingData, epoch_order, load_training_data
 
 __all__ = ["PaddedSteps", "Steps", "TrainConfig", "Trainable", "TrainingError",
-           "TrainResult", "compute_loss", "train", "train_step"]  # fmt: skip
+           "TrainResult", "compute_loss", "epoch_order", "train", "train_step"]  # fmt: skip
 
 
 class TrainingError(RuntimeError):
@@ -190,7 +193,8 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data``; the trained model ends in ``config.output``.
 
-    ``steps`` says how batches are laid out and stepped (default ``PaddedSteps()``);
+    ``steps`` says how batches are laid out and stepped (default ``PaddedSteps()``, or
+    ``grad_cache.CachedSteps()`` for a ``config.mini_batch_size`` below the batch size);
     ``loss_fn`` replaces the registry loss (see the module docstring); ``on_step(step,
     loss)`` is called after every step, and raising in it stops the run as a crash would.
 
@@ -205,8 +209,25 @@ def train(
     if writes:
         output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
     with run_guard.RunGuard(output, base_dir, config, writes=writes) as guard:
-        run = Run(config, output, base_dir, steps or PaddedSteps(), loss_fn)
+        run = Run(config, output, base_dir, _steps_for(config, steps), loss_fn)
         return _loop(run, guard, on_step)
+
+
+def _steps_for(config: TrainConfig, steps: Steps | None) -> Steps:
+    """``steps``, or the default for ``config``; refused where it would not do what the config
+    says (a mini_batch_size below the batch size needs ``CachedSteps``)."""
+    from minisbert.grad_cache import CachedSteps, uses_cache  # it imports this module
+
+    if not uses_cache(config.mini_batch_size, config.batch_size):
+        return steps or PaddedSteps()
+    if steps is None:
+        return CachedSteps()
+    if not isinstance(steps, CachedSteps):
+        raise ValueError(
+            f"mini_batch_size={config.mini_batch_size} trains with grad_cache.CachedSteps, not "
+            f"{type(steps).__name__}; pass steps=CachedSteps() or leave steps out"
+        )
+    return steps
 
 
 def _loop(
@@ -224,7 +245,7 @@ def _loop(
         if step == run.start and config.progress and run.writes:  # the wait before the bar moves
             progress.write(COMPILING, file=sys.stderr)
         began = time.perf_counter()
-        batch = run.steps.batch(data, epoch_order(config.seed, epoch, len(data)), index,
+        batch = run.steps.batch(data, data.order(config.seed, epoch, config.batch_size), index,
                                 config.batch_size)  # fmt: skip
         loss = float(_local(run.steps.step(run.trainable, run.optimizer, batch, run.loss_fn)))
         run.times.append(time.perf_counter() - began)
@@ -341,7 +362,7 @@ class Run:
             print(f"--resume: no complete checkpoint in {self.folder}; starting from step 0")
             return
         state = checkpoint.read_state(saved)
-        _check_same_run(self.config, state, saved, self.data.fingerprint)
+        _check_same_run(self.config, state, saved, self.data)
         checkpoint.restore_checkpoint(saved, self.trainable, self.optimizer)
         self.start = state["step"]
 
@@ -410,7 +431,8 @@ class Run:
                 self.folder, done, _local(self.trainable), _local(self.optimizer),
                 {"epoch": done // n, "batch_in_epoch": done % n, "steps_per_epoch": n,
                  "total_steps": self.total,
-                 "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])"},
+                 "shuffle": {"seed": config.seed, "rule": "default_rng([seed, epoch])",
+                             "distinct_texts": self.data.distinct_texts},
                  "num_classes": self.data.num_classes, "loss_value": loss,
                  "data_sha256": self.data.fingerprint, "config": config.to_dict()},
             )  # fmt: skip
@@ -484,9 +506,10 @@ def seed_dropout(model: nnx.Module, seed: int) -> None:
 
 
 def _check_same_run(
-    config: TrainConfig, state: dict[str, Any], path: Path, fingerprint: str
+    config: TrainConfig, state: dict[str, Any], path: Path, data: TrainingData
 ) -> None:
     """Refuse to resume ``path`` (whose state.json is ``state``) with other settings or data."""
+    fingerprint = data.fingerprint
     now, saved = config.to_dict(), state["config"]
     for name in TrainConfig.MATH_FIELDS:
         default = TrainConfig.__dataclass_fields__[name].default  # a setting path's state lacks
@@ -495,6 +518,15 @@ def _check_same_run(
                 f"--resume: {path} was trained with {name}={saved.get(name)!r}, this command "
                 f"has {name}={now[name]!r}; resume with the same settings"
             )
+    # Checkpoints from before batches without repeated texts had their repeats.
+    distinct = state.get("shuffle", {}).get("distinct_texts", False)
+    if distinct != data.distinct_texts:
+        had, has = ("without", "with") if distinct else ("with", "without")
+        raise TrainingError(
+            f"--resume: {path} was trained on batches {had} repeated texts, this command "
+            f"would give batches {has}; resume with{'out' if distinct else ''} "
+            "--allow-duplicates, so that it goes on with the same batches"
+        )
     before = state.get("data_sha256", fingerprint)  # no fingerprint saved: nothing to compare
     if before != fingerprint and not config.allow_data_change:
         raise TrainingError(

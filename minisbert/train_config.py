@@ -163,6 +163,22 @@ class TrainConfig:
         16, "examples per step, split across devices (default: %(default)s)",
         must=("an integer >= 1", _integer(1)), type=int,
     )  # fmt: skip
+    mini_batch_size: int | None = setting(  # M: minisbert.grad_cache
+        None,
+        "embed M sentences at a time through a gradient cache: the batch's loss and gradient "
+        "in memory that grows with M, not with --batch-size, for a second forward pass "
+        "(M >= --batch-size: the plain step; default: the plain step)",
+        must=("an integer >= 1, or None for the plain step", _integer(1, optional=True)),
+        type=int,
+    )  # fmt: skip
+    allow_duplicates: bool = setting(  # minisbert.training_data.distinct_batches
+        False,
+        "let a batch hold a text twice; by default a loss with in-batch negatives ("
+        + ", ".join(name for name, row in TABLE.items() if row.in_batch_negatives)
+        + ") gets batches without repeated texts, where another example's copy of a text "
+        "would be a false negative",
+        action="store_true",
+    )  # fmt: skip
     lr: float = setting(  # the encoder's
         2e-5, "the encoder's peak learning rate (default: %(default)g)",
         must=("a number in (0, 1]", _number(0, 1, above=True)), type=float,
@@ -274,7 +290,7 @@ class TrainConfig:
         "model", "data", "loss", "split", "epochs", "batch_size", "lr", "head_lr", "probe_steps",
         "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
-        "dropout_bits", "matryoshka_dims", "matryoshka_weights",
+        "dropout_bits", "matryoshka_dims", "matryoshka_weights", "mini_batch_size",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

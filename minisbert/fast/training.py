@@ -34,7 +34,7 @@ from minisbert.fast.packing import PackedBatch, pack, rows_needed
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.train import Trainable, train_step
 from minisbert.train_config import TrainConfig
-from minisbert.training_data import LossFn, TrainingData, epoch_order
+from minisbert.training_data import LossFn, TrainingData
 
 # Compiling a train step (10-30 s on a CPU) costs about as much as running this many steps.
 COMPILE_STEPS = 30
@@ -123,7 +123,7 @@ class PackedSteps:
             rows_needed(
                 [len(ids) for ids in data.sentences(order, i, config.batch_size)], self.row_length
             )  # fmt: skip
-            for order in (epoch_order(config.seed, e, len(data)) for e in epochs)
+            for order in (data.order(config.seed, e, config.batch_size) for e in epochs)
             for i in range(steps_per_epoch)
         ][:total]  # one per step
         self.row_buckets = plan_rows(needed, self.mesh.size)

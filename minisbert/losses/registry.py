@@ -72,6 +72,9 @@ class Loss:
     head: bool = False  # takes a trainable module first (the softmax classifier)
     # How the train step calls it, where that differs from ``function``'s own arguments.
     on_batch: Callable[..., jax.Array] | None = None
+    # Other examples of the batch are its negatives, so a text repeated in a batch would be a
+    # false negative: its runs get batches without repeated texts (training_data.py).
+    in_batch_negatives: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +86,13 @@ class Row:
     data: tuple[str, ...]
     head: bool = False
     on_batch: str | None = None
+    in_batch_negatives: bool = False
 
     def load(self) -> Loss:
         """The ``Loss`` this row names: imports its module (and so JAX)."""
         on_batch = _function(self.on_batch) if self.on_batch is not None else None
-        return Loss(_function(self.function), self.data, head=self.head, on_batch=on_batch)
+        return Loss(_function(self.function), self.data, head=self.head, on_batch=on_batch,
+                    in_batch_negatives=self.in_batch_negatives)  # fmt: skip
 
 
 TABLE: dict[str, Row] = {
@@ -98,11 +103,20 @@ TABLE: dict[str, Row] = {
     "online_contrastive": Row("contrastive.online_contrastive_loss", ("0/1 pairs",)),
     "triplet": Row("triplet.triplet_loss", ("triplets",)),
     "batch_hard_triplet": Row(
-        "triplet.batch_hard_triplet_loss", ("triplets",), on_batch="triplet.batch_hard_on_triplets"
+        "triplet.batch_hard_triplet_loss",
+        ("triplets",),
+        on_batch="triplet.batch_hard_on_triplets",
+        in_batch_negatives=True,  # every other example's sentences are classes of their own
     ),
-    "mnrl": Row("ranking.multiple_negatives_ranking_loss", ("triplets", "unlabelled pairs")),
+    "mnrl": Row(
+        "ranking.multiple_negatives_ranking_loss",
+        ("triplets", "unlabelled pairs"),
+        in_batch_negatives=True,
+    ),
     "mnrl_symmetric": Row(
-        "ranking.symmetric_multiple_negatives_ranking_loss", ("triplets", "unlabelled pairs")
+        "ranking.symmetric_multiple_negatives_ranking_loss",
+        ("triplets", "unlabelled pairs"),
+        in_batch_negatives=True,
     ),
 }
 
