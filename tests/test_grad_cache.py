@@ -1,5 +1,8 @@
 """The gradient cache computes the full batch's loss and gradient, M sentences at a time.
 
+And in training (``minisbert train --mini-batch-size M``, ``CachedSteps``): a run equals the
+same run without it (dropout off), resumes with the same M, and refuses what it cannot do.
+
 With dropout off the cached step must equal the plain one (``nnx.value_and_grad`` through every
 sentence at once); with dropout on it must equal the same chunks embedded with the graph kept,
 from the same dropout keys: the proof that pass 3 replays pass 1's masks.
@@ -8,19 +11,33 @@ from the same dropout keys: the proof that pass 3 replays pass 1's masks.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG
+from runs import EVERY_STEP, Killed, config_for, kill_after, train_args
+from safetensors.numpy import load_file
+from tiny import ONE_LAYER, TINY_CONFIG, random_model_dir
 
+from minisbert.cli import main
 from minisbert.config import SentenceConfig
-from minisbert.grad_cache import cached_loss_and_grad
+from minisbert.fast import PackedSteps
+from minisbert.grad_cache import CachedSteps, cached_loss_and_grad
 from minisbert.losses import SoftmaxClassifier, get_loss, make_loss
 from minisbert.sentence_encoder import SentenceModel
-from minisbert.train import Trainable, compute_loss, seed_dropout
+from minisbert.train import (
+    PaddedSteps,
+    Trainable,
+    TrainingError,
+    _steps_for,
+    compute_loss,
+    seed_dropout,
+    train,
+)
 
 CONFIG = dataclasses.replace(TINY_CONFIG, num_hidden_layers=1)
 S, B, T = 2, 6, 8
@@ -123,3 +140,76 @@ def test_mini_batch_must_be_positive() -> None:
     trainable = build(False)
     with pytest.raises(ValueError, match="mini_batch_size must be >= 1, not 0"):
         cached_loss_and_grad(trainable, batch(), get_loss("mnrl").function, 0)
+
+
+# ---------------------------------------------------------------- in training: CachedSteps
+
+QUIET = dataclasses.replace(ONE_LAYER, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def weights(folder: Path) -> dict[str, np.ndarray]:
+    return load_file(folder / "model.safetensors")
+
+
+def step_losses(run: Path) -> list[float]:
+    """The loss of every step, from the run's checkpoints (one a step)."""
+    states = sorted((run / "checkpoints").glob("step-*/state.json"))
+    return [json.loads(path.read_text())["loss_value"] for path in states]
+
+
+@pytest.mark.parametrize("data, loss", [
+    ("triplets", "mnrl"),
+    pytest.param("classes", "softmax", marks=pytest.mark.slow),  # the head's gradient too
+])  # fmt: skip
+def test_a_run_with_mini_batches_equals_the_run_without(tiny_files, tmp_path, data, loss):
+    """Dropout off: `minisbert train --mini-batch-size 5` (24 or 16 sentences a batch: chunks
+    of 5 and a filled-up short one) gives the plain run's losses and weights."""
+    files = {**tiny_files, "model": random_model_dir(tmp_path / "quiet", QUIET)}
+    plain = train(config_for(files, tmp_path / "plain", data=str(files[data]), loss=loss,
+                             epochs=1, seed=0))  # fmt: skip
+    every_step = ["--checkpoint-steps", "1", "--keep-checkpoints", "10"]
+    args = train_args(files, tmp_path / "cached", data, loss, "--mini-batch-size", "5", *every_step)
+    assert main(args) == 0
+    np.testing.assert_allclose(step_losses(tmp_path / "cached"), plain.losses, rtol=1e-5)
+    want, got = weights(tmp_path / "plain"), weights(tmp_path / "cached")
+    moved = max(float(np.abs(want[k] - weights(files["model"])[k]).max()) for k in want)
+    assert moved > 1e-4  # it trained: else equal weights prove nothing
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_cached_run_resumes_where_it_stopped(tiny_files, tmp_path):
+    """Dropout on: a cached run killed after step 1 and resumed with the same M ends on the
+    weights of the run that was not stopped (its dropout streams, moved on once a chunk,
+    restored from the checkpoint); another M is refused, it would draw other masks."""
+    config = config_for(tiny_files, tmp_path / "whole", data=str(tiny_files["triplets"]),
+                        loss="mnrl", epochs=1, mini_batch_size=5, **EVERY_STEP)  # fmt: skip
+    whole = train(config)
+    stopped = dataclasses.replace(config, output=str(tmp_path / "stopped"))
+    with pytest.raises(Killed):
+        train(stopped, on_step=kill_after(1))
+    other_m = dataclasses.replace(stopped, resume=True, mini_batch_size=4)
+    with pytest.raises(TrainingError, match="mini_batch_size=5, this command has mini_batch_s"):
+        train(other_m)
+    resumed = train(dataclasses.replace(stopped, resume=True))
+    np.testing.assert_allclose(resumed.losses, whole.losses[1:], rtol=1e-6)
+    want, got = weights(tmp_path / "whole"), weights(tmp_path / "stopped")
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_mini_batch_size_below_one_is_one_line(tiny_files, tmp_path, capsys):
+    args = train_args(tiny_files, tmp_path / "x", "triplets", "mnrl", "--mini-batch-size", "0")
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("mini_batch_size=0 (--mini-batch-size): must be an integer >= 1, or "
+                        "None for the plain step")  # fmt: skip
+    assert len(err.splitlines()) == 1
+
+
+def test_a_mini_batch_as_large_as_the_batch_is_the_plain_step(tiny_files, tmp_path):
+    config = config_for(tiny_files, tmp_path, batch_size=8, mini_batch_size=8)
+    assert isinstance(_steps_for(config, None), PaddedSteps)
+    assert isinstance(_steps_for(dataclasses.replace(config, mini_batch_size=7), None), CachedSteps)
+    with pytest.raises(ValueError, match="trains with grad_cache.CachedSteps, not PackedSteps"):
+        _steps_for(dataclasses.replace(config, mini_batch_size=7), PackedSteps())
