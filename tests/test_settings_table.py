@@ -101,6 +101,8 @@ CONFIGS = [
         eval_steps=10,
         checkpoint_steps=1,
         keep_checkpoints=5,
+        mini_batch_size=4,
+        allow_duplicates=True,
     ),  # fmt: skip
     TrainConfig(lr=1e-7, margin=0.0, concat=("abs_diff",), eval_data="sick"),
 ]
@@ -126,7 +128,7 @@ def test_every_range_names_the_tables_flag():
     bad = {
         "epochs": 0, "lr": 2.0, "head_lr": 0.0, "probe_steps": -1, "seed": 2**32, "max_steps": 0,
         "margin": -1.0, "scale": 0.0, "concat": (), "dropout_bits": 8, "eval_steps": -1,
-        "checkpoint_steps": 0, "keep_checkpoints": 0, "model": " ",
+        "checkpoint_steps": 0, "keep_checkpoints": 0, "model": " ", "mini_batch_size": 0,
     }  # fmt: skip
     for name, value in bad.items():
         row = SETTINGS[name]
@@ -134,7 +136,8 @@ def test_every_range_names_the_tables_flag():
         with pytest.raises(ValueError) as info:
             TrainConfig(**{name: value})  # check_settings, in __post_init__
         assert str(info.value) == f"{name}={value!r} ({row.flag}): must be {row.must[0]}"
-    for name in ("head_lr", "probe_steps", "max_steps", "margin", "scale", "distance"):
+    for name in ("head_lr", "probe_steps", "max_steps", "margin", "scale", "distance",
+                 "mini_batch_size"):  # fmt: skip
         TrainConfig(**{name: None})  # None: "the default's meaning", where the row allows it
 
 
