@@ -45,14 +45,14 @@ $(REF)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(REF)
 	$(REF)/bin/python -m pip install --quiet --upgrade pip
 	$(REF)/bin/python -m pip install --quiet torch==2.13.0
-	$(REF)/bin/python -m pip install --quiet sentence-transformers==$(ST_PINNED) -e '.[dev]'
+	$(REF)/bin/python -m pip install --quiet sentence-transformers==$(ST_PINNED) datasets -e '.[dev]'
 	touch $@
 
 $(REF_NEW)/.installed-$(ST_NEWEST): pyproject.toml
 	$(PYTHON) -m venv $(REF_NEW)
 	$(REF_NEW)/bin/python -m pip install --quiet --upgrade pip
 	$(REF_NEW)/bin/python -m pip install --quiet torch==2.13.0
-	$(REF_NEW)/bin/python -m pip install --quiet sentence-transformers==$(ST_NEWEST) -e '.[dev]'
+	$(REF_NEW)/bin/python -m pip install --quiet sentence-transformers==$(ST_NEWEST) datasets -e '.[dev]'
 	touch $@
 
 $(WEIGHTS): $(VENV)/.installed
@@ -72,10 +72,11 @@ test-slow: $(WEIGHTS)
 test-all: test test-slow
 
 # Every live test under the pinned release; the conversion tests (folders the library
-# saves, converted and compared) under the newest one too.
+# saves, converted and compared) and hard-negative mining under the newest one too.
 test-live: $(REF)/.installed $(REF_NEW)/.installed-$(ST_NEWEST) $(WEIGHTS)
 	$(REF)/bin/python -m pytest -m live
-	$(REF_NEW)/bin/python -m pytest -m live tests/test_convert_live.py tests/test_cross_encoder_live.py
+	$(REF_NEW)/bin/python -m pytest -m live tests/test_convert_live.py tests/test_cross_encoder_live.py \
+		tests/test_mine_live.py
 
 reference: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python scripts/make_reference.py

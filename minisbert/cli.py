@@ -14,6 +14,7 @@ The ``minisbert`` command:
     minisbert eval sts --model runs/stsb [--split test]            Spearman x100, last line
     minisbert eval triplets | eval nli   triplet accuracy, NLI accuracy of a softmax run
     minisbert data fetch [--dest DIR]    download STS Benchmark, SICK, SNLI (--names mnli: MultiNLI)
+    minisbert mine --data snli-triplets --output hard.jsonl        hard negatives (minisbert.mining)
 
 ``train`` and ``eval`` read the datasets from $MINISBERT_DATA, else ~/.cache/minisbert/data
 ($MINISBERT_CACHE/data), where ``minisbert data fetch`` downloads them (minisbert.data).
@@ -725,6 +726,127 @@ EVALUATIONS = (
 
 
 EXTRA_COMMANDS.append(register_training_commands)
+
+
+# ---------------------------------------------------------------- mine
+
+
+def cmd_mine(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from minisbert.data import load_dataset
+    from minisbert.data.files import write_triplets
+    from minisbert.mining import anchor_positive_pairs, mine_triplets
+
+    output = triplets_path(args.output, args.data)  # before minutes of encoding
+    pairs = anchor_positive_pairs(load_dataset(args.data, args.split), args.data)
+    triplets = mine_triplets(
+        _encoder(args.model),
+        pairs,
+        num_negatives=args.num_negatives,
+        range_min=args.range_min,
+        range_max=args.range_max,
+        absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin,
+        sampling=args.sampling,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        show_progress_bar=sys.stderr.isatty(),
+    )
+    write_triplets(output, triplets)
+    found = Counter((t.anchor, t.positive) for t in triplets)  # negatives per pair
+    distinct = len(dict.fromkeys(pairs))
+    short = distinct - sum(1 for n in found.values() if n == args.num_negatives)
+    print(f"wrote {output}: {len(triplets)} triplets for {len(found)} of {distinct} pairs")
+    if short:
+        print(f"{short} pairs got fewer than {args.num_negatives} negatives: raise --range-max "
+              "or lower the margins for more")  # fmt: skip
+
+
+def triplets_path(path: str, data: str) -> Path:
+    """``--output`` checked before any work: a ``.jsonl`` file in an existing folder, and not
+    the ``--data`` file it is mined from (written whole at the end: ``write_triplets``)."""
+    output = Path(path)
+    if Path(data).is_file() and Path(data).resolve() == output.resolve():
+        raise ValueError(f"--output {path} is the --data file; write the triplets elsewhere")
+    if output.suffix.lower() != ".jsonl":
+        raise ValueError(f"--output {path}: triplets are written as JSON lines; name it *.jsonl")
+    if output.is_dir():
+        raise IsADirectoryError(f"--output {path} is a folder; give a file name ending .jsonl")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"--output {path}: {output.parent} is not an existing folder")
+    return output
+
+
+def count(text: str) -> int:
+    """A whole number, 0 or more (``positive_int`` for 1 or more)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    return int(text)
+
+
+def margin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: a margin is a number, 0 or more")
+    return value
+
+
+def register_mining_command(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub, "mine", cmd_mine, "mine hard negatives: (anchor, positive) pairs into triplets",
+        "For each anchor, the model scores every positive of the data by cosine similarity; "
+        "the nearest that are not the anchor's own positives (nor its own text) become its "
+        "negatives. Writes one (anchor, positive, negative) triplet a line as JSONL, which "
+        "`minisbert train --data TRIPLETS --loss mnrl` reads. A progress bar on stderr while "
+        "encoding and scoring (in a terminal). minisbert/mining.py explains the ranks and "
+        "margins, which are those of sentence-transformers' mine_hard_negatives.",
+    )  # fmt: skip
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    p.add_argument(
+        "--data", required=True, metavar="PAIRS",
+        help="triplets (their anchor and positive; e.g. snli-triplets) or a file of unlabelled "
+        "pairs (sentence1, sentence2); a dataset name or a file",
+    )  # fmt: skip
+    p.add_argument("--split", default="train", help="the split of --data (default: %(default)s)")
+    p.add_argument("--output", required=True, metavar="TRIPLETS",
+                   help="the .jsonl file to write (not the --data file)")  # fmt: skip
+    p.add_argument("--num-negatives", type=positive_int, default=3,
+                   help="negatives per pair, each a triplet (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--range-min", type=count, default=0,
+        help="skip the nearest candidates, ranks 0 to this - 1 (often unlabelled positives) "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--range-max", type=positive_int, default=None,
+        help="draw from ranks below this (default: --range-min + --num-negatives, x10 with a "
+        "margin, + the most positives of one anchor)",
+    )  # fmt: skip
+    p.add_argument(
+        "--absolute-margin", type=margin, default=None, metavar="M",
+        help="keep a negative only if it scores at least M below the anchor's positive "
+        "(default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--relative-margin", type=margin, default=None, metavar="R",
+        help="keep a negative only if it scores at least R x |p| below the positive's score "
+        "p, whatever its sign (0.05: 5%% of it) (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sampling", choices=["top", "random"], default="top",
+        help="top: the nearest in the ranks; random: drawn among them (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=count, default=0,
+                   help="the draws of --sampling random (default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="sentences encoded at once (default: %(default)s)")  # fmt: skip
+
+
+EXTRA_COMMANDS.append(register_mining_command)
 
 
 if __name__ == "__main__":
