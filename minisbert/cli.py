@@ -463,7 +463,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why).
     cached = uses_cache(config.mini_batch_size, config.batch_size)
-    result = train(config, steps=CachedSteps() if cached else PackedSteps())
+    steps = CachedSteps() if cached else PackedSteps()
+    result = train(config, steps=None if config.cross_encoder else steps)
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     if several and not distributed.is_main():

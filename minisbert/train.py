@@ -218,6 +218,20 @@ def _steps_for(config: TrainConfig, steps: Steps | None) -> Steps:
     says (a mini_batch_size below the batch size needs ``CachedSteps``)."""
     from minisbert.grad_cache import CachedSteps, uses_cache  # it imports this module
 
+    if config.cross_encoder:  # one side of pairs, not sentence vectors: nothing to cache
+        from minisbert.cross_encoder_training import PairSteps
+
+        if uses_cache(config.mini_batch_size, config.batch_size):
+            raise ValueError(
+                "--mini-batch-size caches sentence vectors for in-batch losses; a cross-encoder "
+                "has none: drop it (or lower --batch-size)"
+            )
+        if steps is not None and not isinstance(steps, PairSteps):
+            raise ValueError(
+                f"a cross-encoder trains with cross_encoder_training.PairSteps, not "
+                f"{type(steps).__name__}; pass steps=PairSteps() or leave steps out"
+            )
+        return steps or PairSteps()
     if not uses_cache(config.mini_batch_size, config.batch_size):
         return steps or PaddedSteps()
     if steps is None:
@@ -308,6 +322,8 @@ class Run:
         The loss is resolved here, once (a ``FILE.py:FUNCTION`` file runs once), and passed
         on: the data check, the step's function and the classifier all read this one."""
         config = self.config
+        if config.cross_encoder:
+            return self._load_pairs(loss_fn)
         self.encoder = SentenceEncoder.from_pretrained(self.base_dir)
         self.objective = get_loss(config.loss)  # its function, its data, whether it has a head
         self.data = load_training_data(config, self.encoder.tokenizer, self.objective)
@@ -318,6 +334,29 @@ class Run:
                                  matryoshka_weights=config.matryoshka_weights,
                                  embedding_dim=self.encoder.dim)  # fmt: skip
         self.evaluation = eval_examples(config.eval_data, config.data)
+        self._count_steps()
+
+    def _load_pairs(self, loss_fn: LossFn | None) -> None:
+        """``_load`` for a cross-encoder (``minisbert.cross_encoder_training``): the pairs
+        read together, a loss on their logits chosen by the data, and its evaluation."""
+        from minisbert import cross_encoder_training as pairs
+
+        config = self.config
+        if config.loss != TrainConfig.loss:
+            raise ValueError(
+                f"--loss {config.loss} with --cross-encoder: a cross-encoder's loss follows its "
+                "data (binary cross-entropy on scores, cross-entropy on classes); drop --loss"
+            )
+        examples, labels, num_labels = pairs.read_pairs(config)
+        self.encoder = pairs.start_model(self.base_dir, num_labels, config.seed, config.data)
+        self.data = pairs.pair_data(config, examples, labels, self.encoder)
+        self.objective = None
+        self.loss_fn = loss_fn or pairs.pair_loss(num_labels)  # loss(logits, labels)
+        self.evaluation = pairs.eval_examples(config.eval_data, config.data, num_labels)
+        self._count_steps()
+
+    def _count_steps(self) -> None:
+        config = self.config
         self.steps_per_epoch = len(self.data) // config.batch_size  # the short last is dropped
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(self.data)} examples make no batch of {config.batch_size}")
@@ -328,7 +367,7 @@ class Run:
         """What the optimiser updates: the encoder and, for a loss with parameters of its
         own, a new softmax classifier; the loss tried on it; every dropout layer seeded."""
         config, classifier = self.config, None
-        if self.objective.head:
+        if self.objective is not None and self.objective.head:
             classifier = SoftmaxClassifier(
                 self.encoder.dim, self.data.num_classes, concat=config.concat,
                 rngs=nnx.Rngs(config.seed),
@@ -370,15 +409,21 @@ class Run:
         """Call the loss once on the first batch's shapes, abstractly (``nnx.eval_shape``: no
         compute, nothing compiled): a loss that raises or returns no scalar stops here, in one
         line, rather than inside the jitted step."""
-        input_ids, attention_mask, labels = self.data.batch(
-            np.arange(len(self.data)), 0, self.config.batch_size
-        )  # (S, B, T) twice, (B,) or None
+        steps, embed = PaddedSteps(), embed_sides
+        if self.config.cross_encoder:
+            from minisbert.cross_encoder_training import PairSteps, pair_logits
+
+            steps, embed = PairSteps(), pair_logits
+        first = np.arange(len(self.data))
+        inputs, attention_mask, labels = steps.batch(self.data, first, 0, self.config.batch_size)
         value = nnx.eval_shape(
-            lambda t: compute_loss(t, input_ids, attention_mask, labels, self.loss_fn),
+            lambda t: compute_loss(t, inputs, attention_mask, labels, self.loss_fn, embed),
             self.trainable,
         )
         name = getattr(loss_fn, "__name__", repr(loss_fn))
-        check_loss_value(value, self.config.loss if loss_fn is None else f"loss_fn={name}")
+        if loss_fn is None:
+            name = "--cross-encoder's" if self.config.cross_encoder else self.config.loss
+        check_loss_value(value, name if loss_fn is None else f"loss_fn={name}")
 
     def _optimizer(self, classifier: SoftmaxClassifier | None) -> Any:
         """AdamW; a loss's own parameters (the softmax head) start random: their own rate."""
@@ -420,7 +465,13 @@ class Run:
             return {}
         name, examples, evaluate = self.evaluation
         model = _local(self.trainable.model)  # this process's copy, of a run of several
-        metrics = evaluate(SentenceEncoder(model, self.encoder.tokenizer), examples)
+        if self.config.cross_encoder:
+            from minisbert.cross_encoder import CrossEncoder
+
+            metrics = evaluate(CrossEncoder(model, self.encoder.tokenizer, self.encoder.config),
+                               examples)  # fmt: skip
+        else:
+            metrics = evaluate(SentenceEncoder(model, self.encoder.tokenizer), examples)
         self.trainable.train()
         return {f"{Path(name).stem}_{k}": round(v, 4) for k, v in metrics.items()}
 
@@ -456,8 +507,12 @@ class Run:
             print(metrics_table(metrics))
         if self.writes:
             trainable = _local(self.trainable)
-            checkpoint.save_model(self.output, trainable.model, self.base_dir,
-                                  trainable.classifier)  # fmt: skip
+            if self.config.cross_encoder:
+                checkpoint.save_cross_encoder(self.output, trainable.model, self.encoder.config,
+                                              self.base_dir)  # fmt: skip
+            else:
+                checkpoint.save_model(self.output, trainable.model, self.base_dir,
+                                      trainable.classifier)  # fmt: skip
         # The median, not the mean: the few steps that compile a new shape take seconds and
         # would swamp a mean of steps that take a fraction of one.
         median = float(np.median(self.times)) if self.times else 0.0

@@ -146,6 +146,13 @@ class TrainConfig:
         ", ".join(TABLE) + "; or FILE.py:FUNCTION, a loss of your own (default: %(default)s)",
         must=TEXT,
     )
+    cross_encoder: bool = setting(  # minisbert.cross_encoder_training
+        False,
+        "train a cross-encoder (both sentences through BERT together, a score per pair) "
+        "instead of a bi-encoder: binary cross-entropy on scores in [0, 1], cross-entropy on "
+        "class pairs (--loss is not used)",
+        action="store_true",
+    )  # fmt: skip
     output: str = setting(
         "runs/stsb",
         "the folder of the trained model; checkpoints in OUTPUT/checkpoints",
@@ -287,8 +294,8 @@ class TrainConfig:
 
     # Fields that change the numbers: a resumed run must keep them.
     MATH_FIELDS = (
-        "model", "data", "loss", "split", "epochs", "batch_size", "lr", "head_lr", "probe_steps",
-        "seed", "warmup_ratio",
+        "model", "data", "loss", "cross_encoder", "split", "epochs", "batch_size", "lr",
+        "head_lr", "probe_steps", "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
         "dropout_bits", "matryoshka_dims", "matryoshka_weights", "mini_batch_size",
     )  # fmt: skip

@@ -274,11 +274,36 @@ def save_model(
     if dense:
         write_safetensors_atomic(dense, output / "dense.safetensors")
         written.append("dense.safetensors")
+    written += _copy_tokenizer(base_dir, output)
+    if classifier is not None:
+        written += save_classifier(output, classifier)
+    write_manifest(output, written)  # last: the model folder is complete
+
+
+def save_cross_encoder(output: Path, model: nnx.Module, head: Any, base_dir: Path) -> None:
+    """Write ``model`` (a CrossEncoderModel) as a minisbert cross-encoder folder, as
+    ``save_model`` writes a bi-encoder: its weights (bert.*, pooler.*, classifier.*),
+    config.json, ``head`` (a CrossEncoderConfig) as cross_encoder.json, the tokenizer from
+    ``base_dir``, then the manifest. Raises NonFiniteWeights, writing nothing, on NaN or inf."""
+    from minisbert.cross_encoder import CROSS_ENCODER_JSON
+
+    weights = flat_params(model)
+    check_finite_weights(weights, f"the cross-encoder for {output}")
+    (output / MANIFEST).unlink(missing_ok=True)
+    write_safetensors_atomic(weights, output / "model.safetensors")
+    _write_json_atomic(model.config.to_dict(), output / "config.json")
+    _write_json_atomic(head.to_dict(), output / CROSS_ENCODER_JSON)
+    written = ["model.safetensors", "config.json", CROSS_ENCODER_JSON]
+    written += _copy_tokenizer(base_dir, output)
+    write_manifest(output, written)  # last: the folder is complete
+
+
+def _copy_tokenizer(base_dir: Path, output: Path) -> list[str]:
+    """Copy the tokenizer's files from ``base_dir`` into ``output``; their names."""
+    written = []
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (base_dir / name).is_file():
             if base_dir.resolve() != output.resolve():
                 shutil.copyfile(base_dir / name, output / name)
             written.append(name)
-    if classifier is not None:
-        written += save_classifier(output, classifier)
-    write_manifest(output, written)  # last: the model folder is complete
+    return written
