@@ -463,8 +463,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why).
     cached = uses_cache(config.mini_batch_size, config.batch_size)
-    steps = CachedSteps() if cached else PackedSteps()
-    result = train(config, steps=None if config.cross_encoder else steps)
+    if config.cross_encoder:
+        from minisbert.fast.pairs import PackedPairSteps
+
+        steps = PackedPairSteps()
+    else:
+        steps = CachedSteps() if cached else PackedSteps()
+    result = train(config, steps=steps)
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     if several and not distributed.is_main():

@@ -120,7 +120,11 @@ class CrossEncoderModel(nnx.Module):
         token_type_ids: jax.Array,  # (B, T): 0 for [CLS] a [SEP], 1 for b [SEP]
     ) -> jax.Array:  # (B, C) logits
         h = self.bert(input_ids, attention_mask, token_type_ids)  # (B, T, D)
-        pooled = jnp.tanh(self.pooler(h[:, 0]))  # (B, D): the [CLS] vector, through the pooler
+        return self.classify(h[:, 0])  # (B, C): from each pair's [CLS] vector
+
+    def classify(self, cls: jax.Array) -> jax.Array:  # (B, D) -> (B, C) logits
+        """The two layers on top of BERT, on the pairs' [CLS] vectors: the pooler, then the head."""
+        pooled = jnp.tanh(self.pooler(cls))  # (B, D)
         return self.classifier(self.dropout(pooled))  # (B, C)
 
 

@@ -114,7 +114,9 @@ class PairData(TrainingData):
 def read_pairs(config: TrainConfig) -> tuple[list[PairExample], np.ndarray, int]:
     """``config.data`` as pairs for a cross-encoder, their labels (N,) and the number of
     labels C: scored pairs (scores rescaled to [0, 1] as the bi-encoder's are; C = 1) or
-    class pairs (C classes); triplets and unlabelled pairs are refused."""
+    class pairs (C classes); triplets and unlabelled pairs are refused. With
+    ``config.pair_order`` "both" (by default for scored pairs) every pair comes twice, (a, b)
+    then (b, a): 2N examples, shuffled together."""
     from minisbert.training_data import _labels  # the class-id checks, shared
 
     examples = load_dataset(config.data, config.split, normalize=True)
@@ -135,6 +137,10 @@ def read_pairs(config: TrainConfig) -> tuple[list[PairExample], np.ndarray, int]
             "--cross-encoder learns sigmoid(logit) = score, so scores must lie in [0, 1]: "
             "rescale them in the file"
         )
+    if config.pair_order == "both" or (config.pair_order == "auto" and scored):
+        examples = examples + [dataclasses.replace(e, sentence1=e.sentence2,
+                                                   sentence2=e.sentence1) for e in examples]
+        labels = np.concatenate([labels, labels])  # (2N,)
     return examples, labels, 1 if scored else int(labels.max()) + 1
 
 
@@ -169,7 +175,9 @@ def _label_names(data: str, num_labels: int) -> tuple[str, ...]:
 
 class PairSteps:
     """Padded batches of pairs, (1, B, T), through ``train_step`` with ``pair_logits``, on the
-    default device."""
+    default device. (``minisbert.fast.pairs.PackedPairSteps``: the same, packed.)"""
+
+    for_pairs = True  # lays out pairs: a cross-encoder's run checks it is given such Steps
 
     def prepare(self, data, config, total, trainable, optimizer) -> None:  # noqa: ANN001
         pass  # each batch is padded to its own bucket length

@@ -226,10 +226,10 @@ def _steps_for(config: TrainConfig, steps: Steps | None) -> Steps:
                 "--mini-batch-size caches sentence vectors for in-batch losses; a cross-encoder "
                 "has none: drop it (or lower --batch-size)"
             )
-        if steps is not None and not isinstance(steps, PairSteps):
+        if steps is not None and not getattr(steps, "for_pairs", False):
             raise ValueError(
-                f"a cross-encoder trains with cross_encoder_training.PairSteps, not "
-                f"{type(steps).__name__}; pass steps=PairSteps() or leave steps out"
+                f"a cross-encoder trains with Steps that lay out pairs (PairSteps, or "
+                f"fast.pairs.PackedPairSteps), not {type(steps).__name__}; leave steps out"
             )
         return steps or PairSteps()
     if not uses_cache(config.mini_batch_size, config.batch_size):

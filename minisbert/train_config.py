@@ -153,6 +153,14 @@ class TrainConfig:
         "class pairs (--loss is not used)",
         action="store_true",
     )  # fmt: skip
+    pair_order: str = setting(  # minisbert.cross_encoder_training.read_pairs
+        "auto",
+        "--cross-encoder: 'both' trains every pair as (a, b) and as (b, a), twice the steps an "
+        "epoch, so that the score does not depend on the order; 'given' as the data has them; "
+        "'auto': both for scored pairs (similarity is symmetric), given for class pairs "
+        "(NLI's premise and hypothesis are not) (default: %(default)s)",
+        choices=("auto", "both", "given"),
+    )  # fmt: skip
     output: str = setting(
         "runs/stsb",
         "the folder of the trained model; checkpoints in OUTPUT/checkpoints",
@@ -294,8 +302,8 @@ class TrainConfig:
 
     # Fields that change the numbers: a resumed run must keep them.
     MATH_FIELDS = (
-        "model", "data", "loss", "cross_encoder", "split", "epochs", "batch_size", "lr",
-        "head_lr", "probe_steps", "seed", "warmup_ratio",
+        "model", "data", "loss", "cross_encoder", "pair_order", "split", "epochs",
+        "batch_size", "lr", "head_lr", "probe_steps", "seed", "warmup_ratio",
         "weight_decay", "max_grad_norm", "max_steps", "margin", "scale", "distance", "concat",
         "dropout_bits", "matryoshka_dims", "matryoshka_weights", "mini_batch_size",
     )  # fmt: skip

@@ -10,7 +10,9 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 from runs import EVERY_STEP, Killed, config_for, kill_after, train_args
 from tiny import write_training_files
 
@@ -21,11 +23,13 @@ from minisbert.cross_encoder_training import (
     binary_cross_entropy,
     cross_entropy,
     pair_data,
+    pair_logits,
     read_pairs,
     start_model,
 )
+from minisbert.fast.pairs import PackedPairSteps, packed_pair_logits
 from minisbert.io.weights import read_safetensors
-from minisbert.train import train
+from minisbert.train import Trainable, train
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +82,27 @@ def test_a_batch_is_the_pairs_as_predict_tokenizes_them(files, tmp_path):
         assert mask[0, row].sum() == n and not segments[0, row, n:].any()
         assert types[row][0] == 0 and types[row][-1] == 1  # [CLS] in a, the last [SEP] in b
     np.testing.assert_array_equal(batch_labels, labels[8:16])
+
+
+@pytest.mark.parametrize("data", ["scores", "classes"])
+def test_packed_pairs_give_the_padded_logits(files, tmp_path, data):
+    config = config_for(files, tmp_path / "out", data=str(files[data]), cross_encoder=True)
+    examples, labels, num_labels = read_pairs(config)
+    model = start_model(files["model"], num_labels, seed=0)
+    pairs = pair_data(config, examples, labels, model)
+    trainable = Trainable(model.model)
+    optimizer = nnx.Optimizer(trainable, optax.sgd(0.1), wrt=nnx.Param)
+    steps = PackedPairSteps()
+    steps.prepare(pairs, config, 3, trainable, optimizer)
+    trainable.eval()  # dropout off: the two layouts compute one function
+    order = np.random.default_rng(0).permutation(len(pairs))
+    for index in range(3):
+        inputs, mask, _ = PairSteps().batch(pairs, order, index, 8)
+        padded = pair_logits(trainable.model, inputs, mask)  # (1, B, C)
+        packed_inputs, _ = steps.batch(pairs, order, index, 8)
+        packed = packed_pair_logits(trainable.model, packed_inputs, None)
+        assert packed.shape == padded.shape == (1, 8, num_labels)
+        np.testing.assert_allclose(np.asarray(packed), np.asarray(padded), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -136,3 +161,17 @@ def main_err(files, tmp_path, data_file, capsys) -> str:
     args[args.index(str(files["scores"]))] = str(data_file)
     assert main([*args, "--cross-encoder", "--batch-size", "2"]) == 1
     return capsys.readouterr().err
+
+
+def test_pair_order_both_trains_each_scored_pair_both_ways(files, tmp_path):
+    given = config_for(files, tmp_path / "o", cross_encoder=True, pair_order="given")
+    examples, labels, _ = read_pairs(given)
+    both, both_labels, _ = read_pairs(dataclasses.replace(given, pair_order="auto"))
+    n = len(examples)
+    assert len(both) == 2 * n and both[:n] == examples
+    assert [(e.sentence2, e.sentence1) for e in both[n:]] == [
+        (e.sentence1, e.sentence2) for e in examples
+    ]
+    np.testing.assert_array_equal(both_labels, np.concatenate([labels, labels]))
+    classes = dataclasses.replace(given, data=str(files["classes"]), pair_order="auto")
+    assert len(read_pairs(classes)[0]) == 24  # NLI's premise and hypothesis keep their order
