@@ -28,13 +28,14 @@ the pairs' positives, each text once. For every distinct anchor:
 The relative threshold is always *below* ``p``, whatever its sign: that is what "right" means
 for a negative ``p``. The form ``p (1 - r)``, equal for ``p >= 0``, puts it above ``p``
 when ``p < 0`` (``p = -0.2, r = 0.1``: ``-0.18``) and so keeps negatives that score higher
-than the positive; sentence-transformers computed it that way once (its issue #3819).
+than the positive; sentence-transformers computed it that way once (its #3819).
 
 The triplets: each distinct anchor in order of first appearance, each of its distinct
 positives, each of its negatives best first; an anchor short of negatives gets those found.
 These are sentence-transformers' ``mine_hard_negatives`` (6.3: cosine, no faiss,
 ``output_format="triplet"``), with a seeded ``"random"`` and one difference: ``M`` counts
-an anchor's distinct positives, where it counts its pairs (a repeated pair twice).
+an anchor's distinct positives, where it counts its pairs (a repeated pair twice). Its 6.2
+kept one candidate fewer and offered an anchor's own text as the anchor's nearest negative.
 
 Shapes: A distinct anchors, P corpus texts, D embedding size, C anchors in a chunk, K
 candidates kept per anchor, W the window, n = num_negatives.
