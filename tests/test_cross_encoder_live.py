@@ -125,3 +125,65 @@ def test_plain_hf_folder(tmp_path):
     ours = CrossEncoder.from_pretrained(convert(hf_dir, tmp_path / "ours"))
     assert ours.config.activation == "sigmoid"
     assert_close(ours.predict(PAIRS), model.predict(PAIRS, convert_to_numpy=True), "plain HF")
+
+
+# The gradients of the training loss, compared where the two libraries lay a tensor out alike
+# (the word embeddings, which the gradient reaches through every layer) or transposed (the
+# pooler and the head: torch's (out, in) is minisbert's (in, out)).
+GRADIENTS = {
+    "bert.embeddings.word_embeddings.embedding": ("embeddings.word_embeddings.weight", False),
+    "pooler.kernel": ("pooler.dense.weight", True),
+    "classifier.kernel": ("classifier.weight", True),
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_training_loss_and_its_gradient(name, tmp_path):
+    """``minisbert train --cross-encoder``'s loss against the library's for the same data:
+    BinaryCrossEntropyLoss on scores in [0, 1] for one label, CrossEntropyLoss on classes for
+    three; dropout off on both sides. Tolerance: 1e-5 of the largest |value|."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+    from sentence_transformers.cross_encoder import losses
+
+    from minisbert.cross_encoder_training import binary_cross_entropy, cross_entropy, pair_logits
+    from minisbert.io.weights import dotted_name
+    from minisbert.tokenizer import pad_batch
+
+    shape, num_labels = SHAPES[name]
+    model = build_st_cross_encoder(tmp_path / "st", shape, num_labels)
+    ours = CrossEncoder.from_pretrained(convert(tmp_path / "st", tmp_path / "ours"))
+    rng = np.random.default_rng(0)
+    if num_labels == 1:
+        labels = rng.random(len(PAIRS)).astype(np.float32)  # (B,) scores in [0, 1]
+        their_loss, our_loss = losses.BinaryCrossEntropyLoss(model), binary_cross_entropy
+    else:
+        labels = rng.integers(0, num_labels, len(PAIRS))  # (B,) class ids
+        their_loss, our_loss = losses.CrossEntropyLoss(model), cross_entropy
+
+    model.eval()
+    model.zero_grad()
+    columns = [[a for a, _ in PAIRS], [b for _, b in PAIRS]]
+    theirs = their_loss(columns, torch.tensor(labels))
+    theirs.backward()
+    their_grads = {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+
+    ids, types = ours.tokenize_pairs(PAIRS)
+    T = max(map(len, ids))
+    input_ids, mask = pad_batch(ids, T, ours.tokenizer.pad_token_id)  # (B, T) each
+    segments, _ = pad_batch(types, T, 0)  # (B, T)
+    ours.model.eval()
+
+    def loss_of(m):
+        logits = pair_logits(m, (input_ids[None], segments[None]), mask[None])  # (1, B, C)
+        return our_loss(logits[0], jnp.asarray(labels))
+
+    value, grads = nnx.value_and_grad(loss_of)(ours.model)
+    assert float(value) == pytest.approx(theirs.item(), rel=1e-5, abs=1e-6)
+    flat = {dotted_name(path): np.asarray(g.get_value()) for path, g in nnx.to_flat_state(grads)}
+    for mine, (their_suffix, transpose) in GRADIENTS.items():
+        (match,) = [g for n, g in their_grads.items() if n.endswith(their_suffix)]
+        assert_close(flat[mine], match.T if transpose else match, f"{name}: d loss / d {mine}")
+    assert jax.tree.leaves(grads)  # a gradient for the parameters, not an empty tree
