@@ -99,8 +99,9 @@ def main() -> int:
     parser.add_argument(
         "--timeout",
         type=int,
-        default=3600,
-        help="seconds one cell may take (full mode trains three seeds in one cell)",
+        default=3 * 3600,
+        help="seconds one cell may take (full mode trains three seeds in one cell; lesson 13's "
+        "three cross-encoders of four epochs on STS-b take the longest)",
     )
     args = parser.parse_args()
     sources = lesson_sources(args.lessons)

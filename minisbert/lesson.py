@@ -220,7 +220,9 @@ def by_hand(fn: Callable[..., Any], *library: Callable[..., Any]) -> Callable[..
 
     While ``fn`` runs, every binding of a library function, in ``fn``'s globals and in the
     modules of the library function's package, is swapped for a stand-in that raises. So
-    ``max_pooling(...)``, ``minisbert.pooling.max_pooling(...)`` and an alias all fail.
+    ``max_pooling(...)``, ``minisbert.pooling.max_pooling(...)`` and an alias all fail. A
+    method (``CrossEncoder.tokenize_pairs``) is swapped in the classes that hold it, so a
+    call on any instance fails too.
     """
     for f in library:
         assert fn is not f, f"{_name(fn)} is the library's {_name(f)} itself: write your own"
@@ -257,16 +259,24 @@ def _forbidden(
         if isinstance(m, types.ModuleType) and name.split(".")[0] in packages
     ]
     swapped: list[tuple[dict[str, Any], str, Any]] = []
+    methods: list[tuple[type, str, Any]] = []  # a class's namespace is read-only: setattr
     try:
         for space in spaces:
             for key, value in list(space.items()):
                 if any(value is f for f in library):
                     swapped.append((space, key, value))
                     space[key] = stand_in(value)
+                elif isinstance(value, type):  # a class (seen once per module that holds it)
+                    for name, member in list(vars(value).items()):
+                        if any(member is f for f in library):
+                            methods.append((value, name, member))
+                            setattr(value, name, stand_in(member))
         yield
     finally:
         for space, key, value in swapped:
             space[key] = value
+        for cls, name, member in reversed(methods):
+            setattr(cls, name, member)
 
 
 # ---------------------------------------------------------------- training in a lesson

@@ -33,13 +33,14 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG, make_tiny_model_dir
+from tiny import TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
 
 import minisbert.pooling
 import minisbert.train
 from minisbert import lesson
 from minisbert.batching import batch_rows, bucket_length, smart_batches
 from minisbert.config import SentenceConfig
+from minisbert.cross_encoder import CrossEncoder, CrossEncoderConfig, CrossEncoderModel
 from minisbert.data import DataError
 from minisbert.distances import cos_sim_matrix
 from minisbert.loss_check import check_loss, random_inputs
@@ -53,6 +54,7 @@ from minisbert.optimizer import make_optimizer
 from minisbert.pooling import max_pooling, pool
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
 from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
+from minisbert.tokenizer import Tokenizer, pad_batch
 from minisbert.train import Trainable, TrainResult, compute_loss, train_step
 
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
@@ -204,6 +206,17 @@ def test_by_hand_catches_the_library_however_it_is_called():
     assert float(max_pooling(x, mask).sum()) == 3.0, "the library is restored afterwards"
 
 
+def test_by_hand_catches_a_method_called_on_any_instance():
+    model = CrossEncoder(None, Tokenizer(tiny_tokenizer(), 16), CrossEncoderConfig())
+
+    def calls_it(a, b):
+        return model.tokenize_pairs([(a, b)])[0][0]  # [CLS] a [SEP] b [SEP]
+
+    with pytest.raises(AssertionError, match=r"calls minisbert\.cross_encoder\.CrossEncoder\."):
+        lesson.by_hand(calls_it, CrossEncoder.tokenize_pairs)("the cat", "a dog")
+    assert calls_it("the cat", "a dog")[0] == 2, "the method is restored afterwards: [CLS] = 2"
+
+
 def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, monkeypatch, capsys):
     """``train`` itself (tests/test_train.py) is replaced by a stand-in that writes a model
     folder: what is checked is the config finetune builds, the model it loads back, and
@@ -282,7 +295,11 @@ def check_from(stem: str, name: str, **inputs: Any):
         for c in jupytext.read(source).cells
         if c.cell_type == "code" and f"def {name}(" in c.source
     )
-    fake_lesson = types.SimpleNamespace(exercise=lambda *a, **k: None, by_hand=lesson.by_hand)
+
+    def exercise(check, *answers, lesson):  # the answers back, as lesson.exercise gives them
+        return answers[0] if len(answers) == 1 else answers
+
+    fake_lesson = types.SimpleNamespace(exercise=exercise, by_hand=lesson.by_hand)
     namespace = {
         "np": np,
         "jnp": jnp,
@@ -542,3 +559,70 @@ def test_12_checks_refuse_the_library():
 
     with pytest.raises(AssertionError, match="multiple_negatives_ranking_loss"):
         check_symmetric(by_library)
+
+
+def test_13_check_refuses_the_library():
+    """A tiny random cross-encoder (hidden 36, vocab 99) stands in for the lesson's."""
+    stem = "13_cross_encoders"
+    model = nnx.eval_shape(lambda: CrossEncoderModel(TINY_CONFIG, 1, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(0)
+    state = nnx.state(model)
+    for path, var in nnx.to_flat_state(state):  # drawn in numpy: no initialiser to compile
+        shape, dtype = var.get_value().shape, var.get_value().dtype
+        scale = 0.5 if path[0] in ("pooler", "classifier") else 0.02  # a head far from linear
+        if not isinstance(var, nnx.Param):  # the dropout streams' keys and counts
+            var.set_value(jnp.zeros(shape, dtype))
+        elif path[-1] == "scale":  # LayerNorm
+            var.set_value(jnp.ones(shape, dtype))
+        else:
+            var.set_value(jnp.asarray(rng.normal(0.0, scale, shape).astype(dtype)))
+    nnx.update(model, state)
+    model.eval()
+    cross_encoder = CrossEncoder(model, Tokenizer(tiny_tokenizer(), 32), CrossEncoderConfig())
+    check = check_from(
+        stem,
+        "check_cross_encoder_by_hand",
+        cross_encoder=cross_encoder,
+        check_pairs=[("the cat sat on the mat", "a dog runs"), ("a dog", "the cat is running")],
+        CrossEncoder=CrossEncoder,
+        CrossEncoderModel=CrossEncoderModel,
+        pad_batch=pad_batch,
+        nnx=nnx,
+    )
+    pair_input, pair_head = solution(stem, "pair_input"), solution(stem, "pair_head")
+    check(pair_input, pair_head)
+    decode = cross_encoder.tokenizer.backend.decode
+
+    def by_library(a_ids, b_ids, vocab):
+        (ids,), (types,) = cross_encoder.tokenize_pairs([(decode(a_ids), decode(b_ids))])
+        return ids, types
+
+    def typed_ids(a_ids, b_ids, vocab):  # [CLS] = 2, [SEP] = 3 in the tiny vocabulary only
+        return [2, *a_ids, 3, *b_ids, 3], [0] * (len(a_ids) + 2) + [1] * (len(b_ids) + 1)
+
+    def one_segment(a_ids, b_ids, vocab):
+        ids, _ = pair_input(a_ids, b_ids, vocab)
+        return ids, [0] * len(ids)
+
+    def head_by_library(cls, *weights):
+        return np.asarray(cross_encoder.model.classify(jnp.asarray(cls)))
+
+    def no_tanh(cls, pooler_kernel, pooler_bias, classifier_kernel, classifier_bias):
+        return (cls @ pooler_kernel + pooler_bias) @ classifier_kernel + classifier_bias
+
+    def own_weights(cls, *weights):  # the lesson's model's head, not the one it is given
+        layers = (cross_encoder.model.pooler, cross_encoder.model.classifier)
+        mine = [np.asarray(p.get_value()) for layer in layers for p in (layer.kernel, layer.bias)]
+        return pair_head(cls, *mine)
+
+    wrong = [
+        ((by_library, pair_head), "calls minisbert.cross_encoder.CrossEncoder.tokenize_pairs"),
+        ((typed_ids, pair_head), "with {'[PAD]': 0"),
+        ((one_segment, pair_head), "segment ids"),
+        ((pair_input, head_by_library), "calls minisbert.cross_encoder.CrossEncoderModel.classify"),
+        ((pair_input, no_tanh), "differ from CrossEncoderModel's"),
+        ((pair_input, own_weights), "three labels"),
+    ]
+    for answers, message in wrong:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            check(*answers)
