@@ -15,6 +15,7 @@ The ``minisbert`` command:
     minisbert eval triplets | eval nli   triplet accuracy, NLI accuracy of a softmax run
     minisbert data fetch [--dest DIR]    download STS Benchmark, SICK, SNLI (--names mnli: MultiNLI)
     minisbert mine --data snli-triplets --output hard.jsonl        hard negatives (minisbert.mining)
+    minisbert lessons DIR                the lessons' notebooks, to open in Jupyter
 
 ``train`` and ``eval`` read the datasets from $MINISBERT_DATA, else ~/.cache/minisbert/data
 ($MINISBERT_CACHE/data), where ``minisbert data fetch`` downloads them (minisbert.data).
@@ -853,6 +854,34 @@ def register_mining_command(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_COMMANDS.append(register_mining_command)
+
+
+# ---------------------------------------------------------------- lessons
+
+
+def cmd_lessons(args: argparse.Namespace) -> None:
+    from minisbert.lesson import write_notebooks
+
+    written = write_notebooks(args.dir, overwrite=args.overwrite)
+    print(
+        f"wrote {len(written)} notebooks into {args.dir}: {written[0].name} ... {written[-1].name}"
+    )
+    print(
+        "next: pip install jupyterlab matplotlib (if missing), then "
+        f"`jupyter lab {args.dir}` and Run All; each notebook's first cell finds or fetches the "
+        "weights and the data (minisbert/lesson.py), and the reference solutions come from "
+        "the installed minisbert"
+    )
+
+
+def register_lessons_command(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "lessons", cmd_lessons, "write the lessons' notebooks into a folder")
+    p.add_argument("dir", type=Path, help="the folder (made if missing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace notebooks already there (their answers are lost)")  # fmt: skip
+
+
+EXTRA_COMMANDS.append(register_lessons_command)
 
 
 if __name__ == "__main__":

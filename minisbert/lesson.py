@@ -17,9 +17,13 @@ Where things are looked for, first match wins:
   it: ``minisbert.data.data_folder``), then
   ``../shared/data`` and ``data/`` next to the repository. ``setup`` sets
   ``MINISBERT_DATA`` to the folder it found, so ``load_dataset`` finds it too.
-- **solutions**: ``lessons/solutions/`` of the repository that holds the ``minisbert``
-  package (an editable install or a clone on ``sys.path``), or ``$MINISBERT_LESSONS/solutions``.
-  Never the working directory: a notebook may run anywhere.
+- **solutions**: the ones the installed package carries (``minisbert/_lessons/solutions/``,
+  shipped in the wheel from ``lessons/``), then ``lessons/solutions/`` of the repository that
+  holds the ``minisbert`` package (an editable install or a clone on ``sys.path``), then
+  ``$MINISBERT_LESSONS/solutions``. Never the working directory: a notebook may run anywhere.
+
+``write_notebooks(folder)`` writes the lessons' notebooks into a folder (``minisbert lessons
+DIR``): with minisbert installed, they are all a student needs.
 
 ``exercise(check, answer, lesson="01_...")`` runs an exercise's check. An unsolved exercise
 (its function still raises ``NotImplementedError``) says so and hands back the reference
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.resources
 import inspect
 import json
 import os
@@ -158,13 +163,58 @@ def find_data(*, download: bool = True) -> Path:
     return cache
 
 
-def solutions_dir() -> Path | None:
-    """lessons/solutions/ of the checkout that holds minisbert, or of ``$MINISBERT_LESSONS``."""
-    roots = [Path(os.environ[LESSONS_ENV])] if os.environ.get(LESSONS_ENV) else []
-    for folder in [*(r / "solutions" for r in roots), REPO / "lessons" / "solutions"]:
-        if folder.is_dir():
+def lessons_dir() -> Path | None:
+    """The lessons the installed package carries (``minisbert/_lessons``, a wheel's copy of
+    ``lessons/``), else ``lessons/`` of the checkout that holds minisbert."""
+    packaged = importlib.resources.files("minisbert") / "_lessons"
+    for folder in [packaged, REPO / "lessons"]:
+        if isinstance(folder, Path) and folder.is_dir():  # not inside a zip
             return folder
     return None
+
+
+def solutions_dir() -> Path | None:
+    """The installed package's solutions, else the checkout's, else ``$MINISBERT_LESSONS``'s."""
+    roots: list[Path | None] = [lessons_dir(), REPO / "lessons"]
+    if os.environ.get(LESSONS_ENV):
+        roots.append(Path(os.environ[LESSONS_ENV]).expanduser())
+    for root in roots:
+        if root is not None and (root / "solutions").is_dir():
+            return root / "solutions"
+    return None
+
+
+def write_notebooks(folder: Path | str, *, overwrite: bool = False) -> list[Path]:
+    """Write every lesson's notebook (``NN_topic.ipynb``) into ``folder``; return their paths.
+
+    Refuses, before writing anything, when ``folder`` already holds one of them, unless
+    ``overwrite``. Each is written beside its destination and swapped in whole. The notebooks
+    need nothing else there: the solutions come from the installed package.
+    """
+    source = lessons_dir()
+    notebooks = sorted(source.glob("[0-9][0-9]_*.ipynb")) if source else []
+    if not notebooks:
+        raise FileNotFoundError(
+            f"no lessons found in the installed minisbert ({REPO}): reinstall it from a wheel "
+            "or a clone that has lessons/"
+        )
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file: name a folder for the notebooks")
+    present = [n.name for n in notebooks if (folder / n.name).exists()]
+    if present and not overwrite:
+        raise FileExistsError(
+            f"{folder} already holds {len(present)} of the notebooks ({present[0]}, ...): pass "
+            "--overwrite to replace them (your answers in them are lost), or name another folder"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for notebook in notebooks:
+        part = folder / f".{notebook.name}.part"
+        part.write_bytes(notebook.read_bytes())
+        os.replace(part, folder / notebook.name)
+        written.append(folder / notebook.name)
+    return written
 
 
 def load_solution(lesson: str) -> dict[str, Any]:
@@ -172,9 +222,9 @@ def load_solution(lesson: str) -> dict[str, Any]:
     folder = solutions_dir()
     if folder is None or not (folder / f"{lesson}.py").is_file():
         raise FileNotFoundError(
-            f"the reference solution {lesson}.py was not found (minisbert is installed from "
-            f"{REPO}, which has no lessons/solutions/): install minisbert from a clone with "
-            f"`pip install -e .`, or set {LESSONS_ENV} to the clone's lessons/ folder"
+            f"the reference solution {lesson}.py was not found (in the installed minisbert, "
+            f"{REPO}, or {LESSONS_ENV}): install minisbert from a wheel or a clone, or set "
+            f"{LESSONS_ENV} to a clone's lessons/ folder"
         )
     return runpy.run_path(str(folder / f"{lesson}.py"))
 
