@@ -138,8 +138,9 @@ def read_pairs(config: TrainConfig) -> tuple[list[PairExample], np.ndarray, int]
             "rescale them in the file"
         )
     if config.pair_order == "both" or (config.pair_order == "auto" and scored):
-        examples = examples + [dataclasses.replace(e, sentence1=e.sentence2,
-                                                   sentence2=e.sentence1) for e in examples]
+        examples = examples + [
+            dataclasses.replace(e, sentence1=e.sentence2, sentence2=e.sentence1) for e in examples
+        ]
         labels = np.concatenate([labels, labels])  # (2N,)
     return examples, labels, 1 if scored else int(labels.max()) + 1
 

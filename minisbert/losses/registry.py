@@ -14,7 +14,8 @@ How the train step calls a loss. It embeds the S sides of a batch with the same 
 ``head`` is passed only to a loss with trainable parameters of its own (the softmax
 classifier); ``labels`` only when the data has them. A row marked ``in_batch_negatives`` takes
 the batch's other examples as negatives, so its runs get batches that hold no text twice
-(``minisbert.training_data.distinct_batches``; ``--allow-duplicates`` turns that off). So the data decides the arguments:
+(``minisbert.training_data.distinct_batches``; ``--allow-duplicates`` turns that off). So the
+data decides the arguments:
 
     data kind          sides  labels             called as
     scored pairs       2      (B,) float score   loss(u, v, scores)
