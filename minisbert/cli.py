@@ -446,9 +446,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from minisbert.fast.host_memory import keep_freed_memory
+    from minisbert.grad_cache import uses_cache  # imports JAX, which computes nothing yet
 
-    keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
     config = config_from_args(args)
+    # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why). Its
+    # many small programs would pile up the freed memory that keep_freed_memory keeps (at
+    # batch 1024: 2,226 against 1,653 MiB, bench/README.md), so a cached run goes without it.
+    cached = uses_cache(config.mini_batch_size, config.batch_size)
+    if not cached:
+        keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
     several = args.distributed == "auto" or any(
         value is not None for value in (args.coordinator, args.num_processes, args.process_id)
     )
@@ -459,11 +465,9 @@ def cmd_train(args: argparse.Namespace) -> None:
                                auto=args.distributed == "auto")  # fmt: skip
 
     from minisbert.fast import PackedSteps
-    from minisbert.grad_cache import CachedSteps, uses_cache
+    from minisbert.grad_cache import CachedSteps
     from minisbert.train import train
 
-    # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why).
-    cached = uses_cache(config.mini_batch_size, config.batch_size)
     if config.cross_encoder:
         from minisbert.fast.pairs import PackedPairSteps
 
