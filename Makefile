@@ -9,6 +9,7 @@
 #   make test-live   reference environments (.venv-ref: torch CPU + the pinned
 #                    sentence-transformers; .venv-ref-new: the newest release)
 #   make bench       speed and memory against sentence-transformers, printed as a table
+#   make bench-grad-cache  peak memory of a train step with and without --mini-batch-size
 #   make recipes     the paper's training results, reproduced with the minisbert command
 #   make paper       the paper's central experiment: plain BERT -> SBERT-NLI (hub and a GPU)
 #   make lessons     execute every lesson on real data into build/lessons/
@@ -24,7 +25,7 @@ WEIGHTS := weights/$(MODEL)/model.safetensors
 MINISBERT_DATA ?= $(abspath ../shared/data)
 export MINISBERT_DATA
 
-.PHONY: demo test test-slow test-all test-live weights reference lessons bench recipes paper lint clean device-check
+.PHONY: demo test test-slow test-all test-live weights reference lessons bench bench-grad-cache recipes paper lint clean device-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,11 @@ device-check: $(WEIGHTS)
 
 bench: $(REF)/.installed $(WEIGHTS)
 	$(REF)/bin/python -m bench
+
+# Peak memory of a training step with and without the gradient cache (--mini-batch-size),
+# batch 32, 256 and 1024, each run in its own process; minisbert alone, so .venv.
+bench-grad-cache: $(WEIGHTS)
+	$(VENV)/bin/python -m bench.grad_cache
 
 # The paper's training results (STS-b fine-tune, NLI, triplets): about 26 minutes on a
 # 2-core CPU. RECIPES=ablation: how the softmax head is trained (single lr, head lr, probe
