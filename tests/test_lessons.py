@@ -33,11 +33,11 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from tiny import TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
+from tiny import ONE_LAYER, TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
 
 import minisbert.pooling
 import minisbert.train
-from minisbert import lesson
+from minisbert import grad_cache, lesson
 from minisbert.batching import batch_rows, bucket_length, smart_batches
 from minisbert.config import SentenceConfig
 from minisbert.cross_encoder import CrossEncoder, CrossEncoderConfig, CrossEncoderModel
@@ -626,3 +626,114 @@ def test_13_check_refuses_the_library():
     for answers, message in wrong:
         with pytest.raises(AssertionError, match=re.escape(message)):
             check(*answers)
+
+
+def cached_step_check() -> tuple[Any, Any, Any]:
+    """Lesson 14's check on a tiny random SentenceModel (one layer, hidden 36, vocab 99) in
+    place of all-MiniLM-L6-v2, 4 triplets in chunks of 3 (a short last chunk); the model and
+    the reference solution."""
+    stem = "14_in_batch_negatives_at_scale"
+    rng = np.random.default_rng(0)
+    S, B, T = 3, 4, 8
+    mask = (np.arange(T) < rng.integers(3, T + 1, size=(S, B, 1))).astype(np.int32)  # (S, B, T)
+    ids = np.where(mask == 1, rng.integers(5, TINY_CONFIG.vocab_size, size=(S, B, T)), 0)
+    model = nnx.eval_shape(
+        lambda: SentenceModel(ONE_LAYER, SentenceConfig(max_seq_length=T), rngs=nnx.Rngs(0))
+    )
+    state = nnx.state(model)
+    for path, var in nnx.to_flat_state(state):  # drawn in numpy: no initialiser to compile
+        shape, dtype = var.get_value().shape, var.get_value().dtype
+        if not isinstance(var, nnx.Param):  # the dropout streams' keys and counts
+            var.set_value(jnp.zeros(shape, dtype))
+        elif path[-1] == "scale":  # LayerNorm
+            var.set_value(jnp.ones(shape, dtype))
+        else:
+            var.set_value(jnp.asarray(rng.normal(0.0, 0.1, shape).astype(dtype)))
+    nnx.update(model, state)
+    model.eval()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    @jax.jit  # one program per chunk shape, and its vjp: eager op by op is slower here
+    def embed(params, input_ids, attention_mask):  # (m, T) -> (m, D)
+        return nnx.merge(graphdef, params, rest)(input_ids, attention_mask)
+
+    check = check_from(
+        stem,
+        "check_cached_step",
+        embed=embed,
+        params=params,
+        check_ids=jnp.asarray(ids),
+        check_mask=jnp.asarray(mask),
+        CHECK_M=3,
+        nnx=nnx,
+        multiple_negatives_ranking_loss=multiple_negatives_ranking_loss,
+        cached_loss_and_grad=grad_cache.cached_loss_and_grad,
+        cached_grads=grad_cache.cached_grads,
+        chunk_grads=grad_cache.chunk_grads,
+        embed_chunk=grad_cache.embed_chunk,
+        loss_and_cache=grad_cache.loss_and_cache,
+    )
+    return check, model, solution(stem, "cached_loss_and_grads")
+
+
+def test_14_check_refuses_the_library():
+    check, model, _ = cached_step_check()
+
+    def by_library(embed, params, input_ids, attention_mask, loss_fn, M):
+        batch = (input_ids, attention_mask, None)
+        loss, grads = grad_cache.cached_loss_and_grad(Trainable(model), batch, loss_fn, M)
+        return loss, grads["model"]
+
+    with pytest.raises(AssertionError, match=r"calls minisbert\.grad_cache\.cached_loss_and_grad"):
+        check(by_library)
+
+
+@pytest.mark.slow  # each answer compiles the chunks' programs: about 15 s in all
+def test_14_check_passes_the_solution_and_refuses_a_whole_batch_graph():
+    check, _, solved = cached_step_check()
+    S, B = 3, 4  # as cached_step_check's batch
+    check(solved)
+
+    def chunks(input_ids, attention_mask, M):  # (S, B, T) -> [(ids, mask)] of (m, T), side by side
+        return [[(input_ids[s, i : i + M], attention_mask[s, i : i + M]) for i in range(0, B, M)]
+                for s in range(S)]  # fmt: skip
+
+    def whole_batch(embed, params, input_ids, attention_mask, loss_fn, M):  # no cache at all
+        def loss_of(p):
+            return loss_fn(*[embed(p, input_ids[s], attention_mask[s]) for s in range(S)])
+
+        return jax.value_and_grad(loss_of)(params)
+
+    def one_graph(embed, params, input_ids, attention_mask, loss_fn, M):  # chunks, one grad
+        def loss_of(p):
+            sides = chunks(input_ids, attention_mask, M)
+            return loss_fn(*[jnp.concatenate([embed(p, *c) for c in side]) for side in sides])
+
+        embed(params, input_ids[0, :M], attention_mask[0, :M])  # a pass 1 for show
+        return jax.value_and_grad(loss_of)(params)
+
+    def pull_backs_kept(embed, params, input_ids, attention_mask, loss_fn, M):  # no pass 1
+        sides = chunks(input_ids, attention_mask, M)
+        runs = [[jax.vjp(lambda p, c=c: embed(p, *c), params) for c in side] for side in sides]
+        e = jnp.stack([jnp.concatenate([v for v, _ in side]) for side in runs])  # (S, B, D)
+        loss, cache = jax.value_and_grad(lambda e: loss_fn(*e))(e)
+        grads = jax.tree.map(jnp.zeros_like, params)
+        for s, side in enumerate(runs):
+            for k, (_, pull_back) in enumerate(side):
+                (g,) = pull_back(cache[s, k * M : (k + 1) * M])
+                grads = jax.tree.map(jnp.add, grads, g)
+        return loss, grads
+
+    def averaged_chunks(*args):  # the chunks' gradients averaged, not added
+        loss, grads = solved(*args)
+        return loss, jax.tree.map(lambda g: g / 6, grads)  # 2 chunks a side, 3 sides
+
+    wrong = [
+        (whole_batch, "embed ran on 4 sentences at once"),
+        (one_graph, "one differentiation saw several chunks"),
+        (pull_backs_kept, "pass 1 must embed the chunks without differentiating"),
+        (averaged_chunks, "the gradient differs from the whole batch's"),
+    ]
+    for answer, message in wrong:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            check(answer)
