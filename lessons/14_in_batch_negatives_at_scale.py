@@ -250,7 +250,7 @@ for ax, grad, title in panels:
     image = ax.imshow(np.log10(np.abs(np.asarray(grad)) + 1e-9), cmap="magma", vmin=-9, vmax=-1)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("positive j")
-    ax.set_ylabel("anchor i")
+axes[0].set_ylabel("anchor i")
 fig.colorbar(image, ax=axes, label="log10 |dL / dS_ij|")
 plt.show()
 
