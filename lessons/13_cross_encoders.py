@@ -63,12 +63,21 @@
 # This cell finds the model weights, the datasets and the exercise solutions wherever the
 # notebook runs (from `lessons/`, the repository root, or any folder), and fetches the
 # weights or the data into `~/.cache/minisbert/` only if they are nowhere to be found.
-# On Colab, install minisbert from a clone first, as the comment in the cell says, then
-# restart the session once (see `lessons/README.md`).
+# Where minisbert is missing (Colab), the cell installs it first, from `MINISBERT` below; where
+# it is installed, that step is skipped (see `lessons/README.md`).
 
 # %%
-# On Colab, once, in a cell above: `!git clone <the minisbert repository> minisbert`, then
-# `!pip install -q -e "./minisbert[lessons]"`, then restart the session.
+import importlib.util
+import subprocess
+import sys
+
+# What pip installs where minisbert is missing: the repository's git+https address (minisbert
+# is not on PyPI yet), or the folder of a clone.
+MINISBERT = "git+https://github.com/OWNER/minisbert"
+if importlib.util.find_spec("minisbert") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", MINISBERT], check=True)
+    importlib.invalidate_caches()
+
 from minisbert import lesson
 
 paths = lesson.setup()
