@@ -20,10 +20,11 @@ with three parts swapped for the cross-encoder's:
   averaged over the batch. The model learns sigmoid(z) = y, so ``predict`` (which applies
   the sigmoid saved in cross_encoder.json) gives scores on the data's scale, 0..1.
 
-**The recipe.** The pooler and head start random while BERT does not, as the softmax
-classifier of the NLI objective does (``minisbert.losses.softmax``); the head learns at its
-own rate (``--head-lr``, ``CROSS_HEAD_LR`` unless given) while BERT learns at ``--lr``.
-bench/results/cross-encoder-*.md measures what this and each other change does, over seeds.
+**The recipe.** AdamW at ``--lr`` for every parameter, the new pooler and head included
+(``--head-lr`` and ``--probe-steps`` are the softmax classifier's, not used here), 10%
+warm-up, and every scored pair trained in both orders (``--pair-order``). How it does
+from all-MiniLM-L6-v2 on STS-b, beside the paper's cross-encoder: bench/results/
+cross-encoder-*.md (``python -m bench.cross_encoder``).
 
 Everything else is the bi-encoder's: the data checks, the shuffle, checkpoints, ``--resume``,
 the run guard, progress and evaluation on STS-b dev (the cross-encoder's scores against the
