@@ -105,9 +105,8 @@ def test_packed_pairs_give_the_padded_logits(files, tmp_path, data):
         np.testing.assert_allclose(np.asarray(packed), np.asarray(padded), atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "data, num_labels", [("scores", 1), pytest.param("classes", 3, marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # a whole run through the command: compiling it takes most of a minute
+@pytest.mark.parametrize("data, num_labels", [("scores", 1), ("classes", 3)])
 def test_train_writes_a_cross_encoder_that_loads(files, tmp_path, data, num_labels, capsys):
     out = tmp_path / "ce"
     assert main([*train_args(files, out, data, "cosine"), "--cross-encoder"]) == 0
