@@ -67,8 +67,8 @@ class TrainingData:
     fingerprint: str = ""  # sha256 of the examples as loaded, checked by --resume
     distinct_texts: bool = False  # batches without a repeated text (``order``)
     _orders: dict[tuple[int, int, int], np.ndarray] = dataclasses.field(
-        default_factory=dict, repr=False, compare=False
-    )  # the latest epochs' orders: building one is a pass over the data
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # the latest epochs' orders (building one is a pass over the data); a copy starts empty
 
     def __len__(self) -> int:
         return len(self.sides[0])
