@@ -115,8 +115,7 @@ def child(variant: str, batch_size: int, mini_batch_size: int, steps: int, outpu
     step (a step that compiles a new shape takes longer) as JSON."""
     from minisbert.fast.host_memory import keep_freed_memory
 
-    if variant == "plain":  # as cmd_train does: a cached run goes without these settings
-        keep_freed_memory()
+    keep_freed_memory(thresholds=variant == "plain")  # as cmd_train does
     from minisbert.fast import PackedSteps
     from minisbert.grad_cache import CachedSteps
     from minisbert.train import TrainConfig, train

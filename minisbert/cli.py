@@ -450,11 +450,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = config_from_args(args)
     # --mini-batch-size: padded chunks through the gradient cache (grad_cache.py says why). Its
-    # many small programs would pile up the freed memory that keep_freed_memory keeps (at
-    # batch 1024: 2,226 against 1,653 MiB, bench/README.md), so a cached run goes without it.
+    # many small programs would pile up the freed memory that keep_freed_memory's thresholds
+    # keep (bench/README.md, "The gradient cache"): a cached run takes the single arena alone.
     cached = uses_cache(config.mini_batch_size, config.batch_size)
-    if not cached:
-        keep_freed_memory()  # before JAX computes: see minisbert.fast.host_memory
+    keep_freed_memory(thresholds=not cached)  # before JAX computes: see fast/host_memory.py
     several = args.distributed == "auto" or any(
         value is not None for value in (args.coordinator, args.num_processes, args.process_id)
     )

@@ -33,8 +33,12 @@ M_ARENA_MAX = -8
 KEEP_BYTES = 1 << 30  # 1 GiB
 
 
-def keep_freed_memory() -> bool:
-    """Apply the three settings above. Returns True where glibc accepted all three."""
+def keep_freed_memory(thresholds: bool = True) -> bool:
+    """Apply the three settings above. Returns True where glibc accepted all three.
+
+    ``thresholds=False`` applies the single arena alone, and freed blocks go back to the
+    system as glibc's defaults say: the gradient cache (``minisbert.grad_cache``) frees many
+    buffers of many sizes every step, and keeping them in one heap fragments it."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -45,4 +49,5 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     settings = [(M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, KEEP_BYTES), (M_TRIM_THRESHOLD, KEEP_BYTES)]
+    settings = settings if thresholds else settings[:1]
     return all(mallopt(param, value) == 1 for param, value in settings)
