@@ -31,9 +31,14 @@ progress). Two choices make its memory grow with M and not with B:
   it compiles 2 S B / M forward passes and leaves XLA free to keep their buffers alive at
   once. ``CachedSteps`` jits each pass's function on its own (``embed_chunk``,
   ``loss_and_cache``, ``chunk_grads`` added into the gradient sum, which it donates) and loops
-  over the chunks in Python between them: a program's buffers die when it returns, so one
-  chunk's activations are alive at a time. A ``lax.scan`` over the chunks is the other way;
-  bench/grad_cache.py measures both (bench/results/grad-cache-*.md).
+  over the chunks in Python between them: a program's buffers die when it returns, and each
+  takes the one before's output (the RNG state in pass 1, the gradient sum in pass 3), so
+  although JAX dispatches them ahead they run one after another: one chunk's activations are
+  alive at a time. A ``lax.scan`` over the chunks is the other place to cut
+  (bench/grad_cache.py's ``ScanSteps``: one program a step, every chunk padded to the
+  batch's longest). Measured (bench/README.md, "The gradient cache"), neither grew with B;
+  the scan held a little less memory, but its steps took two to three times as long as this
+  loop's, so the loop it is.
 - *Padded chunks, not packed ones.* The batch's S B sentences are sorted by length and cut
   into chunks of M, each padded to its own bucket (``minisbert.batching``), as ``encode`` does:
   sorted neighbours have nearly the same length, so the padding packing would save is small,
