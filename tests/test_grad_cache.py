@@ -147,6 +147,12 @@ def test_mini_batch_must_be_positive() -> None:
 QUIET = dataclasses.replace(ONE_LAYER, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
+@pytest.fixture(scope="module")
+def quiet_files(tiny_files, tmp_path_factory):
+    """tiny_files with a model without dropout: the runs below share its compiled programs."""
+    return {**tiny_files, "model": random_model_dir(tmp_path_factory.mktemp("quiet"), QUIET)}
+
+
 def weights(folder: Path) -> dict[str, np.ndarray]:
     return load_file(folder / "model.safetensors")
 
@@ -161,10 +167,10 @@ def step_losses(run: Path) -> list[float]:
     ("triplets", "mnrl"),
     pytest.param("classes", "softmax", marks=pytest.mark.slow),  # the head's gradient too
 ])  # fmt: skip
-def test_a_run_with_mini_batches_equals_the_run_without(tiny_files, tmp_path, data, loss):
+def test_a_run_with_mini_batches_equals_the_run_without(quiet_files, tmp_path, data, loss):
     """Dropout off: `minisbert train --mini-batch-size 5` (24 or 16 sentences a batch: chunks
     of 5 and a filled-up short one) gives the plain run's losses and weights."""
-    files = {**tiny_files, "model": random_model_dir(tmp_path / "quiet", QUIET)}
+    files = quiet_files
     plain = train(config_for(files, tmp_path / "plain", data=str(files[data]), loss=loss,
                              epochs=1, seed=0))  # fmt: skip
     every_step = ["--checkpoint-steps", "1", "--keep-checkpoints", "10"]
@@ -178,12 +184,13 @@ def test_a_run_with_mini_batches_equals_the_run_without(tiny_files, tmp_path, da
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_a_cached_run_resumes_where_it_stopped(tiny_files, tmp_path):
-    """Dropout on: a cached run killed after step 1 and resumed with the same M ends on the
-    weights of the run that was not stopped (its dropout streams, moved on once a chunk,
-    restored from the checkpoint); another M is refused, it would draw other masks."""
-    config = config_for(tiny_files, tmp_path / "whole", data=str(tiny_files["triplets"]),
-                        loss="mnrl", epochs=1, mini_batch_size=5, **EVERY_STEP)  # fmt: skip
+def test_a_cached_run_resumes_where_it_stopped(quiet_files, tmp_path):
+    """A cached run killed after step 1 and resumed with the same M ends on the weights of
+    the run that was not stopped; another M is refused (with dropout on it would draw other
+    masks). The quiet model's programs are the test above's: compiled once."""
+    files = quiet_files
+    config = config_for(files, tmp_path / "whole", data=str(files["triplets"]), loss="mnrl",
+                        epochs=1, mini_batch_size=5, **EVERY_STEP)  # fmt: skip
     whole = train(config)
     stopped = dataclasses.replace(config, output=str(tmp_path / "stopped"))
     with pytest.raises(Killed):
