@@ -41,11 +41,13 @@ progress). Two choices make its memory grow with M and not with B:
   loop's, so the loop it is.
 - *Padded chunks, not packed ones.* The batch's S B sentences are sorted by length and cut
   into chunks of M, each padded to its own bucket (``minisbert.batching``), as ``encode`` does:
-  sorted neighbours have nearly the same length, so the padding packing would save is small,
-  and a chunk needs no row plan. A short last chunk is filled up with copies of its first
-  sentence, whose vectors are dropped and whose cache rows are 0: one shape per bucket length,
-  so at most two programs per bucket. One device (``minisbert.fast.PackedSteps`` is the
-  several-device step).
+  sorted neighbours need no more padding than their bucket's rounding (a quarter of the token
+  slots on SNLI dev triplets, bench/README.md). Packed chunks would save that quarter at the
+  price of a row plan per chunk and a program per row count; the cache is for memory, and
+  padded rows are the core's own layout. A short last chunk is filled up with copies of its
+  first sentence, whose vectors are dropped and whose cache rows are 0: one shape per bucket
+  length, so at most two programs per bucket. One device (``minisbert.fast.PackedSteps`` is
+  the several-device step).
 
 **Which M.** M counts sentences per forward pass. M >= B, the batch size, trains with the
 plain step (``uses_cache``): a batch fits, so nothing is cached (the plain step embeds the S
