@@ -81,14 +81,14 @@ def time_search(cross_dir: Path) -> list[tuple[str, str]]:
     """Seconds to the most similar pair among 10,000 sentences, each way."""
     from minisbert import FastEncoder
     from minisbert.cross_encoder import CrossEncoder
-    from minisbert.similarity import cos_sim_matrix
+    from minisbert.distances import cos_sim_matrix
 
     texts = sentences()
     bi = FastEncoder.from_pretrained("all-MiniLM-L6-v2")
     bi.encode(texts[:64])  # compile outside the clock
     start = time.perf_counter()
     e = bi.encode(texts)  # (n, D)
-    scores = np.asarray(cos_sim_matrix(e, e))  # (n, n)
+    scores = np.array(cos_sim_matrix(e, e))  # (n, n), a writable copy
     np.fill_diagonal(scores, -np.inf)
     best = np.unravel_index(np.argmax(scores), scores.shape)
     bi_seconds = time.perf_counter() - start
@@ -118,12 +118,12 @@ def silver_pairs(cross_dir: Path, out: Path, per_sentence: int = 3) -> Path:
     from minisbert import FastEncoder
     from minisbert.cross_encoder import CrossEncoder
     from minisbert.data import load_dataset
-    from minisbert.similarity import cos_sim_matrix
+    from minisbert.distances import cos_sim_matrix
 
     gold = load_dataset("stsb", "train")
     texts = list(dict.fromkeys([e.sentence1 for e in gold] + [e.sentence2 for e in gold]))
     e = FastEncoder.from_pretrained("all-MiniLM-L6-v2").encode(texts)  # (n, D)
-    scores = np.asarray(cos_sim_matrix(e, e))  # (n, n)
+    scores = np.array(cos_sim_matrix(e, e))  # (n, n), a writable copy
     np.fill_diagonal(scores, -np.inf)
     known = {(x.sentence1, x.sentence2) for x in gold} | {(x.sentence2, x.sentence1) for x in gold}
     pairs: dict[tuple[str, str], None] = {}
