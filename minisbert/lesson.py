@@ -272,7 +272,8 @@ def by_hand(fn: Callable[..., Any], *library: Callable[..., Any]) -> Callable[..
     modules of the library function's package, is swapped for a stand-in that raises. So
     ``max_pooling(...)``, ``minisbert.pooling.max_pooling(...)`` and an alias all fail. A
     method (``CrossEncoder.tokenize_pairs``) is swapped in the classes that hold it, so a
-    call on any instance fails too.
+    call on any instance fails too. So are the entries of a module's dictionaries that hold
+    one (``POOLINGS["max"]``), directly or as a field of a record (``REGISTRY["mnrl"].function``).
     """
     for f in library:
         assert fn is not f, f"{_name(fn)} is the library's {_name(f)} itself: write your own"
@@ -308,14 +309,33 @@ def _forbidden(
         for name, m in list(sys.modules.items())
         if isinstance(m, types.ModuleType) and name.split(".")[0] in packages
     ]
-    swapped: list[tuple[dict[str, Any], str, Any]] = []
+    def forbidden(value: Any) -> bool:
+        return any(value is f for f in library)
+
+    def guarded_record(record: Any) -> Any:  # a frozen dataclass with a library function
+        fields = {
+            field.name: stand_in(getattr(record, field.name))
+            for field in dataclasses.fields(record)
+            if forbidden(getattr(record, field.name))
+        }
+        return dataclasses.replace(record, **fields) if fields else None
+
+    swapped: list[tuple[dict[Any, Any], Any, Any]] = []
     methods: list[tuple[type, str, Any]] = []  # a class's namespace is read-only: setattr
     try:
         for space in spaces:
             for key, value in list(space.items()):
-                if any(value is f for f in library):
+                if forbidden(value):
                     swapped.append((space, key, value))
                     space[key] = stand_in(value)
+                elif isinstance(value, dict) and value is not space:  # POOLINGS, LOSSES
+                    for entry, item in list(value.items()):
+                        guarded = stand_in(item) if forbidden(item) else None
+                        if guarded is None and dataclasses.is_dataclass(item) and not isinstance(item, type):
+                            guarded = guarded_record(item)
+                        if guarded is not None:
+                            swapped.append((value, entry, item))
+                            value[entry] = guarded
                 elif isinstance(value, type):  # a class (seen once per module that holds it)
                     for name, member in list(vars(value).items()):
                         if any(member is f for f in library):

@@ -206,6 +206,26 @@ def test_by_hand_catches_the_library_however_it_is_called():
     assert float(max_pooling(x, mask).sum()) == 3.0, "the library is restored afterwards"
 
 
+def test_by_hand_catches_the_library_through_a_registry():
+    """An answer that looks its function up in a dictionary (``POOLINGS["max"]``) or a record of
+    one (``REGISTRY["triplet"].function``), is refused too, and both are whole again afterwards."""
+    from minisbert.losses import LOSSES, REGISTRY, triplet_loss
+    from minisbert.pooling import POOLINGS
+
+    x, mask = jnp.ones((1, 2, 3)), jnp.array([[1, 0]])
+    with pytest.raises(AssertionError, match="calls minisbert.pooling.max_pooling"):
+        lesson.by_hand(lambda x, m: POOLINGS["max"](x, m), max_pooling)(x, mask)
+    a = jnp.ones((2, 3))
+    for answer in (
+        lambda a, p, n: LOSSES["triplet"](a, p, n),
+        lambda a, p, n: REGISTRY["triplet"].function(a, p, n),
+    ):
+        with pytest.raises(AssertionError, match="triplet_loss"):
+            lesson.by_hand(answer, triplet_loss)(a, a, a)
+    assert POOLINGS["max"] is max_pooling and LOSSES["triplet"] is triplet_loss
+    assert REGISTRY["triplet"].function is triplet_loss, "the records are restored afterwards"
+
+
 def test_by_hand_catches_a_method_called_on_any_instance():
     model = CrossEncoder(None, Tokenizer(tiny_tokenizer(), 16), CrossEncoderConfig())
 
