@@ -309,6 +309,7 @@ def _forbidden(
         for name, m in list(sys.modules.items())
         if isinstance(m, types.ModuleType) and name.split(".")[0] in packages
     ]
+
     def forbidden(value: Any) -> bool:
         return any(value is f for f in library)
 
@@ -331,7 +332,8 @@ def _forbidden(
                 elif isinstance(value, dict) and value is not space:  # POOLINGS, LOSSES
                     for entry, item in list(value.items()):
                         guarded = stand_in(item) if forbidden(item) else None
-                        if guarded is None and dataclasses.is_dataclass(item) and not isinstance(item, type):
+                        record = dataclasses.is_dataclass(item) and not isinstance(item, type)
+                        if guarded is None and record:
                             guarded = guarded_record(item)
                         if guarded is not None:
                             swapped.append((value, entry, item))
