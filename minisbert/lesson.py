@@ -286,8 +286,16 @@ def by_hand(fn: Callable[..., Any], *library: Callable[..., Any]) -> Callable[..
     return guarded
 
 
+def _module(f: Callable[..., Any]) -> str:
+    """The module of ``f``; a method of a compiled class (``tokenizers.models.Model.tokenize``,
+    in Rust) names none, so its class's."""
+    return getattr(f, "__module__", None) or getattr(
+        getattr(f, "__objclass__", None), "__module__", "?"
+    )
+
+
 def _name(f: Callable[..., Any]) -> str:
-    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+    return f"{_module(f)}.{getattr(f, '__qualname__', repr(f))}"
 
 
 @contextmanager
@@ -303,7 +311,7 @@ def _forbidden(
 
         return refuse
 
-    packages = {str(getattr(f, "__module__", "")).split(".")[0] for f in library}
+    packages = {_module(f).split(".")[0] for f in library}
     spaces = [namespace] + [
         vars(m)
         for name, m in list(sys.modules.items())
