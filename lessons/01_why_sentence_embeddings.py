@@ -78,7 +78,7 @@ from flax import nnx
 from minisbert import SentenceEncoder, cos_sim
 from minisbert.batching import smart_batches
 from minisbert.data import load_dataset
-from minisbert.similarity import paraphrase_mining_embeddings
+from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
 from minisbert.tokenizer import pad_batch
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
@@ -94,9 +94,10 @@ print(f"mode: {'fast' if FAST else 'full'}; jax devices: {jax.devices()}")
 # We use the pretrained `all-MiniLM-L6-v2`: a small BERT (6 layers, hidden size 384,
 # 12 heads) trained as a bi-encoder. For the cross-encoder timing we run the *same* BERT
 # on sentence pairs. Its weights were not trained to score pairs that way, so the numbers
-# it outputs would be meaningless as scores, but the amount of computation is exactly what
-# a cross-encoder of this size would do (a real one adds a single linear layer on the
-# `[CLS]` vector, which costs nothing by comparison).
+# it outputs would be meaningless as scores, but the amount of computation is what a
+# cross-encoder of this size does, less its head. A real one (lesson 13) reads the `[CLS]`
+# vector through BERT's pooler, a D x D linear layer and a tanh, then one linear layer to
+# the score: about 150,000 multiply-adds per pair, next to the encoder's millions per token.
 #
 # The sentences are the distinct sentences of the STS Benchmark, shuffled.
 
@@ -173,7 +174,7 @@ chain(
     [
         ("[CLS] A [SEP] B [SEP]", TEXT),
         ("BERT: A and B attend to each other", MODEL),
-        ("[CLS] vector → linear layer", MODEL),
+        ("[CLS] vector → pooler (linear, tanh) → linear", MODEL),
         ("score(A, B)", VECTOR),
     ],
 )
@@ -388,11 +389,14 @@ def most_similar_pair(embeddings: np.ndarray) -> tuple[int, int]:
 # which does the same job in chunks (so that 1,000,000 sentences need not fit in one
 # matrix), on hand-made cases and on 500 real sentences. The model's vectors have length
 # 1, where cosine and dot product agree; so the check also stretches each vector by its
-# own factor, which changes every dot product and no cosine.
+# own factor, which changes every dot product and no cosine. Your function may not call
+# `paraphrase_mining_embeddings`, nor `semantic_search` (which finds each row's nearest
+# other row): `lesson.by_hand` makes the check fail if it does.
 
 
 # %%
 def check_most_similar_pair(fn) -> None:
+    fn = lesson.by_hand(fn, paraphrase_mining_embeddings, semantic_search)
     toy = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [-1.0, 0.0]])
     assert tuple(fn(toy)) == (0, 2), f"toy case: expected (0, 2), got {fn(toy)}"
     # Rows 0 and 1 point almost the same way; row 2 is long, so its dot products are large.
@@ -416,12 +420,19 @@ most_similar_pair = lesson.exercise(
 
 # %% [markdown]
 # And here is what the bi-encoder finds among the sentences we encoded: the three most
-# similar pairs. (A pair that differs only in capital letters scores 1.000: the model is
-# uncased, so the two are the same input; lesson 2 shows why.)
+# similar pairs. A pair that differs only in capital letters would score 1.000: the model
+# is uncased, so the two are the same input (lesson 2 shows why). The last lines try it
+# on the first sentence and its capitals.
 
 # %%
 for score, i, j in paraphrase_mining_embeddings(embeddings, top_k=5)[:3]:
     print(f"cosine {score:.3f}\n  {sentences[i]}\n  {sentences[j]}")
+capitals = [sentences[0], sentences[0].upper()]
+same_input = encoder.tokenizer.tokenize(capitals)
+capitals_cos = float(cos_sim(*encoder.encode(capitals))[0, 0])
+print(f"cosine {capitals_cos:.3f}, the same token ids: {same_input[0] == same_input[1]}")
+for s in capitals:
+    print("  ", s)
 
 # %% [markdown]
 # ## What we showed
@@ -433,6 +444,8 @@ for score, i, j in paraphrase_mining_embeddings(embeddings, top_k=5)[:3]:
 #   product: seconds to a minute on a CPU. The price is accuracy: the two sentences never
 #   see each other inside the network. The rest of these lessons are about how SBERT
 #   trains the bi-encoder so that this price is small.
+# - An uncased model gives a sentence and its capitals the same token ids, so the same
+#   vector: cosine 1.000.
 #
 # The asserts below fail if these claims are false on this machine.
 
@@ -443,4 +456,6 @@ assert cross_total / encode_total > 1000, "all pairs take >1000x the bi-encoder'
 assert matrix_seconds < encode_total, "comparing vectors is cheaper than making them"
 assert seconds_per_sentence / per_score > 1e4, "one BERT pass costs far more than one dot product"
 assert np.abs(ab - ac).max() > 1e-3, "a cross-encoder's output depends on both sentences"
+assert same_input[0] == same_input[1], "capitals make no difference to an uncased tokenizer"
+assert capitals_cos > 0.9995, "the same input, so the same vector: cosine 1.000"
 print("all claims hold")
