@@ -103,8 +103,10 @@ print(f"{'fast' if FAST else 'full'} mode")
 # about the same scene as its premise ("A man plays guitar" / "A man sleeps"), so the two
 # share most of their words and topic.
 #
-# Only SNLI's dev split is in our data folder, so we split it by premise: after a fixed
-# shuffle, the pairs of the first 1,000 premises are held out, the rest are for training.
+# We use SNLI's dev split alone (a data folder filled by `minisbert data fetch` holds the
+# train split too, but a few training steps need far less), and split it by premise: after
+# a fixed shuffle, the pairs of the first 1,000 premises are held out, the rest are for
+# training.
 
 # %%
 pairs = [
@@ -312,17 +314,19 @@ as_trained = classify(encoder)
 
 # %% [markdown]
 # all-MiniLM-L6-v2 was trained through its mean pooling on about a billion sentence pairs,
-# SNLI among them (its model card lists its sources). Forty steps of 16 SNLI pairs cannot
-# teach that vector much it has not seen: fine-tuned from it, the held-out ranking moves a
-# little and the F1 at the best threshold hardly at all, less than the spread between
-# seeds (try it: `model="all-MiniLM-L6-v2"` in `run` below). A training that moves nothing
-# teaches nothing about the loss.
+# SNLI among them (its model card lists its sources). Forty steps of 16 SNLI pairs can
+# hardly teach that vector something it has not seen many times (try it:
+# `model="all-MiniLM-L6-v2"` in `run` below, and compare its seed table with the one here).
+# A training that moves little teaches little about the loss.
 #
 # So we train a sentence vector that nobody trained: the same network and weights, read
 # through the [CLS] token instead of the mean (`lesson.read_through` copies the model
-# folder with `"pooling": "cls"` in its `sentence.json`, lesson 4). This is the situation
-# of the paper's Table 1, where BERT's [CLS] output made a poor sentence vector until an
-# objective trained it. Lessons 9 and 12 start from the same place.
+# folder with `"pooling": "cls"` in its `sentence.json`, lesson 4). It is not the paper's
+# start: there, BERT had been pretrained on masked words only, and its Table 1 found the
+# [CLS] output (and the mean) of that BERT poor sentence vectors. Here the network was
+# trained for sentence similarity, through its mean; only the [CLS] read-out was never
+# trained to be a sentence vector, and it measures as a poor one (below). Lessons 9 and 12
+# start from the same place.
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson08-"))
@@ -385,6 +389,9 @@ def held_out_figures(metrics: dict[str, float], cos: np.ndarray) -> dict[str, fl
         "F1": metrics["f1"],
         "accuracy": metrics["accuracy"],
         "best threshold": metrics["accuracy_threshold"],
+        "accuracy at the start's threshold": float(
+            np.mean((cos >= before["accuracy_threshold"]) == (labels == 1))
+        ),
         "mean cos, label 1": float(cos[labels == 1].mean()),  # entailments
         "mean cos, label 0": float(cos[labels == 0].mean()),
     }  # contradictions
@@ -429,8 +436,9 @@ print(
 # %% [markdown]
 # The held-out figures before training, and after it over the seeds. A gain means something
 # only if it is larger than the spread across seeds: `lesson.beyond_noise` asks whether every
-# seed improved, by a mean gain above twice the seeds' standard deviation. (In fast mode
-# there is one seed, so no spread to compare with.) The table's last three rows say where
+# seed improved, and whether the mean gain is above zero by a one-sided t-test at 95% (the
+# seeds' gains taken as independent draws of one normal distribution). (In fast mode there
+# is one seed, so no spread to compare with.) The table's last three rows say where
 # the cosines went (label 1: entailments, 0: contradictions); below it, the seed-0 model
 # at the start's threshold, how much each group's mean cos rose on each seed, and how many
 # contradictions lay beyond the margin.
@@ -490,8 +498,8 @@ plt.show()
 #
 # - **The classifier got better**: average precision (the ranking: do entailments score
 #   above contradictions?), and accuracy and F1 at the best threshold, each went up on
-#   every seed by more than the spread between seeds. Forty steps on a vector nobody
-#   trained are enough; from the mean-pooled vector, trained on SNLI already, they are not.
+#   every seed and beyond the seeds' noise (the lines under the seed table; the final cell
+#   asserts it). Forty steps are enough to move a vector nobody trained.
 # - **The [CLS] start crowds every pair together.** Its cosines are high for entailments
 #   and contradictions alike, its best threshold is high, and far fewer contradictions lie
 #   beyond the margin than under mean pooling (printed above): an untrained [CLS] vector
@@ -502,7 +510,8 @@ plt.show()
 #   between the two *means* shrank, and still the ranking improved: a mean says little
 #   about the pairs near the threshold, and those are the pairs the online loss trains on.
 #   The best threshold moved up with the cosines. A threshold is a property of one model:
-#   at the start's threshold the trained model classifies far worse than at its own.
+#   at the start's threshold the trained model classifies worse than at its own, on every
+#   seed (the table's row "accuracy at the start's threshold").
 # - The two histograms still overlap a lot. Telling "same scene, compatible" from "same
 #   scene, incompatible" with a single cosine is hard for any sentence embedding, which is
 #   why NLI itself is done with a classifier on (u, v, |u - v|) (lesson 5) or a
@@ -526,6 +535,7 @@ def best_threshold_accuracy(scores: np.ndarray, labels: np.ndarray) -> tuple[flo
 
 # %%
 def check_best_threshold(fn) -> None:
+    fn = lesson.by_hand(fn, binary_metrics)  # fails if fn calls the library's metrics
     cases = [
         (cos_before, labels),
         (cos_after, labels),
@@ -556,8 +566,8 @@ best_threshold_accuracy = lesson.exercise(
 #   batch we saw which, and the sum over them matches `online_contrastive_loss`.
 # - A short training with it, from a sentence vector nobody trained ([CLS]), lowered the
 #   loss on the pairs it saw, moved the cosines and their best threshold, and (full mode)
-#   raised the held-out average precision, F1 and accuracy by more than the spread across
-#   three seeds.
+#   raised the held-out average precision, F1 and accuracy on each of three seeds, beyond
+#   their noise.
 
 # %%
 assert abs(golden_library - GOLDEN) < 1e-7, "contrastive loss: golden"
@@ -577,7 +587,9 @@ if not FAST:
             f"held-out {name} up beyond the seeds' noise"
         )
     assert (after_seeds["best threshold"] > threshold_before).all(), "the threshold moved up"
-    assert stale < after["accuracy"] - 0.05, "the old threshold does not suit the new model"
+    # Paired, seed by seed: each model at its own best threshold against the start's.
+    stale_loss = after_seeds["accuracy"] - after_seeds["accuracy at the start's threshold"]
+    assert lesson.beyond_noise(0.0, stale_loss), "the old threshold does not suit the new model"
     assert (rise["contradictions"] > rise["entailments"]).all(), "contradictions rose more"
     assert (rise["entailments"] > 0).all(), "entailments rose too"
     gap = after_seeds["mean cos, label 1"] - after_seeds["mean cos, label 0"]  # (seeds,)
