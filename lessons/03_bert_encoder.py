@@ -61,6 +61,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from flax import nnx
 from jax.scipy.special import erf
 
 from minisbert import SentenceEncoder
@@ -291,10 +292,12 @@ print(f"{n_check} STS-b sentences, worst max |by hand - encode| = {worst:.1e}")
 #
 # Each row of the picture is one head of the fourth layer (index 3); each column is a
 # token that the query token "it" can attend to; the colour is the attention probability.
-# Heads differ a lot: several park most of their attention on `[CLS]` (a common "nothing
-# to do here" pattern), others spread it thinly, and one sends most of "it"'s attention to
-# "animal", the noun "it" refers to. Attention maps are suggestive, not explanations: the
-# value vectors, the other heads and the later layers all matter too.
+# Heads differ a lot. The lines under the picture count them: several give `[CLS]` more
+# than half of the attention of "it" (a common "nothing to do here" pattern), none give
+# that much to `[SEP]`, the other token every sentence has, some spread it with no token
+# above half, and one sends most of it to "animal", the noun "it" refers to. Attention
+# maps are suggestive, not explanations: the value vectors, the other heads and the later
+# layers all matter too.
 
 # %%
 LAYER = 3
@@ -307,6 +310,13 @@ ax.set_title(f"layer index {LAYER}: where does 'it' attend?", fontsize=10)
 fig.colorbar(image, ax=ax, fraction=0.04)
 fig.tight_layout()
 plt.show()
+parked_on_cls = int((it_probs[:, 0] > 0.5).sum())  # [CLS] is the first token
+parked_on_sep = int((it_probs[:, -1] > 0.5).sum())  # [SEP] the last
+spread = int((it_probs.max(axis=1) <= 0.5).sum())  # no token gets more than half
+print(
+    f"of {N} heads: {parked_on_cls} give [CLS] more than half of the attention of 'it', "
+    f"{parked_on_sep} give [SEP] that much, {spread} give no token more than half"
+)
 best_head = int(it_probs[:, tokens.index("animal")].argmax())
 print(
     f"head {best_head} gives 'animal' {it_probs[best_head, tokens.index('animal')]:.2f} "
@@ -336,11 +346,14 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) 
 # with layer 0's projections, runs your attention, then finishes the block (output
 # projection, residual, LayerNorm) and compares with the library's attention block on
 # every real token. It also checks that the short sentence's result does not depend on
-# the padding.
+# the padding. Your function may not call an attention function of a library
+# (`jax.nn.dot_product_attention`, `nnx.dot_product_attention`): `lesson.by_hand` makes the
+# check fail if it does.
 
 
 # %%
 def check_masked_attention(fn) -> None:
+    fn = lesson.by_hand(fn, jax.nn.dot_product_attention, nnx.dot_product_attention)
     pair = ["A dog runs.", "Two children are reading books outside in the garden."]
     token_ids = encoder.tokenizer.tokenize(pair)
     input_ids, attention_mask = pad_batch(token_ids, max(map(len, token_ids)))
@@ -372,6 +385,8 @@ masked_attention = lesson.exercise(
 #   uses the exact GELU.
 # - With those pieces, six layers computed in plain `jax.numpy` reproduce minisbert's
 #   token embeddings.
+# - In layer index 3, several heads park most of the attention of "it" on `[CLS]`, none
+#   on `[SEP]`, and one sends most of it to "animal".
 
 # %%
 assert jnp.allclose(x0, library_x0, atol=1e-5), "embeddings by hand"
@@ -382,4 +397,5 @@ assert worst < 1e-5, "all six layers by hand, on STS-b sentences"
 assert tanh_gap > 1e-4, "the tanh GELU is not the exact GELU"
 assert all(jnp.allclose(p.sum(axis=-1), 1.0, atol=1e-5) for p in all_probs)
 assert it_probs[best_head, tokens.index("animal")] > 0.5, "one head links 'it' to 'animal'"
+assert parked_on_cls >= 2 and parked_on_sep == 0, "several heads park 'it' on [CLS], none on [SEP]"
 print("all claims hold")
