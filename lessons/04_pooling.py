@@ -176,7 +176,8 @@ n_real = int(mask_alone.sum())
 print(f"'{short}' has {n_real} tokens; in the batch it is padded to {X_batch.shape[1]}")
 real_gap = np.abs(X_alone[0] - X_batch[0, :n_real]).max()
 print(f"its real tokens' vectors, alone vs in the batch: max difference {real_gap:.1e}")
-print(f"a padding position's vector has norm {np.linalg.norm(X_batch[0, -1]):.1f}, not 0")
+padding_norm = float(np.linalg.norm(X_batch[0, -1]))
+print(f"a padding position's vector has norm {padding_norm:.1f}, not 0")
 
 
 # %%
@@ -309,8 +310,9 @@ def masked_max_pooling(token_embeddings: np.ndarray, attention_mask: np.ndarray)
 # %% [markdown]
 # The check compares with `minisbert.pooling.max_pooling` on the real padded batch from
 # above, and on a hand-made batch where an unmasked max would pick a padding zero. Your
-# function may not call `max_pooling` or `pool` itself: `lesson.by_hand` makes the check
-# fail if it does.
+# function may not call `max_pooling` or `pool` itself, however it reaches them (an entry
+# of the table `minisbert.pooling.POOLINGS` too): `lesson.by_hand` makes the check fail if
+# it does.
 
 
 # %%
@@ -338,7 +340,8 @@ masked_max_pooling = lesson.exercise(
 # - Without the mask, a sentence's vector changes with its batch neighbours; with it, the
 #   vector is the same to float precision.
 # - On STS-b, the pooling the model was trained with (mean) scores best; `mean_sqrt_len`
-#   gives the very same cosines; `cls` and `max` fall behind.
+#   gives the very same cosines; `max` falls behind, and `cls`, which this model's training
+#   never read on its own, furthest.
 
 # %%
 library_mean = mean_pooling(jnp.asarray(X), jnp.asarray(attention_mask))  # (B, D)
@@ -350,6 +353,8 @@ assert unmasked_cos < 0.99, "unmasked mean pooling does depend on the neighbour"
 assert np.allclose(cls_encoded, cls_expected, atol=1e-5), "sentence_config picks the pooling"
 assert spearman["mean"] == max(spearman.values()), "mean pooling scores highest"
 assert spearman["mean"] > spearman["cls"] and spearman["mean"] > spearman["max"]
+assert spearman["cls"] == min(spearman.values()), "cls pooling scores lowest"
+assert padding_norm > 1.0, "a padding position gets a vector of its own, not zeros"
 assert abs(spearman["mean"] - spearman["mean_sqrt_len"]) < 1e-6, "cosine ignores the scale"
 if not FAST:
     # 82.03 is what minisbert.evaluate.evaluate_sts reports for this model on the full test set.
