@@ -116,6 +116,35 @@ def sts_metrics(u: np.ndarray, v: np.ndarray, gold: np.ndarray) -> dict[str, flo
     return results
 
 
+def paired_bootstrap(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores_a: np.ndarray,  # (N,) one model's (or one scoring's) score of each pair
+    scores_b: np.ndarray,  # (N,) the other's, on the same pairs
+    gold: np.ndarray,  # (N,)
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:  # (samples,)
+    """``metric(a, gold) - metric(b, gold)`` on ``samples`` resamples of the N pairs.
+
+    Each resample draws N pair indices with replacement and scores *both* on the same
+    draw: a paired comparison. Two models evaluated on the same pairs share the pairs'
+    difficulty, so their difference varies far less from draw to draw than either score
+    does; judging the difference by each score's own spread overstates the noise. The
+    standard deviation of the result is the standard error of the difference, and its
+    2.5% and 97.5% quantiles a 95% interval for it.
+    """
+    a, b = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    gold = np.asarray(gold, np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.shape != gold.shape or len(a) < 2:
+        raise ValueError(
+            f"need (N,) scores_a, scores_b and gold, N >= 2: {a.shape}, {b.shape}, {gold.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    draws = (rng.integers(0, len(a), len(a)) for _ in range(samples))  # (N,) each
+    return np.array([metric(a[i], gold[i]) - metric(b[i], gold[i]) for i in draws])
+
+
 # ---------------------------------------------------------------- triplets
 
 

@@ -22,6 +22,7 @@ from minisbert.evaluate import (
     evaluate_sts,
     evaluate_triplets,
     pair_scores,
+    paired_bootstrap,
     pearson,
     rank,
     spearman,
@@ -124,6 +125,29 @@ def test_sts_metrics_perfect_and_reversed() -> None:
     assert metrics["pearson_cosine"] == pytest.approx(100 * pearson(np.cos(theta), gold))
     assert sts_metrics(u, v, -gold)["spearman_cosine"] == pytest.approx(-100.0)
     assert len(metrics) == 8
+
+
+def test_paired_bootstrap_scores_both_on_the_same_draw() -> None:
+    """Two scorings that differ by a little noise on the same pairs: the spread of their
+    difference is far below the spread of either score, which an unpaired comparison
+    (each resampled on its own draw) would mix in."""
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, size=300)  # (N,)
+    a = gold + rng.normal(0, 1.5, size=300)  # (N,) a noisy model
+    b = a + rng.normal(0, 0.1, size=300)  # (N,) nearly the same model
+
+    differences = paired_bootstrap(spearman, a, b, gold, samples=200, seed=1)
+    assert differences.shape == (200,)
+    np.testing.assert_array_equal(paired_bootstrap(spearman, a, a, gold, samples=50), 0.0)
+    assert abs(differences.mean() - (spearman(a, gold) - spearman(b, gold))) < 0.01
+    draws = np.random.default_rng(1)
+    alone = [spearman(a[i], gold[i]) for i in (draws.integers(0, 300, 300) for _ in range(200))]
+    assert differences.std() < np.std(alone) / 4, "paired: the pairs' difficulty cancels"
+    np.testing.assert_array_equal(
+        differences, paired_bootstrap(spearman, a, b, gold, samples=200, seed=1)
+    )
+    with pytest.raises(ValueError, match="scores_a, scores_b and gold"):
+        paired_bootstrap(spearman, a, b[:-1], gold)
 
 
 # ---------------------------------------------------------------- triplets
