@@ -28,7 +28,7 @@
 # We use the pretrained `all-MiniLM-L6-v2` (6 layers, 384 dimensions, mean pooling,
 # normalised output) on real data: STS Benchmark test and SNLI dev sentences.
 #
-# Run from the repository root with `MINISBERT_DATA` pointing at the data folder.
+# It runs from any folder: `lesson.setup()`, below, finds the weights and the data.
 # `MINISBERT_FAST=1` evaluates on a random sample of pairs instead of all of them.
 
 # %% [markdown]
@@ -65,7 +65,15 @@ import numpy as np
 
 from minisbert import SentenceEncoder, cos_sim, paraphrase_mining, semantic_search
 from minisbert.data import load_dataset
-from minisbert.evaluate import evaluate_sts, pearson, rank, spearman, sts_metrics
+from minisbert.evaluate import (
+    evaluate_sts,
+    pair_scores,
+    paired_bootstrap,
+    pearson,
+    rank,
+    spearman,
+    sts_metrics,
+)
 from minisbert.similarity import paraphrase_mining_embeddings
 
 FAST = os.environ.get("MINISBERT_FAST") == "1"
@@ -84,9 +92,9 @@ for example in test[:3]:
 
 # %% [markdown]
 # Every sentence we need is encoded once, here: both sides of the STS-b pairs, plus some
-# SNLI premises for the search corpus later (SNLI text comes pre-tokenized, hence
-# `outside .` with a space). Duplicates are dropped first; `position` finds a sentence's
-# row.
+# SNLI premises for the search corpus later (as the data folder's copy of SNLI writes
+# them: one copy is pre-tokenized, "outside ." with a space, the official release is
+# not). Duplicates are dropped first; `position` finds a sentence's row.
 
 # %%
 snli = load_dataset("snli", "dev")
@@ -274,9 +282,32 @@ print(
 )
 
 # %% [markdown]
-# On all 1379 pairs the standard error is about one point: differences of a few tenths
-# between models on STS-b test are within noise. (Papers still report two decimals, since
-# the *same* pairs are used for every model.)
+# That spread (on all 1379 pairs in full mode, about a point) is the noise of *one*
+# model's score: how far it would move on a fresh draw of pairs. But two models are
+# compared on the *same* pairs, and a pair that is hard for one is mostly hard for the
+# other, so their difference moves far less from draw to draw than either score does.
+# Judging a difference by each score's own spread overstates the noise. The right test
+# draws the pairs once per resample and scores both models on that draw: a **paired
+# bootstrap** (`minisbert.evaluate.paired_bootstrap`). Here the two "models" are two
+# scorings of the same embeddings, the cosine and the manhattan distance of section 2,
+# whose Spearman values differ a little.
+
+# %%
+manhattan = pair_scores(u, v)["manhattan"]  # (N,)
+difference = 100 * paired_bootstrap(spearman, cosine, manhattan, gold, samples=200)  # (200,)
+paired_std = float(np.std(difference))
+low, high = np.percentile(difference, [2.5, 97.5])
+observed = 100 * (spearman(cosine, gold) - spearman(manhattan, gold))
+print(
+    f"Spearman, cosine - manhattan: {observed:+.2f}; paired bootstrap standard error "
+    f"{paired_std:.2f}, 95% interval [{low:+.2f}, {high:+.2f}]; each score alone: {boot_std:.2f}"
+)
+
+# %% [markdown]
+# The paired standard error is a small fraction of one score's (the final cell asserts
+# under half): a difference of a few tenths between two models on the same pairs can be
+# beyond noise, and the paired interval, not each score's spread, says whether it is.
+# (This is why papers can report two decimals: every model meets the same pairs.)
 #
 # ## 3. Semantic search
 #
@@ -299,10 +330,10 @@ for query, query_hits in zip(queries, hits, strict=True):
         print(f"   {hit['score']:.3f}  {corpus[hit['corpus_id']]}")
 
 # %% [markdown]
-# The matches are about the same *thing*, even with other words ("fell sharply" finds
-# "the Dow Jones industrial average fell ... points"). But note the last query: a
-# question about *learning* to cook finds statements about people cooking. The model
-# matches topic well, intent less well.
+# Read the hits: do they share the query's *thing*, in other words than the query's? And
+# the last query asks how to *learn* to cook: do its hits answer that, or only talk about
+# cooking? A model can match topic better than intent; which this one does, the hits above
+# say, for the corpus this mode built.
 #
 # A fair test: take the STS-b pairs that people scored as (near-)paraphrases, gold >= 4.6,
 # search the corpus with the first sentence, and see whether the *second* one comes
@@ -343,14 +374,16 @@ def top_k_search(query_vec: np.ndarray, corpus: np.ndarray, k: int) -> list[tupl
 # %%
 def check_top_k_search(fn) -> None:
     fn = lesson.by_hand(fn, semantic_search)  # the check fails if fn calls semantic_search
+    # Queries of lengths other than 1: the cosine divides by the query's length too.
     # A case small enough to do in your head: the query points mostly along x.
     tiny = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0]])  # lengths differ: cosine, not dot
     got = fn(np.array([1.0, 0.1]), tiny, 2)
     assert [i for i, _ in got] == [0, 2], f"expected rows [0, 2] first, got {got}"
     # Real embeddings: the same hits and scores as minisbert.semantic_search.
     for q in range(len(queries)):
-        got = fn(query_embeddings[q], corpus_embeddings, 5)
-        want = semantic_search(query_embeddings[q], corpus_embeddings, top_k=5)[0]
+        query = (0.5 + q) * query_embeddings[q]  # (D,) length 0.5, 1.5, 2.5, ...
+        got = fn(query, corpus_embeddings, 5)
+        want = semantic_search(query, corpus_embeddings, top_k=5)[0]
         assert [i for i, _ in got] == [h["corpus_id"] for h in want], (got, want)
         assert np.allclose([s for _, s in got], [h["score"] for h in want], atol=1e-5)
 
@@ -455,12 +488,11 @@ for c in range(K):
         print(f"    {corpus[m]}")
 
 # %% [markdown]
-# Nobody told k-means about topics, yet the clusters come out as topics. In full mode,
-# for instance: dogs running outdoors, men doing things, women, children, cooking, news
-# about conflicts in the Middle East, opinions ("It's not a good idea."). STS-b mixes
-# news headlines, image captions and forum posts, and SNLI premises are captions, so
-# genre shows up too. (Run it with another `seed` or `K`: the clusters move, the themes
-# mostly stay.)
+# Nobody told k-means about topics. Read the three central sentences of each cluster
+# above and try to name what they share: a subject (animals, children, cooking, a region
+# in the news), or a genre. STS-b mixes news headlines, image captions and forum posts,
+# and SNLI premises are captions, so genre can show up as much as topic. (Run it with
+# another `seed` or `K` and see which themes stay.)
 #
 # ## 6. A picture: 384 dimensions down to 2
 #
@@ -505,6 +537,9 @@ plt.show()
 # The asserts below fail if a claim of this lesson is false.
 
 # %%
+# Paired: two scorings of the same pairs differ by far less noise than either score has.
+assert paired_std < boot_std / 2, (paired_std, boot_std)
+
 # Spearman by hand = minisbert's; ranks survive monotone transforms, Pearson does not.
 assert abs(spearman_by_hand(cosine, gold) - spearman(cosine, gold)) < 1e-12
 assert spearman_changes < 1e-12 and pearson_changes > 0.01
