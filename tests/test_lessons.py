@@ -352,6 +352,7 @@ def test_01_check_refuses_a_dot_product():
         "check_most_similar_pair",
         embeddings=unit_rows(np.random.default_rng(0), 500, 16),
         paraphrase_mining_embeddings=paraphrase_mining_embeddings,
+        semantic_search=semantic_search,
     )
 
     def by_dot_product(embeddings):
