@@ -77,7 +77,11 @@ from minisbert.data import load_dataset
 from minisbert.distances import cos_sim_matrix, normalize  # noqa: F401  (yours to use below)
 from minisbert.evaluate import evaluate_sts
 from minisbert.loss_check import check_loss, random_inputs
-from minisbert.losses import multiple_negatives_ranking_loss, triplet_loss
+from minisbert.losses import (
+    multiple_negatives_ranking_loss,
+    symmetric_multiple_negatives_ranking_loss,
+    triplet_loss,
+)
 from minisbert.train import epoch_order
 
 LossFn = Callable[..., jax.Array]  # embeddings (and labels) -> scalar
@@ -336,7 +340,8 @@ print(f"rows {golden_rows:.6f}, columns {golden_columns:.6f}, loss {GOLDEN_SYMME
 
 
 def check_symmetric_mnrl(fn: LossFn) -> None:
-    fn = lesson.by_hand(fn, multiple_negatives_ranking_loss)  # write it with cos_sim_matrix
+    library = (multiple_negatives_ranking_loss, symmetric_multiple_negatives_ranking_loss)
+    fn = lesson.by_hand(fn, *library)  # write it with cos_sim_matrix
     anchors = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # (2, 2)
     positives = jnp.array([[1.0, 0.0], [1.0, 1.0]])  # (2, 2)
     value = float(fn(anchors, positives, scale=1.0))
@@ -356,7 +361,8 @@ symmetric_mnrl_loss = lesson.exercise(
 # %% [markdown]
 # The check gives away a one-line solution: the column loss is the library's MNRL with the
 # roles of anchors and positives swapped (and no negatives). The check refuses it (its
-# `lesson.by_hand` fails if your function calls `multiple_negatives_ranking_loss`): writing
+# `lesson.by_hand` fails if your function calls `multiple_negatives_ranking_loss`, or the
+# library's own symmetric loss, `LOSSES["mnrl_symmetric"]`, by any name): writing
 # it out with `cos_sim_matrix` is the exercise, the (B, 2B) matrix read two ways.
 #
 # ## Train with it
@@ -383,10 +389,11 @@ symmetric_mnrl_loss = lesson.exercise(
 # their batch?
 #
 # **Start.** Both losses train from the same starting point: all-MiniLM-L6-v2 read through
-# its [CLS] token, as in lesson 9. Through its mean pooling the model was trained with MNRL
-# on about a billion pairs, and a few dozen steps of either loss barely move it: a
-# comparison there would compare two ways of standing still. Its [CLS] output was never
-# trained as a sentence vector, so both losses have something to teach.
+# its [CLS] token, as in lesson 9. Through its mean pooling the model was trained with
+# in-batch negatives (the symmetric loss of exercise 2) on about a billion pairs, and a few
+# dozen steps of either loss can hardly move it: a comparison there could compare two ways
+# of standing still. Its [CLS] output was never trained as a sentence vector, so both
+# losses have something to teach.
 #
 # **Runs.** For a given seed both losses see the same batches in the same order, the same
 # dropout masks and the same learning-rate schedule (`TrainConfig`'s defaults); only the
@@ -517,12 +524,15 @@ if len(spearman) == 2:
         f"yours - library, per seed: {np.round(gap, 2)}; spread of yours across seeds "
         f"{np.std(yours, ddof=1):.2f}, of the library's {np.std(library, ddof=1):.2f}"
     )
+    # Seed 0's two curves, step by step: do they move up and down on the same batches?
+    steps_together = float(np.corrcoef(*[np.diff(curve) for curve in losses.values()])[0, 1])
+    print(f"correlation of the two curves' step-to-step changes (seed 0): {steps_together:.2f}")
 
 # %% [markdown]
 # Reading the figures (full mode; fast mode trains too little to move STS-b):
 #
 # - **Both losses teach the [CLS] vector**: STS-b test, a task neither trained on, rises
-#   on every seed, by more than the spread between seeds. Forty steps of SNLI triplets made
+#   on every seed, beyond the seeds' noise. Forty steps of SNLI triplets made
 #   the output at [CLS] a better sentence vector in general.
 # - **Neither reaches mean pooling** (the first figure the data cell printed): that vector
 #   had a billion pairs behind it.
@@ -534,9 +544,10 @@ if len(spearman) == 2:
 #   every seed, larger than the spread, would be worth a longer run; in the symmetric loss
 #   each pair is asked twice (anchor finds positive, positive finds anchor), a second
 #   signal on the same batch.
-# - **The loss curves** rise and fall together, batch by batch: a step's loss says more
-#   about how hard its batch happens to be than about progress. (They are not on one scale:
-#   the symmetric loss averages in a second term.)
+# - **The loss curves**: both saw the same batch at each step. Where they rise and fall
+#   together (the correlation of their step-to-step changes, printed last, is high), a
+#   step's loss says more about how hard its batch happens to be than about progress.
+#   (They are not on one scale: the symmetric loss averages in a second term.)
 #
 # ## Ideas to try
 #

@@ -48,6 +48,7 @@ from minisbert.losses import (
     cosent_loss,
     cosine_similarity_loss,
     multiple_negatives_ranking_loss,
+    symmetric_multiple_negatives_ranking_loss,
     triplet_loss,
 )
 from minisbert.optimizer import make_optimizer
@@ -569,6 +570,7 @@ def test_12_checks_refuse_the_library():
         "check_symmetric_mnrl",
         **common,
         multiple_negatives_ranking_loss=multiple_negatives_ranking_loss,
+        symmetric_multiple_negatives_ranking_loss=symmetric_multiple_negatives_ranking_loss,
     )
     check_symmetric(solution(stem, "symmetric_mnrl_loss"))
 

@@ -1,0 +1,64 @@
+"""An exercise check taken out of its lesson: its cell run alone on small made-up inputs.
+
+``check_from(stem, "check_x", name=value, ...)`` runs the code cell of ``lessons/<stem>.py``
+that defines ``check_x``, with the given values in place of the lesson's variables, and
+returns the check; ``solution(stem, name)`` is the reference solution's function. No lesson
+is executed and no model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import runpy
+import types
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jupytext
+import numpy as np
+import optax
+
+from minisbert import lesson
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+
+
+def lesson_source(stem: str) -> Path:
+    (source,) = LESSONS.glob(f"{stem}*.py")
+    return source
+
+
+def code_cells(stem: str) -> list[str]:
+    return [c.source for c in jupytext.read(lesson_source(stem)).cells if c.cell_type == "code"]
+
+
+def check_from(stem: str, name: str, **inputs: Any):
+    """The check function ``name`` of lesson ``stem``, defined by running its cell alone
+    with ``inputs`` for the lesson's variables (small made-up arrays)."""
+    cell = next(c for c in code_cells(stem) if f"def {name}(" in c)
+
+    def exercise(check, *answers, lesson):  # the answers back, as lesson.exercise gives them
+        return answers[0] if len(answers) == 1 else answers
+
+    fake_lesson = types.SimpleNamespace(exercise=exercise, by_hand=lesson.by_hand)
+    namespace = {
+        "np": np,
+        "jnp": jnp,
+        "jax": jax,
+        "math": math,
+        "optax": optax,
+        "lesson": fake_lesson,
+        **inputs,
+    }
+    call = re.search(r"lesson\.exercise\((.*?)lesson=", cell, re.S)
+    for answer in re.findall(r"\w+", call.group(1) if call else ""):
+        namespace.setdefault(answer, None)  # the answers the exercise call names, unused here
+    exec(cell, namespace)  # noqa: S102 - the lesson's own cell
+    return namespace[name]
+
+
+def solution(stem: str, name: str):
+    return runpy.run_path(str(LESSONS / "solutions" / f"{lesson_source(stem).stem}.py"))[name]
