@@ -492,7 +492,7 @@ accuracy_beyond_noise = lesson.beyond_noise(
     before["held-out NLI accuracy"], after["held-out NLI accuracy"]
 )
 print(
-    "held-out accuracy up on every seed, by more than twice the seeds' spread:",
+    "held-out accuracy up on every seed, the mean gain beyond the seeds' noise (a t-test):",
     accuracy_beyond_noise,
 )
 result, trained, trained_classifier = kept["default"]

@@ -503,9 +503,11 @@ print(
 #
 # The STS-b test figures before training, and after it over the seeds (mean ± standard
 # deviation). A change means something only if it is larger than the spread across seeds:
-# `lesson.beyond_noise` asks whether every seed improved, by a mean gain above twice the
-# seeds' standard deviation. (In fast mode there is one seed, so no spread to compare
-# with.) Then each seed's loss on the training pairs it saw, and the seed-0 model's figures.
+# `lesson.beyond_noise` asks whether every seed improved, and whether the mean gain passes
+# a one-sided t-test at 95%: above t x SD / √n for n seeds, t = 2.92 for three, so about
+# 1.7 standard deviations (the SD of three draws is itself rough; the t quantile allows
+# for that). In fast mode there is one seed, so no spread to compare with. Then each
+# seed's loss on the training pairs it saw, and the seed-0 model's figures.
 
 # %%
 before = {"test Spearman x100": spearman_before, "test MSE": mse_before}
