@@ -680,7 +680,7 @@ assert minisbert_command(rerank_args) == 0
 # - A cross-encoder is `[CLS] a [SEP] b [SEP]` with segment ids, BERT, a tanh pooler on the
 #   `[CLS]` output and a linear head; written by hand it gives `predict`'s score.
 # - Trained on STS-b as `minisbert train --cross-encoder` trains it, it leaves its random
-#   head behind on STS-b dev (on every seed, by more than the seeds' spread, in full mode);
+#   head behind on STS-b dev (on every seed, beyond the seeds' noise, in full mode);
 #   our Table 2 rows are printed beside the paper's.
 # - Re-ranking only re-orders what the retriever found: its recall@1 is bounded by the
 #   retriever's recall at K.

@@ -585,7 +585,8 @@ else:
 # In-batch negatives assume that every other candidate of a batch is wrong for an anchor.
 # That fails when the same text is in the batch twice. `snli-triplets` keeps one triplet
 # per premise (`minisbert/data/nli.py`), so anchors never repeat; but short hypotheses do:
-# "People are outside ." is the entailment of several premises. We load the triplets as
+# "People are outside." ("outside ." in the pre-tokenized copy of SNLI) is the entailment
+# of several premises. We load the triplets as
 # `train` does (`load_training_data`: tokenized, each text numbered by its token ids, so
 # "outside ." and "outside." are one text) and count the texts found in more than one
 # triplet.
