@@ -163,9 +163,10 @@ def step_losses(run: Path) -> list[float]:
     return [json.loads(path.read_text())["loss_value"] for path in states]
 
 
+@pytest.mark.slow  # whole runs: the step-level equality above stays in make test
 @pytest.mark.parametrize("data, loss", [
     ("triplets", "mnrl"),
-    pytest.param("classes", "softmax", marks=pytest.mark.slow),  # the head's gradient too
+    ("classes", "softmax"),  # the head's gradient too
 ])  # fmt: skip
 def test_a_run_with_mini_batches_equals_the_run_without(quiet_files, tmp_path, data, loss):
     """Dropout off: `minisbert train --mini-batch-size 5` (24 or 16 sentences a batch: chunks
@@ -184,6 +185,7 @@ def test_a_run_with_mini_batches_equals_the_run_without(quiet_files, tmp_path, d
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow  # three runs
 def test_a_cached_run_resumes_where_it_stopped(quiet_files, tmp_path):
     """A cached run killed after step 1 and resumed with the same M ends on the weights of
     the run that was not stopped; another M is refused (with dropout on it would draw other
