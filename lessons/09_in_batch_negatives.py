@@ -505,8 +505,8 @@ def check_logit_gradient(fn) -> None:
     fn = lesson.by_hand(fn, *autodiff, jax.linearize, multiple_negatives_ranking_loss)
     random_logits = np.random.default_rng(1).normal(size=(5, 12)) * 3  # (5, 12)
     for logits in (S_hard, random_logits):
-        expected = np.asarray(jax.grad(cross_entropy_of_logits)(jnp.asarray(logits, jnp.float32)))
         got = np.asarray(fn(logits))
+        expected = np.asarray(jax.grad(cross_entropy_of_logits)(jnp.asarray(logits, jnp.float32)))
         assert got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape}"
         assert np.allclose(got, expected, atol=1e-6), "differs from jax.grad"
 
