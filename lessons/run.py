@@ -15,6 +15,7 @@ through ``minisbert.lesson.setup()``, wherever it runs).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -42,13 +43,29 @@ def as_notebook(source: Path) -> nbformat.NotebookNode:
         "display_name": "Python 3",
         "language": "python",
     }
+    seen: dict[str, int] = {}
+    for cell in notebook.cells:
+        cell.id = cell_id(cell, seen)
     return notebook
 
 
-def sync(source: Path) -> Path:
-    """Write the output-free .ipynb twin of a lesson source."""
+def cell_id(cell: nbformat.NotebookNode, seen: dict[str, int]) -> str:
+    """A cell id made from the cell's own text (nbformat's would be random): writing a lesson
+    again gives the same notebook, and editing a cell changes only that cell's id. ``seen``
+    counts the ids given so far, so that a repeated cell gets ``-2``, ``-3``, ..."""
+    digest = hashlib.sha256(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:12]
+    seen[digest] = seen.get(digest, 0) + 1
+    return digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
+
+
+def sync(source: Path) -> Path | None:
+    """Write the output-free .ipynb twin of a lesson source; None when it is already
+    exactly that (its file is left alone)."""
     target = source.with_suffix(".ipynb")
-    jupytext.write(as_notebook(source), target, fmt="ipynb")
+    text = jupytext.writes(as_notebook(source), fmt="ipynb").rstrip("\n") + "\n"
+    if target.is_file() and target.read_text(encoding="utf-8") == text:
+        return None
+    target.write_text(text, encoding="utf-8")
     return target
 
 
@@ -107,9 +124,8 @@ def main() -> int:
     sources = lesson_sources(args.lessons)
     if args.sync:
         for source in sources:
-            if in_sync(source):  # rewriting would only churn the notebook's random cell ids
-                continue
-            print("wrote", sync(source))
+            if written := sync(source):
+                print("wrote", written)
         return 0
     mode = "fast" if os.environ.get("MINISBERT_FAST") == "1" else "full"
     for source in sources:

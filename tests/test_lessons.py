@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jupytext
+import nbformat
 import numpy as np
 import optax
 import pytest
@@ -61,7 +62,7 @@ from minisbert.train import Trainable, TrainResult, compute_loss, train_step
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 sys.path.insert(0, str(LESSONS))
 
-from run import execute, in_sync, lesson_sources  # noqa: E402
+from run import execute, in_sync, lesson_sources, sync  # noqa: E402
 
 SOURCES = lesson_sources()
 CHEAP_LESSON = "02_tokenization"  # the quickest to run, about half a minute in fast mode
@@ -77,6 +78,24 @@ def test_notebook_in_sync(source: Path):
         f"{source.with_suffix('.ipynb').name} differs from {source.name} or has outputs; "
         "run `python lessons/run.py --sync`"
     )
+
+
+def test_sync_writes_the_same_notebook_again(tmp_path):
+    """Cell ids come from each cell's text, not at random: syncing an unchanged lesson changes
+    nothing, editing a cell changes that cell's id only, a repeated cell gets its own id."""
+    cells = ["# %% [markdown]\n# A lesson\n", "# %%\nx = 1\n", "# %%\nx = 1\n", "# %%\ny = 2\n"]
+    source = tmp_path / "99_ids.py"
+    source.write_text("\n".join(cells), encoding="utf-8")
+    assert sync(source) == source.with_suffix(".ipynb")
+    assert sync(source) is None  # already that notebook: left alone
+    notebook = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    nbformat.validate(notebook)  # ids of 1-64 letters, digits, - and _
+    ids = [cell.id for cell in notebook.cells]
+    assert len(set(ids)) == 4 and ids[2] == f"{ids[1]}-2"
+    source.write_text("\n".join([*cells[:3], "# %%\ny = 3\n"]), encoding="utf-8")
+    assert sync(source) is not None
+    again = [cell.id for cell in nbformat.read(source.with_suffix(".ipynb"), as_version=4).cells]
+    assert again[:3] == ids[:3] and again[3] != ids[3]
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
