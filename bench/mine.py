@@ -50,12 +50,13 @@ def write_pairs(path: Path, n: int) -> None:
 PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 CHOOSE = f"""
 import sys, numpy as np
-from minisbert.mining import mine_negatives
+from minisbert.mining import MiningOptions, mine_negatives
 n, D = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 anchors = rng.normal(size=(n, D)).astype(np.float32)
 corpus = anchors + rng.normal(size=(n, D)).astype(np.float32)  # positive i near anchor i
-found = mine_negatives(anchors, corpus, [[i] for i in range(n)], [-1] * n, num_negatives=3)
+options = MiningOptions(num_negatives=3)
+found = mine_negatives(anchors, corpus, [[i] for i in range(n)], [-1] * n, options)
 print(int((found.ids >= 0).sum()), "negatives")
 {PEAK}
 """

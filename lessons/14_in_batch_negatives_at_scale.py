@@ -96,7 +96,7 @@ from minisbert.grad_cache import (
     loss_and_cache,
 )
 from minisbert.losses import multiple_negatives_ranking_loss
-from minisbert.mining import mine_negatives
+from minisbert.mining import MiningOptions, mine_negatives
 from minisbert.sentence_encoder import SentenceModel
 from minisbert.tokenizer import pad_batch
 from minisbert.train import Trainable, TrainConfig
@@ -768,8 +768,8 @@ print(f"{len(kept)} triplets (of {len(mined)}); {changed} negatives changed; the
 cosines = np.array([-0.2, -0.19, -0.21, -0.25, -0.5])  # row 0 is the anchor's positive
 corpus = np.stack([cosines, np.sqrt(1 - cosines**2)], axis=1)  # (5, 2) unit vectors
 found = mine_negatives(
-    np.array([[1.0, 0.0]]), corpus, positives=[[0]], own_rows=[-1], num_negatives=4,
-    relative_margin=0.1,
+    np.array([[1.0, 0.0]]), corpus, positives=[[0]], own_rows=[-1],
+    options=MiningOptions(num_negatives=4, relative_margin=0.1),
 )  # fmt: skip
 p_score, r = cosines[0], 0.1
 right, wrong = p_score - r * abs(p_score), p_score * (1 - r)

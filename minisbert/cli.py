@@ -743,23 +743,20 @@ EXTRA_COMMANDS.append(register_training_commands)
 
 def cmd_mine(args: argparse.Namespace) -> None:
     from collections import Counter
+    from dataclasses import fields
 
     from minisbert.data import load_dataset
     from minisbert.data.files import write_triplets
-    from minisbert.mining import anchor_positive_pairs, mine_triplets
+    from minisbert.mining import MiningOptions, anchor_positive_pairs, mine_triplets
 
-    output = triplets_path(args.output, args.data)  # before minutes of encoding
+    # Checked before minutes of encoding; each option's flag is named after it.
+    options = MiningOptions(**{f.name: getattr(args, f.name) for f in fields(MiningOptions)})
+    output = triplets_path(args.output, args.data)
     pairs = anchor_positive_pairs(load_dataset(args.data, args.split), args.data)
     triplets = mine_triplets(
         _encoder(args.model),
         pairs,
-        num_negatives=args.num_negatives,
-        range_min=args.range_min,
-        range_max=args.range_max,
-        absolute_margin=args.absolute_margin,
-        relative_margin=args.relative_margin,
-        sampling=args.sampling,
-        seed=args.seed,
+        options,
         batch_size=args.batch_size,
         show_progress_bar=sys.stderr.isatty(),
     )

@@ -67,42 +67,50 @@ class Negatives:
     hardest_positive: np.ndarray  # (A,) float32 the lowest score of the anchor's positives
 
 
-def default_range_max(
-    num_negatives: int, range_min: int, most_positives: int, margin: bool = False
-) -> int:
-    """sentence-transformers' default window end: enough ranks for ``num_negatives`` after
-    ``range_min`` and the positives, ten times as many with a margin (it removes some)."""
-    return range_min + num_negatives * (10 if margin else 1) + most_positives
+@dataclasses.dataclass(frozen=True)
+class MiningOptions:
+    """Which negatives to mine for each anchor (the module docstring says how each option
+    acts). The defaults are sentence-transformers' ``mine_hard_negatives``'. Options that
+    cannot mine anything, or make no sense, are refused here, in one line."""
 
+    num_negatives: int = 3  # n: negatives per anchor, each a triplet
+    range_min: int = 0  # the window's first rank; the nearest are often unlabelled positives
+    range_max: int | None = None  # the rank past the window's end; None: ``range_max_for``
+    absolute_margin: float | None = None  # m: keep a candidate only if s <= p - m
+    relative_margin: float | None = None  # r: keep a candidate only if s <= p - r |p|
+    sampling: str = "top"  # "top": the window's first n; "random": n drawn from it
+    seed: int = 0  # the draws of "random", with the anchor's place
 
-def check_options(
-    num_negatives: int,
-    range_min: int,
-    range_max: int,
-    absolute_margin: float | None = None,
-    relative_margin: float | None = None,
-    sampling: str = "top",
-) -> None:
-    """Refuse, in one line, options that cannot mine anything or make no sense."""
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives {num_negatives}: must be at least 1")
-    if range_min < 0:
-        raise ValueError(f"range_min {range_min}: must be 0 or more")
-    if range_min >= range_max:
-        raise ValueError(f"range_min {range_min}: must be below range_max {range_max}")
-    if num_negatives > range_max - range_min:
-        raise ValueError(
-            f"range_min {range_min} to range_max {range_max} leaves {range_max - range_min} "
-            f"ranks, fewer than num_negatives {num_negatives}; raise range_max"
-        )
-    for name, margin in (
-        ("absolute_margin", absolute_margin),
-        ("relative_margin", relative_margin),
-    ):
-        if margin is not None and not 0 <= margin < float("inf"):  # also refuses nan
-            raise ValueError(f"{name} {margin}: must be a number, 0 or more")
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}")
+    def __post_init__(self) -> None:
+        n, low, high = self.num_negatives, self.range_min, self.range_max
+        if n < 1:
+            raise ValueError(f"num_negatives {n}: must be at least 1")
+        if low < 0:
+            raise ValueError(f"range_min {low}: must be 0 or more")
+        if high is not None and low >= high:
+            raise ValueError(f"range_min {low}: must be below range_max {high}")
+        if high is not None and n > high - low:
+            raise ValueError(
+                f"range_min {low} to range_max {high} leaves {high - low} ranks, fewer than "
+                f"num_negatives {n}; raise range_max"
+            )
+        for name, margin in (
+            ("absolute_margin", self.absolute_margin),
+            ("relative_margin", self.relative_margin),
+        ):
+            if margin is not None and not 0 <= margin < float("inf"):  # also refuses nan
+                raise ValueError(f"{name} {margin}: must be a number, 0 or more")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling {self.sampling!r}: use one of {', '.join(SAMPLINGS)}")
+
+    def range_max_for(self, most_positives: int) -> int:
+        """``range_max`` as given, else sentence-transformers' default: enough ranks for
+        ``num_negatives`` after ``range_min`` and an anchor's positives (at most
+        ``most_positives``), ten times as many with a margin (it removes some)."""
+        if self.range_max is not None:
+            return self.range_max
+        margin = self.absolute_margin is not None or self.relative_margin is not None
+        return self.range_min + self.num_negatives * (10 if margin else 1) + most_positives
 
 
 def mine_negatives(
@@ -110,29 +118,19 @@ def mine_negatives(
     corpus: np.ndarray,  # (P, D)
     positives: Sequence[Sequence[int]],  # A lists of corpus rows: each anchor's positives
     own_rows: Sequence[int],  # (A,) the corpus row of each anchor's own text, -1 if none
+    options: MiningOptions = MiningOptions(),
     *,
-    num_negatives: int = 3,
-    range_min: int = 0,
-    range_max: int | None = None,
-    absolute_margin: float | None = None,
-    relative_margin: float | None = None,
-    sampling: str = "top",
-    seed: int = 0,
     chunk_size: int | None = None,
     show_progress_bar: bool = False,
 ) -> Negatives:
     """The hard negatives of each anchor among the corpus rows, by cosine similarity (the
-    module docstring says how). ``range_max`` defaults to ``default_range_max``;
-    ``chunk_size`` (anchors scored at once) to what keeps ``SCORES_PER_CHUNK`` scores.
-    The result does not depend on ``chunk_size``."""
+    module docstring says how). ``chunk_size`` (anchors scored at once) defaults to what
+    keeps ``SCORES_PER_CHUNK`` scores; the result does not depend on it."""
     A, P = len(anchors), len(corpus)
     if len(positives) != A or len(own_rows) != A or any(len(rows) == 0 for rows in positives):
         raise ValueError("every anchor needs its own text's row and one positive or more")
     M = max(len(rows) for rows in positives) if A else 0
-    if range_max is None:
-        margin = absolute_margin is not None or relative_margin is not None
-        range_max = default_range_max(num_negatives, range_min, M, margin)
-    check_options(num_negatives, range_min, range_max, absolute_margin, relative_margin, sampling)
+    n, range_min, range_max = options.num_negatives, options.range_min, options.range_max_for(M)
 
     anchors, corpus = _unit(anchors), _unit(corpus)  # cosine = dot product of unit vectors
     never = np.full((A, M + 1), -1, dtype=np.int64)  # (A, M + 1) rows that are no negative
@@ -142,8 +140,8 @@ def mine_negatives(
     K = min(range_max + M + 1, P)
     C = chunk_size or max(1, SCORES_PER_CHUNK // max(P, 1))
 
-    ids = np.full((A, num_negatives), -1, dtype=np.int64)  # (A, n)
-    scores = np.full((A, num_negatives), -np.inf, dtype=np.float32)  # (A, n)
+    ids = np.full((A, n), -1, dtype=np.int64)  # (A, n)
+    scores = np.full((A, n), -np.inf, dtype=np.float32)  # (A, n)
     hardest = np.zeros(A, dtype=np.float32)  # (A,)
     for start in _chunks(A, C, show_progress_bar):
         chunk = slice(start, min(start + C, A))
@@ -151,15 +149,14 @@ def mine_negatives(
         hardest[chunk] = _hardest_positive(all_scores, never[chunk, :M])
         candidates, candidate_scores = _best(all_scores, K)  # (C, K) each, best first
         keep = ~np.any(candidates[:, :, None] == never[chunk, None, :], axis=2)  # (C, K)
-        keep &= _outside_margins(candidate_scores, hardest[chunk], absolute_margin,
-                                 relative_margin)  # fmt: skip
+        keep &= _outside_margins(candidate_scores, hardest[chunk], options)  # (C, K)
         # Kept candidates first, still best first (a stable sort), then the window.
         order = np.argsort(~keep, axis=1, kind="stable")[:, range_min:range_max]  # (C, W)
         window = np.take_along_axis(candidates, order, axis=1)  # (C, W)
         window_scores = np.take_along_axis(candidate_scores, order, axis=1)  # (C, W)
         kept = np.take_along_axis(keep, order, axis=1).sum(axis=1)  # (C,) the first kept
         for row, a in enumerate(range(chunk.start, chunk.stop)):
-            picked = _pick(int(kept[row]), num_negatives, sampling, seed, a)  # window places
+            picked = _pick(int(kept[row]), options, a)  # places in the window
             ids[a, : len(picked)] = window[row, picked]
             scores[a, : len(picked)] = window_scores[row, picked]
     return Negatives(ids=ids, scores=scores, hardest_positive=hardest)
@@ -201,26 +198,27 @@ def _best(all_scores: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
 def _outside_margins(
     candidate_scores: np.ndarray,  # (C, K)
     hardest: np.ndarray,  # (C,)
-    absolute_margin: float | None,
-    relative_margin: float | None,
+    options: MiningOptions,
 ) -> np.ndarray:  # (C, K) bool
     """Which candidates are far enough below the hardest positive ``p``: ``s + m <= p``
     and ``s <= p - r |p|`` (the module docstring explains the ``|p|``)."""
     p = hardest[:, None]  # (C, 1)
+    m, r = options.absolute_margin, options.relative_margin
     keep = np.ones(candidate_scores.shape, dtype=bool)
-    if absolute_margin is not None:
-        keep &= candidate_scores + np.float32(absolute_margin) <= p
-    if relative_margin is not None:
-        keep &= candidate_scores <= p - np.abs(p) * np.float32(relative_margin)
+    if m is not None:
+        keep &= candidate_scores + np.float32(m) <= p
+    if r is not None:
+        keep &= candidate_scores <= p - np.abs(p) * np.float32(r)
     return keep
 
 
-def _pick(kept: int, n: int, sampling: str, seed: int, anchor: int) -> np.ndarray:
+def _pick(kept: int, options: MiningOptions, anchor: int) -> np.ndarray:
     """Places in the window (its first ``kept`` are the kept candidates, best first) of the
     negatives: the first ``n``, or ``n`` drawn at random; in score order either way."""
-    if sampling == "top" or kept <= n:
+    n = options.num_negatives
+    if options.sampling == "top" or kept <= n:
         return np.arange(min(kept, n))
-    rng = np.random.default_rng((seed, anchor))  # per anchor: the same for any chunking
+    rng = np.random.default_rng((options.seed, anchor))  # per anchor: the same for any chunking
     return np.sort(rng.choice(kept, size=n, replace=False))
 
 
@@ -254,14 +252,8 @@ def anchor_positive_pairs(
 def mine_triplets(
     encoder: SentenceEncoder,
     pairs: Sequence[tuple[str, str]],
+    options: MiningOptions = MiningOptions(),
     *,
-    num_negatives: int = 3,
-    range_min: int = 0,
-    range_max: int | None = None,
-    absolute_margin: float | None = None,
-    relative_margin: float | None = None,
-    sampling: str = "top",
-    seed: int = 0,
     batch_size: int = 32,
     show_progress_bar: bool = False,
 ) -> list[TripletExample]:
@@ -274,11 +266,6 @@ def mine_triplets(
     positives: dict[str, list[int]] = {anchor: [] for anchor in anchors}
     for anchor, positive in dict.fromkeys(pairs):  # each distinct pair once
         positives[anchor].append(row[positive])
-    if range_max is None:  # checked here too: before minutes of encoding, not after
-        margin = absolute_margin is not None or relative_margin is not None
-        most = max(len(rows) for rows in positives.values())
-        range_max = default_range_max(num_negatives, range_min, most, margin)
-    check_options(num_negatives, range_min, range_max, absolute_margin, relative_margin, sampling)
 
     prompts = encoder.model.sentence_config.prompt_texts
 
@@ -302,13 +289,7 @@ def mine_triplets(
         corpus_embeddings,
         [positives[anchor] for anchor in anchors],
         [row.get(anchor, -1) for anchor in anchors],
-        num_negatives=num_negatives,
-        range_min=range_min,
-        range_max=range_max,
-        absolute_margin=absolute_margin,
-        relative_margin=relative_margin,
-        sampling=sampling,
-        seed=seed,
+        options,
         show_progress_bar=show_progress_bar,
     )
     return [

@@ -105,9 +105,9 @@ def theirs(model, pairs, cache, **options) -> list[tuple[str, str, str]]:
 
 
 def ours(encoder: Remembering, pairs, **options) -> list[tuple[str, str, str]]:
-    from minisbert.mining import mine_triplets
+    from minisbert.mining import MiningOptions, mine_triplets
 
-    mined = mine_triplets(encoder, pairs, sampling="top", batch_size=64, **options)
+    mined = mine_triplets(encoder, pairs, MiningOptions(sampling="top", **options), batch_size=64)
     return [(t.anchor, t.positive, t.negative) for t in mined]
 
 

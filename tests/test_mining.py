@@ -15,13 +15,7 @@ from tiny import ONE_LAYER, random_model_dir
 
 from minisbert.cli import main
 from minisbert.data import DataError, PairExample, TripletExample, load_dataset
-from minisbert.mining import (
-    anchor_positive_pairs,
-    check_options,
-    default_range_max,
-    mine_negatives,
-    mine_triplets,
-)
+from minisbert.mining import MiningOptions, anchor_positive_pairs, mine_negatives, mine_triplets
 
 NO_OWN_TEXT = -1
 
@@ -37,7 +31,8 @@ ANCHOR = np.array([[1.0, 0.0]], dtype=np.float32)  # (1, 2)
 
 def mine_one(corpus_scores: list[float], positives: list[int], own: int = NO_OWN_TEXT, **options):
     """The negatives (corpus rows) of one anchor and their scores."""
-    found = mine_negatives(ANCHOR, on_circle(corpus_scores), [positives], [own], **options)
+    found = mine_negatives(ANCHOR, on_circle(corpus_scores), [positives], [own],
+                           MiningOptions(**options))  # fmt: skip
     ids = [int(i) for i in found.ids[0] if i >= 0]
     return ids, found
 
@@ -108,14 +103,14 @@ def test_random_draws_from_the_window_by_seed_and_in_score_order():
     anchors = rng.normal(size=(40, 8)).astype(np.float32)
     corpus = rng.normal(size=(120, 8)).astype(np.float32)
     positives, own = [[i] for i in range(40)], [NO_OWN_TEXT] * 40
-    window = dict(num_negatives=3, range_min=2, range_max=12)
+    window = dict(range_min=2, range_max=12)
 
     def draw(seed, chunk_size=None, sampling="random"):
-        return mine_negatives(anchors, corpus, positives, own, sampling=sampling, seed=seed,
-                              chunk_size=chunk_size, **window)  # fmt: skip
+        options = MiningOptions(num_negatives=3, sampling=sampling, seed=seed, **window)
+        return mine_negatives(anchors, corpus, positives, own, options, chunk_size=chunk_size)
 
-    top10 = mine_negatives(anchors, corpus, positives, own, num_negatives=10, range_min=2,
-                           range_max=12)  # fmt: skip
+    every_rank = MiningOptions(num_negatives=10, **window)  # the whole window, best first
+    top10 = mine_negatives(anchors, corpus, positives, own, every_rank)
     first, again, other = draw(seed=1), draw(seed=1, chunk_size=7), draw(seed=2)
     np.testing.assert_array_equal(first.ids, again.ids)  # the seed and the anchor decide
     assert (first.ids != other.ids).any(axis=1).mean() > 0.5  # another seed, other draws
@@ -134,10 +129,10 @@ def test_chunks_give_the_one_chunk_result():
     positives = [[i, 50 + i] for i in range(50)]
     own = [i + 100 if i % 3 == 0 else NO_OWN_TEXT for i in range(50)]
     corpus[100:150:3] = anchors[::3]  # the anchor's own text in the corpus
-    options = dict(num_negatives=4, range_min=1, relative_margin=0.05)
-    whole = mine_negatives(anchors, corpus, positives, own, chunk_size=50, **options)
+    options = MiningOptions(num_negatives=4, range_min=1, relative_margin=0.05)
+    whole = mine_negatives(anchors, corpus, positives, own, options, chunk_size=50)
     for chunk_size in (1, 7):
-        parts = mine_negatives(anchors, corpus, positives, own, chunk_size=chunk_size, **options)
+        parts = mine_negatives(anchors, corpus, positives, own, options, chunk_size=chunk_size)
         np.testing.assert_array_equal(parts.ids, whole.ids)
         np.testing.assert_allclose(parts.scores, whole.scores, atol=1e-6)
     assert (whole.ids >= 0).sum() > 100  # something was mined
@@ -151,8 +146,10 @@ def test_a_corpus_smaller_than_the_range():
 
 
 def test_the_default_range_max_is_sentence_transformers():
-    assert default_range_max(3, 0, 1) == 4
-    assert default_range_max(3, 2, 2, margin=True) == 34
+    assert MiningOptions(num_negatives=3).range_max_for(most_positives=1) == 4
+    for margin in (dict(absolute_margin=0.0), dict(relative_margin=0.05)):  # ten times the room
+        assert MiningOptions(num_negatives=3, range_min=2, **margin).range_max_for(2) == 34
+    assert MiningOptions(range_max=7, absolute_margin=0.1).range_max_for(2) == 7  # as given
 
 
 @pytest.mark.parametrize(
@@ -169,7 +166,7 @@ def test_the_default_range_max_is_sentence_transformers():
 )
 def test_bad_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message) as caught:
-        check_options(**options)
+        MiningOptions(**options)
     assert "\n" not in str(caught.value)
 
 
@@ -191,7 +188,7 @@ class CircleEncoder:
 def test_triplets_come_by_anchor_then_positive_then_score():
     encoder = CircleEncoder({"p1": 0.9, "p2": 0.5, "p3": 0.8, "x": 0.7, "y": 0.6})
     pairs = [("a", "p1"), ("b", "p3"), ("a", "p2"), ("a", "p1"), ("b", "x"), ("c", "y")]
-    triplets = mine_triplets(encoder, pairs, num_negatives=2, range_max=6)
+    triplets = mine_triplets(encoder, pairs, MiningOptions(num_negatives=2, range_max=6))
     assert [(t.anchor, t.positive, t.negative) for t in triplets] == [
         ("a", "p1", "p3"), ("a", "p1", "x"),  # a's positives p1, p2 are never its negatives
         ("a", "p2", "p3"), ("a", "p2", "x"),  # the repeated pair (a, p1) counts once
