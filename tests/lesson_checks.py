@@ -2,8 +2,8 @@
 
 ``check_from(stem, "check_x", name=value, ...)`` runs the code cell of ``lessons/<stem>.py``
 that defines ``check_x``, with the given values in place of the lesson's variables, and
-returns the check; ``solution(stem, name)`` is the reference solution's function. No lesson
-is executed and no model is loaded.
+returns the check; ``solution(stem, name)`` is the reference solution's function, and
+``unit_rows`` makes small unit-length inputs. No lesson is executed and no model is loaded.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jupytext
 import numpy as np
 import optax
+from flax import nnx
 
 from minisbert import lesson
 
@@ -49,6 +50,7 @@ def check_from(stem: str, name: str, **inputs: Any):
         "jnp": jnp,
         "jax": jax,
         "math": math,
+        "nnx": nnx,
         "optax": optax,
         "lesson": fake_lesson,
         **inputs,
@@ -62,3 +64,8 @@ def check_from(stem: str, name: str, **inputs: Any):
 
 def solution(stem: str, name: str):
     return runpy.run_path(str(LESSONS / "solutions" / f"{lesson_source(stem).stem}.py"))[name]
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)

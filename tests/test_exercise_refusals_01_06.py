@@ -1,7 +1,7 @@
 """Lessons 01-06: each exercise check refuses the library call that would answer it.
 
-Each check is taken out of its lesson (the cell that defines it, run alone) with small
-made-up inputs in place of the lesson's variables, as tests/test_lessons.py does. For every
+Each check is taken out of its lesson (``lesson_checks.check_from``: the cell that defines it,
+run alone) with small made-up inputs in place of the lesson's variables. For every
 library call below, the test first shows that the wrong answer gives the right numbers when
 nothing guards it (so only the refusal can fail it), then that the check fails it with an
 AssertionError naming the call, and that the reference solution passes the same check.
@@ -9,26 +9,21 @@ AssertionError naming the call, and that the reference solution passes the same 
 
 from __future__ import annotations
 
-import math
 import re
-import runpy
 import types
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import jupytext
 import numpy as np
 import optax
 import pytest
 import tokenizers
 from flax import nnx
+from lesson_checks import check_from, solution, unit_rows
 from tiny import ONE_LAYER, TINY_CONFIG, tiny_tokenizer
 
 import minisbert.pooling
 import minisbert.similarity
-from minisbert import lesson
 from minisbert.bert import BertEncoder
 from minisbert.config import SentenceConfig
 from minisbert.losses import SoftmaxClassifier, cosent_loss, cosine_similarity_loss, softmax_loss
@@ -37,47 +32,6 @@ from minisbert.sentence_encoder import SentenceModel
 from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
 from minisbert.tokenizer import Tokenizer, pad_batch
 from minisbert.train import Trainable, compute_loss, train_step
-
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
-
-
-def check_from(stem: str, name: str, **inputs: Any):
-    """The check function ``name`` of lesson ``stem``: its cell run alone, with ``inputs`` for
-    the lesson's variables and the real ``lesson.by_hand``."""
-    (source,) = sorted(LESSONS.glob(f"{stem}.py"))
-    cell = next(
-        c.source
-        for c in jupytext.read(source).cells
-        if c.cell_type == "code" and f"def {name}(" in c.source
-    )
-
-    def exercise(check, *answers, lesson):  # the answers back, unchecked
-        return answers[0] if len(answers) == 1 else answers
-
-    namespace = {
-        "np": np,
-        "jnp": jnp,
-        "jax": jax,
-        "math": math,
-        "nnx": nnx,
-        "optax": optax,
-        "lesson": types.SimpleNamespace(exercise=exercise, by_hand=lesson.by_hand),
-        **inputs,
-    }
-    call = re.search(r"lesson\.exercise\((.*?)lesson=", cell, re.S)
-    for answer in re.findall(r"\w+", call.group(1) if call else ""):
-        namespace.setdefault(answer, None)  # the names the exercise call rebinds
-    exec(cell, namespace)  # noqa: S102 - the lesson's own cell
-    return namespace[name]
-
-
-def solution(stem: str, name: str):
-    return runpy.run_path(str(LESSONS / "solutions" / f"{stem}.py"))[name]
-
-
-def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def refused(check, *answers, calls: str) -> None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from lesson_checks import check_from, code_cells, solution
+from lesson_checks import check_from, code_cells, solution, unit_rows
 
 import minisbert.evaluate
 import minisbert.losses
@@ -35,11 +35,6 @@ from minisbert.losses import (
     triplet_loss,
 )
 from minisbert.similarity import semantic_search
-
-
-def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def refused(check, answer, match: str | None = None) -> None:

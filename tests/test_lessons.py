@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import runpy
 import shutil
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from lesson_checks import check_from, solution, unit_rows
 from tiny import ONE_LAYER, TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
 
 import minisbert.pooling
@@ -324,45 +323,6 @@ def test_read_through_gives_the_same_weights_another_sentence_vector(tmp_path):
 
 
 # ---------------------------------------------------------------- exercise checks
-
-
-def check_from(stem: str, name: str, **inputs: Any):
-    """The check function ``name`` of lesson ``stem``, defined by running its cell alone
-    with ``inputs`` for the lesson's variables (small made-up arrays)."""
-    (source,) = lesson_sources([stem])
-    cell = next(
-        c.source
-        for c in jupytext.read(source).cells
-        if c.cell_type == "code" and f"def {name}(" in c.source
-    )
-
-    def exercise(check, *answers, lesson):  # the answers back, as lesson.exercise gives them
-        return answers[0] if len(answers) == 1 else answers
-
-    fake_lesson = types.SimpleNamespace(exercise=exercise, by_hand=lesson.by_hand)
-    namespace = {
-        "np": np,
-        "jnp": jnp,
-        "jax": jax,
-        "math": math,
-        "optax": optax,
-        "lesson": fake_lesson,
-        **inputs,
-    }
-    call = re.search(r"lesson\.exercise\((.*?)lesson=", cell, re.S)
-    for answer in re.findall(r"\w+", call.group(1) if call else ""):
-        namespace.setdefault(answer, None)  # the answers the exercise call names, unused here
-    exec(cell, namespace)  # noqa: S102 - the lesson's own cell
-    return namespace[name]
-
-
-def solution(stem: str, name: str):
-    return runpy.run_path(str(LESSONS / "solutions" / f"{stem}.py"))[name]
-
-
-def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def test_01_check_refuses_a_dot_product():
