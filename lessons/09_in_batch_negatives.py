@@ -534,46 +534,8 @@ print(
 # Most of the gradient goes to the few hard negatives, which is why they help so much, and
 # why adding easy negatives helps only through their number: a larger batch.
 #
-# ## Choosing an objective
-#
-# Lessons 5 to 9 trained one siamese encoder with five objectives. Which to use is decided
-# first by the data you have; `TrainConfig(loss=...)` names the loss, and `train` refuses
-# data the loss cannot use.
-#
-# | your data | objective | `loss=` | measured in lesson |
-# |---|---|---|---|
-# | pairs with NLI labels | classifier on (u, v, \|u - v\|) | `"softmax"` | 5, "After training" |
-# | pairs with a score | cosine regression | `"cosine"`, `"cosent"` | 6, "After training" |
-# | triplets (a, p, n) | triplet | `"triplet"` | 7, "What each margin did to the distances" |
-# | 0/1 labelled pairs | contrastive | `"online_contrastive"`, `"contrastive"` | 8, after training |
-# | positive pairs only | in-batch negatives (MNRL) | `"mnrl"` | 9, "A short training" |
-#
-# What each does to the encoder, as those cells measured it:
-#
-# - **Softmax (lesson 5)** trains a classifier that is thrown away, and with it an encoder
-#   whose u, v and |u - v| separate the labels. That is what turned a plain BERT into a
-#   useful encoder in the paper; on an encoder already trained for similarity it raises
-#   held-out NLI accuracy and can cost STS-b, since "neutral" is not "less similar".
-# - **Cosine regression (lesson 6)** trains on the number the encoder is later used for:
-#   the cosines move onto the gold scale (the test MSE falls) and, in domain, the ranking
-#   improves. CoSENT asks only for the order, which is all Spearman sees.
-# - **Triplet (lesson 7)** widens d(a, n) - d(a, p) until the margin is met. Whether a
-#   margin is large depends on the spread of the distances: on unit vectors ε = 1 and ε = 5
-#   take the same steps, while without normalisation a large margin inflates the vectors.
-# - **Contrastive (lesson 8)** pulls similar pairs together without limit and pushes
-#   dissimilar ones only out to the margin; the online variant spends each batch on the
-#   pairs where the two groups overlap. From the [CLS] start, forty steps raise held-out
-#   average precision, F1 and accuracy beyond the seed noise; the cosines and the best
-#   threshold move with them.
-# - **MNRL (this lesson)** needs no negatives in the data: the rest of the batch supplies
-#   them, so a larger batch, or a hard negative per pair, makes a harder task. From a
-#   sentence vector nobody trained ([CLS]), forty steps raise held-out retrieval beyond
-#   the seed noise; an encoder trained with it already, like all-MiniLM-L6-v2 through its
-#   mean pooling, barely moves.
-#
-# Data can often be reshaped for another loss: SNLI's labelled pairs became triplets in
-# lesson 7 (`snli-triplets`) and 0/1 pairs in lesson 8, and the positive pairs of any of
-# these are MNRL's data.
+# Which objective suits the data you have, and what each does to the same start measured over
+# seeds, is the course's closing table, in lesson 15.
 #
 # ## What we showed
 #
