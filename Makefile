@@ -46,14 +46,14 @@ $(REF)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(REF)
 	$(REF)/bin/python -m pip install --quiet --upgrade pip
 	$(REF)/bin/python -m pip install --quiet torch==2.13.0
-	$(REF)/bin/python -m pip install --quiet sentence-transformers==$(ST_PINNED) datasets -e '.[dev]'
+	$(REF)/bin/python -m pip install --quiet sentence-transformers==$(ST_PINNED) datasets accelerate -e '.[dev]'
 	touch $@
 
 $(REF_NEW)/.installed-$(ST_NEWEST): pyproject.toml
 	$(PYTHON) -m venv $(REF_NEW)
 	$(REF_NEW)/bin/python -m pip install --quiet --upgrade pip
 	$(REF_NEW)/bin/python -m pip install --quiet torch==2.13.0
-	$(REF_NEW)/bin/python -m pip install --quiet sentence-transformers==$(ST_NEWEST) datasets -e '.[dev]'
+	$(REF_NEW)/bin/python -m pip install --quiet sentence-transformers==$(ST_NEWEST) datasets accelerate -e '.[dev]'
 	touch $@
 
 $(WEIGHTS): $(VENV)/.installed
