@@ -27,12 +27,13 @@
 #    look at more than one task.
 #
 # **How long it takes.** Fast mode (`MINISBERT_FAST=1`, what the tests run): three steps per
-# objective, one seed, 200 pairs per evaluation set; about 3 minutes on a 2-core CPU
-# (measured), and its figures mean little. Full mode (the default): 200 steps per objective,
-# three seeds, the whole evaluation sets; about 2 hours on a 2-core CPU, an estimate made
-# from fast mode's measured seconds per step (the lesson prints its own estimate after the
-# training). Set the variable before starting Jupyter, or `os.environ["MINISBERT_FAST"] = "1"`
-# before the set-up cell.
+# objective, one seed, 200 pairs per evaluation set; 5 minutes on a 2-core CPU that other
+# work shared (measured: 308 s at a load average of 7), and its figures mean little. Full
+# mode (the default): 200 steps per objective, three seeds, the whole evaluation sets; about
+# 2 hours on the same CPU, an estimate from fast mode's measured seconds per step, per run
+# and per evaluated pair (the lesson prints its own estimate after the training). Set the
+# variable before starting Jupyter, or `os.environ["MINISBERT_FAST"] = "1"` before the set-up
+# cell.
 
 # %% [markdown]
 # ## Set-up
