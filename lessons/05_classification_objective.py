@@ -386,10 +386,10 @@ print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(st
 # `minisbert.train.train(config)` reads its training data from a dataset name or a file.
 # A JSON-lines file with `sentence1`, `sentence2` and `label` keys is one of the formats
 # `minisbert.data.read_examples` accepts, so we write a random
-# `TRAIN_STEPS * BATCH_SIZE` pairs of the training part to one, in a temporary folder,
-# and train for one pass over them. The run's output folder (checkpoints, then the
-# trained model and its classifier) goes in the same temporary folder, not in the
-# repository.
+# `TRAIN_STEPS * BATCH_SIZE` pairs of the training part to one (`lesson.write_examples`), in
+# a temporary folder, and train for one pass over them. The run's output folder
+# (checkpoints, then the trained model and its classifier) goes in the same temporary
+# folder, not in the repository.
 #
 # `train(config)` runs the library's readable step, `minisbert.train.train_step`, on
 # padded batches (S, B, T): each batch is padded to the bucket length of its longest
@@ -398,8 +398,10 @@ print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(st
 # `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
 # pack several sentences into each row instead, so that little compute goes to padding;
 # jit then compiles one program per row count it uses.) SNLI sentences are short: every
-# pair fits in 64 tokens. Fast mode keeps only pairs of at most 24 tokens a side, so that
-# (nearly) every batch pads to the same length and the step compiles once.
+# pair fits in 64 tokens. Fast mode keeps only pairs of at most 24 tokens a side
+# (`lesson.within_tokens`), so that (nearly) every batch pads to the same length and the step
+# compiles once. Lessons 6 to 9 and 12 filter their training data the same way, for this
+# reason.
 #
 # `run(seed)` below trains on these pairs with one seed, loads the trained model and its
 # classifier (a softmax run leaves the classifier in its output folder:
@@ -409,21 +411,9 @@ print(f"STS-b test Spearman x100 before training: {spearman_before:.2f} ({len(st
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson05-"))
-ids_1 = encoder.tokenizer.tokenize([e.sentence1 for e in train_all])
-ids_2 = encoder.tokenizer.tokenize([e.sentence2 for e in train_all])
-candidates = [
-    e for e, a, b in zip(train_all, ids_1, ids_2, strict=True) if max(len(a), len(b)) <= MAX_TOKENS
-]
+candidates = lesson.within_tokens(train_all, encoder.tokenizer, MAX_TOKENS)
 train_pairs = [candidates[i] for i in rng.permutation(len(candidates))[: TRAIN_STEPS * BATCH_SIZE]]
-train_file = workdir / "snli_train_part.jsonl"
-with train_file.open("w", encoding="utf-8") as f:
-    for e in train_pairs:
-        f.write(
-            json.dumps(
-                {"sentence1": e.sentence1, "sentence2": e.sentence2, "label": NLI_LABELS[e.label]}
-            )
-            + "\n"
-        )
+train_file = lesson.write_examples(workdir / "snli_train_part.jsonl", train_pairs)
 train_check = train_pairs[:N_TRAIN_CHECK]
 loss_seen_before = mean_nli_loss(encoder, classifier, train_check)
 print(

@@ -63,7 +63,6 @@ paths = lesson.setup()
 
 # %%
 # %matplotlib inline
-import json
 import os
 import shutil
 import tempfile
@@ -412,16 +411,11 @@ unrelated = 5 * gold_test < 1  # (N,) the pairs people scored below 1 out of 5
 # `train` reads its data from a dataset name (`data="stsb"` would take all 5,749 pairs,
 # already rescaled) or from a file. To keep the run short we write a random
 # `TRAIN_STEPS * BATCH_SIZE` of the training pairs, with their rescaled scores, to a
-# JSON-lines file in a temporary folder, and make one pass over them.
+# JSON-lines file in a temporary folder (`lesson.write_examples`), and make one pass over them.
 #
-# `train(config)` runs the library's readable step, `minisbert.train.train_step` (the step
-# you wrote above), on padded batches (S, B, T), each padded to the bucket length of its
-# longest sentence (`minisbert.batching`); jit compiles the step once for every length it
-# meets, and on a CPU each compile takes a while. (The `minisbert train` command and
-# `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
-# pack several sentences into each row instead, so that little compute goes to padding;
-# jit then compiles one program per row count it uses.) So we leave out the single
-# training pair longer than 64 tokens, which alone would need a longer bucket and a
+# `train(config)` runs the step you wrote above, `minisbert.train.train_step`, and compiles
+# it once for every padded length it meets (lesson 5, "Training"). So `lesson.within_tokens`
+# leaves out the single training pair longer than 64 tokens, which alone would need a
 # compile of its own; fast mode keeps only pairs of at most 24 tokens a side.
 #
 # `lesson.finetune(**fields)` does what every training lesson does around `train`: it runs
@@ -440,21 +434,9 @@ unrelated = 5 * gold_test < 1  # (N,) the pairs people scored below 1 out of 5
 
 # %%
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson06-"))
-ids_1 = encoder.tokenizer.tokenize([e.sentence1 for e in sts_train])
-ids_2 = encoder.tokenizer.tokenize([e.sentence2 for e in sts_train])
-candidates = [
-    e for e, a, b in zip(sts_train, ids_1, ids_2, strict=True) if max(len(a), len(b)) <= MAX_TOKENS
-]
+candidates = lesson.within_tokens(sts_train, encoder.tokenizer, MAX_TOKENS)
 train_pairs = [candidates[i] for i in rng.permutation(len(candidates))[: TRAIN_STEPS * BATCH_SIZE]]
-train_file = workdir / "stsb_train_part.jsonl"
-with train_file.open("w", encoding="utf-8") as f:
-    for e in train_pairs:
-        f.write(
-            json.dumps(
-                {"sentence1": e.sentence1, "sentence2": e.sentence2, "score": float(e.label)}
-            )
-            + "\n"
-        )
+train_file = lesson.write_examples(workdir / "stsb_train_part.jsonl", train_pairs)
 train_check = train_pairs[:N_TRAIN_CHECK]
 gold_check = np.array([e.label for e in train_check])
 mse_seen_before = float(np.mean((cosines(encoder, train_check) - gold_check) ** 2))

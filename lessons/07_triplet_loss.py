@@ -328,16 +328,10 @@ plt.show()
 # paper and of sentence-transformers' training examples; sentence-transformers' `fit`
 # itself defaults to a fixed 10,000 warm-up steps), then falls linearly back to 0.
 # `TrainConfig(data=...)` reads triplets from a file with an `anchor`, `positive` and
-# `negative` column, so we write our training triplets to one.
+# `negative` column, so we write our training triplets to one (`lesson.write_examples`).
 #
-# We keep training triplets whose three sentences have at most 24 tokens. `train(config)`
-# runs the library's readable step, `minisbert.train.train_step`, on padded batches
-# (S, B, T), each padded to the bucket length of its longest sentence, and jit compiles the
-# step again for every new length, a while each time on a CPU; with this filter (nearly)
-# every batch has the same length. (The `minisbert train` command and
-# `train(config, steps=PackedSteps())`, from `minisbert.fast`, the package's speed path,
-# pack several sentences into each row instead, so that little compute goes to padding,
-# and jit compiles one program per row count it uses.)
+# We keep training triplets whose three sentences have at most 24 tokens
+# (`lesson.within_tokens`), so that the train step compiles once (lesson 5, "Training").
 #
 # One training run is one draw: its seed decides the batch order and the dropout masks, and
 # a change in held-out accuracy smaller than the spread between seeds is noise. So each
@@ -348,12 +342,7 @@ plt.show()
 # Fast mode trains on a single batch, several times, with one seed.
 
 # %%
-short = [
-    t
-    for t in train_pool
-    if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
-    <= MAX_TOKENS
-]
+short = lesson.within_tokens(train_pool, encoder.tokenizer, MAX_TOKENS)
 train_triplets = short[:BATCH_SIZE] if FAST else short
 print(
     f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
@@ -362,11 +351,7 @@ print(
 )
 
 workdir = Path(tempfile.mkdtemp(prefix="minisbert-lesson07-"))
-triplet_file = workdir / "train_triplets.tsv"
-with open(triplet_file, "w", encoding="utf-8") as f:
-    f.write("anchor\tpositive\tnegative\n")
-    for t in train_triplets:
-        f.write(f"{t.anchor}\t{t.positive}\t{t.negative}\n")
+triplet_file = lesson.write_examples(workdir / "train_triplets.jsonl", train_triplets)
 
 unnormalised_dir = workdir / "all-MiniLM-L6-v2-unnormalised"
 save_model(unnormalised_dir, encoder.model, resolve_model_dir("all-MiniLM-L6-v2"))

@@ -342,9 +342,9 @@ cos_before = cosines(start_encoder)  # (N,) the cosines the training starts from
 # `train(TrainConfig(loss="online_contrastive"))` reads pairs with a 0/1 label from a file
 # with `sentence1`, `sentence2` and `label` columns; `lesson.finetune` runs it in a
 # temporary folder and loads the trained model back (lesson 6). It trains the [CLS] start.
-# As in lesson 7, we keep
-# pairs whose sentences fit 24 tokens so that the train step compiles once, and use the
-# library's optimiser defaults. Fast mode trains on one batch, several times: the first of the
+# As in lesson 7, we keep pairs whose sentences fit 24 tokens so that the train step compiles
+# once (`lesson.within_tokens`; lesson 5, "Training"), and use the library's optimiser
+# defaults. Fast mode trains on one batch, several times: the first of the
 # training batches whose loss is not 0.
 #
 # One training run is one draw: its seed decides the batch order and the dropout masks, and
@@ -354,11 +354,7 @@ cos_before = cosines(start_encoder)  # (N,) the cosines the training starts from
 # standard deviation over the seeds. The seed-0 model is kept for the closer look below.
 
 # %%
-short = [
-    p
-    for p in train_pool
-    if max(len(ids) for ids in encoder.tokenizer.tokenize([p.sentence1, p.sentence2])) <= MAX_TOKENS
-]
+short = lesson.within_tokens(train_pool, encoder.tokenizer, MAX_TOKENS)
 train_pairs = short
 if FAST:  # one batch, and one with something to learn: the first whose loss is not 0
     pool = short[:256]
@@ -372,11 +368,7 @@ print(
     f"{BATCH_SIZE}"
 )
 
-pair_file = workdir / "train_pairs.tsv"
-with open(pair_file, "w", encoding="utf-8") as f:
-    f.write("sentence1\tsentence2\tlabel\n")
-    for p in train_pairs:
-        f.write(f"{p.sentence1}\t{p.sentence2}\t{p.label}\n")
+pair_file = lesson.write_examples(workdir / "train_pairs.jsonl", train_pairs)
 
 
 CLASSIFIER = ("average precision", "F1", "accuracy")  # what a pair classifier is judged by

@@ -403,12 +403,7 @@ for name, row in figures.items():
     print(f"{name:>26}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
 
 # %%
-short_triplets = [
-    t
-    for t in train_pool
-    if max(len(ids) for ids in encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative]))
-    <= MAX_TOKENS
-]
+short_triplets = lesson.within_tokens(train_pool, encoder.tokenizer, MAX_TOKENS)
 train_triplets = short_triplets[:BATCH_SIZE] if FAST else short_triplets
 print(
     f"training on {len(train_triplets)} of {len(train_pool)} triplets (those that fit "
@@ -416,11 +411,7 @@ print(
     f"{BATCH_SIZE}, seeds {SEEDS}"
 )
 
-triplet_file = workdir / "train_triplets.tsv"
-with open(triplet_file, "w", encoding="utf-8") as f:
-    f.write("anchor\tpositive\tnegative\n")
-    for t in train_triplets:
-        f.write(f"{t.anchor}\t{t.positive}\t{t.negative}\n")
+triplet_file = lesson.write_examples(workdir / "train_triplets.jsonl", train_triplets)
 
 first_loss = {}  # seed -> the loss on its first training batch, before and after
 

@@ -375,16 +375,10 @@ symmetric_mnrl_loss = lesson.exercise(
 # jittable (the checks above jitted it already).
 #
 # **Data.** SNLI's dev split gives triplets (premise, a hypothesis it entails, one it
-# contradicts). We keep those whose three sentences have at most 24 tokens and write them to
-# a tab-separated file, which `TrainConfig(data=...)` reads. Why the filter: `train(config)`
-# runs the library's readable step, `minisbert.train.train_step`, on padded batches
-# (S, B, T), each padded to the bucket length of its longest sentence, and every new length
-# makes jit compile the step again, a while each time on a CPU. With every sentence at most
-# 24 tokens, (almost) every batch has the same length and the step compiles once per loss.
-# (The `minisbert train` command and `train(config, steps=PackedSteps())`, from
-# `minisbert.fast`, the package's speed path, pack several sentences into each row instead,
-# so that little compute goes to padding, and jit compiles one program per row count it
-# uses.) Before training, the cell also asks how hard the task already is: in the batches the
+# contradicts). We keep those whose three sentences have at most 24 tokens
+# (`lesson.within_tokens`), so that the step compiles once per loss (lesson 5, "Training"),
+# and write them to a file that `TrainConfig(data=...)` reads (`lesson.write_examples`).
+# Before training, the cell also asks how hard the task already is: in the batches the
 # run will see, how many anchors rank their own entailment first among the 2B candidates of
 # their batch?
 #
@@ -420,24 +414,15 @@ cls_start = lesson.read_through(paths.weights, "cls", workdir / "all-MiniLM-L6-v
 start_encoder = SentenceEncoder.from_pretrained(cls_start)
 
 snli = load_dataset("snli-triplets", "dev")
-short = []
-for t in snli:
-    token_ids = encoder.tokenizer.tokenize([t.anchor, t.positive, t.negative])
-    if max(len(ids) for ids in token_ids) <= 24:
-        short.append(t)
-    if FAST and len(short) == BATCH_SIZE:  # fast mode: one batch, seen STEPS times
-        break
+# fast mode: one batch, seen STEPS times
+short = lesson.within_tokens(snli, encoder.tokenizer, 24, limit=BATCH_SIZE if FAST else None)
 print(
     f"{len(snli)} SNLI dev triplets; training on {len(short)} whose sentences fit 24 tokens"
     + (" (fast mode: the first batch of them)" if FAST else "")
 )
 print("for example:", short[0])
 
-triplet_file = workdir / "snli_triplets.tsv"
-with open(triplet_file, "w", encoding="utf-8") as f:
-    f.write("anchor\tpositive\tnegative\n")
-    for t in short:
-        f.write(f"{t.anchor}\t{t.positive}\t{t.negative}\n")
+triplet_file = lesson.write_examples(workdir / "snli_triplets.jsonl", short)
 print(f"one epoch of them: {len(short) // BATCH_SIZE} step(s) of {BATCH_SIZE}")
 
 # The batches seed 0 will see: the first STEPS of epoch 0, in train's order.

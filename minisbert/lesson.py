@@ -34,6 +34,9 @@ through a decorator such as ``@nnx.jit`` to the function the student wrote.
 
 ``finetune(data=..., loss=..., ...)`` is what the training lessons repeat around
 ``train(config)``: a temporary output folder, the training, the trained model loaded back.
+``within_tokens(examples, tokenizer, max_tokens)`` keeps the examples whose sentences all fit
+one padded length, so that the train step compiles once, and ``write_examples(path,
+examples)`` writes them to the file ``TrainConfig(data=...)`` reads.
 ``over_seeds(run, seeds)``, ``seed_table`` and ``beyond_noise`` repeat a run over several
 seeds and say whether its effect is larger than the differences between seeds.
 """
@@ -62,7 +65,9 @@ from minisbert.io.cache import cache_dir
 from minisbert.io.manifest import write_manifest
 
 if TYPE_CHECKING:
+    from minisbert.data.examples import PairExample, TripletExample
     from minisbert.sentence_encoder import SentenceEncoder
+    from minisbert.tokenizer import Tokenizer
     from minisbert.train import TrainResult
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout, when minisbert is installed from one
@@ -380,6 +385,50 @@ def read_through(weights: Path | str, pooling: str, folder: Path | str) -> Path:
     return folder
 
 
+def sentences(example: PairExample | TripletExample) -> list[str]:
+    """The texts of a pair (sentence1, sentence2) or of a triplet (anchor, positive, negative)."""
+    if hasattr(example, "anchor"):
+        return [example.anchor, example.positive, example.negative]  # type: ignore[union-attr]
+    return [example.sentence1, example.sentence2]  # type: ignore[union-attr]
+
+
+def within_tokens(
+    examples: Sequence[Any], tokenizer: Tokenizer, max_tokens: int, *, limit: int | None = None
+) -> list[Any]:
+    """The examples (pairs or triplets) whose every sentence has at most ``max_tokens``
+    tokens, [CLS] and [SEP] included, in their order; only the first ``limit`` when given.
+
+    Why the training lessons filter: ``train(config)`` runs ``minisbert.train.train_step`` on
+    padded batches (S, B, T), each padded to the bucket length of its longest sentence
+    (``minisbert.batching``), and jit compiles the step once for every length it meets, a
+    while each time on a CPU. Short sentences only, and (nearly) every batch pads to the same
+    length: the step compiles once.
+    """
+    columns = list(zip(*(sentences(e) for e in examples), strict=True))  # one per field
+    lengths = [[len(ids) for ids in tokenizer.tokenize(list(texts))] for texts in columns]
+    kept = [e for e, *n in zip(examples, *lengths, strict=True) if max(n) <= max_tokens]
+    return kept if limit is None else kept[:limit]
+
+
+def write_examples(path: Path | str, examples: Sequence[Any]) -> Path:
+    """Write pairs (with their labels, where they have one) or triplets to ``path`` as JSON
+    lines, the columns ``read_examples`` (and so ``TrainConfig(data=...)``) reads back as the
+    same examples. Written beside ``path`` and swapped in whole; returns ``path``."""
+    path = Path(path)
+    rows = []
+    for e in examples:
+        if hasattr(e, "anchor"):
+            rows.append({"anchor": e.anchor, "positive": e.positive, "negative": e.negative})
+        else:
+            row = {"sentence1": e.sentence1, "sentence2": e.sentence2}
+            rows.append(row if e.label is None else {**row, "label": e.label})
+    part = path.with_name(f".{path.name}.part")
+    with part.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    os.replace(part, path)
+    return path
+
+
 def finetune(
     *, loss_fn: Callable[..., Any] | None = None, **settings: Any
 ) -> tuple[SentenceEncoder, TrainResult]:
@@ -454,7 +503,7 @@ def beyond_noise(before: float, after: Any, *, lower_is_better: bool = False) ->
 
 def seed_table(before: dict[str, float], after: dict[str, Any], *, digits: int = 2) -> None:
     """Print each figure before training, after it as mean ± standard deviation over the
-    seeds, the mean change, and whether the change is beyond the seeds' noise."""
+    seeds, and the mean change (``beyond_noise`` says whether a change exceeds the noise)."""
     import numpy as np
 
     n = len(next(iter(after.values())))

@@ -41,7 +41,7 @@ from minisbert import grad_cache, lesson
 from minisbert.batching import batch_rows, bucket_length, smart_batches
 from minisbert.config import SentenceConfig
 from minisbert.cross_encoder import CrossEncoder, CrossEncoderConfig, CrossEncoderModel
-from minisbert.data import DataError
+from minisbert.data import DataError, PairExample, TripletExample, read_examples
 from minisbert.distances import cos_sim_matrix
 from minisbert.loss_check import check_loss, random_inputs
 from minisbert.losses import (
@@ -292,6 +292,37 @@ def test_finetune_trains_in_a_temporary_folder_and_loads_the_result(tmp_path, mo
     assert result.losses == [0.5, 0.25] and "0.5000 -> 0.2500" in capsys.readouterr().out
     expected = SentenceEncoder.from_pretrained(trained_dir).encode(["the cat sat"])  # (1, 36)
     np.testing.assert_array_equal(trained.encode(["the cat sat"]), expected)
+
+
+def test_within_tokens_keeps_examples_whose_every_sentence_fits_and_write_examples_round_trips(
+    tmp_path,
+):
+    """A stand-in tokenizer gives each sentence its words + 2 ([CLS], [SEP]) tokens."""
+    words = types.SimpleNamespace(
+        tokenize=lambda texts: [[0] * (len(t.split()) + 2) for t in texts]
+    )
+    pairs = [
+        PairExample("a b", "c d e", 0.25),  # 4 and 5 tokens
+        PairExample("a", "b c d e f", 1),  # the second sentence has 7
+        PairExample("a b c", "d", None),  # 5 and 3
+    ]
+    assert lesson.within_tokens(pairs, words, 5) == [pairs[0], pairs[2]]
+    assert lesson.within_tokens(pairs, words, 5, limit=1) == [pairs[0]]
+    assert lesson.within_tokens(pairs, words, 7) == pairs
+    triplets = [TripletExample("a", "b", "c d e f g"), TripletExample("a", "b c", "d")]
+    assert lesson.within_tokens(triplets, words, 4) == [triplets[1]]  # the negative counts too
+    assert lesson.within_tokens([], words, 4) == []
+
+    scored = [PairExample("a\tb", 'say "hi"', 0.5), PairExample("c", "d", 1.0)]  # 1.0 stays a score
+    classes = [PairExample("p", "h", 2), PairExample("q", "i", 0)]
+    for examples in (scored, classes, pairs[2:], triplets):
+        path = lesson.write_examples(tmp_path / "train.jsonl", examples)
+        back = read_examples(path)
+        assert back == examples
+        assert [type(getattr(e, "label", None)) for e in back] == [
+            type(getattr(e, "label", None)) for e in examples
+        ]
+    assert [p.name for p in tmp_path.iterdir()] == ["train.jsonl"], "no part file left behind"
 
 
 def test_over_seeds_stacks_each_figure_and_beyond_noise_asks_for_more_than_the_spread(capsys):
