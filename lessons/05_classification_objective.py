@@ -15,6 +15,11 @@
 # %% [markdown]
 # # Lesson 5: the classification objective, a siamese network trained on NLI
 #
+# **Time on a 2-core CPU:** fast mode about 2 minutes (measured on a shared 2-core CPU); full mode,
+# the default, about an hour (measured once: 56 minutes, the CPU shared with other work). On a GPU:
+# not measured yet. Fast mode: set `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in
+# the cell that sets `FAST`.
+#
 # Lessons 2 to 4 built the road from a sentence to one vector u. From this lesson on we
 # look at how Sentence-BERT *trains* that road, so that the vectors of related sentences
 # end up close together.

@@ -15,6 +15,15 @@
 # %% [markdown]
 # # Lesson 15: choosing an objective, and evaluating it honestly
 #
+# **How long it takes.** Fast mode (`MINISBERT_FAST=1`, what the tests run): three steps per
+# objective, one seed, 200 pairs per evaluation set; 5 to 7 minutes on a 2-core CPU that
+# other work shared (measured: 308 s and 421 s, at load averages of 5 to 7), and its figures
+# mean little. Full mode (the default): 200 steps per objective, three seeds, the whole
+# evaluation sets; about 2 hours on the same CPU, an estimate from fast mode's measured
+# seconds per step, per run and per evaluated pair (the lesson prints its own estimate after
+# the training). Set the variable before starting Jupyter, or
+# `os.environ["MINISBERT_FAST"] = "1"` before the set-up cell. On a GPU: not measured yet.
+#
 # Lessons 5 to 9 and 13 each trained one objective. This closing lesson sets them side by
 # side, and then asks how to read the numbers that such a comparison produces:
 #
@@ -25,15 +34,6 @@
 # 2. **Evaluation done right.** Choose on dev and report test once; compare two models on
 #    the same pairs with a paired bootstrap; tune a threshold on dev, never on test; and
 #    look at more than one task.
-#
-# **How long it takes.** Fast mode (`MINISBERT_FAST=1`, what the tests run): three steps per
-# objective, one seed, 200 pairs per evaluation set; 5 minutes on a 2-core CPU that other
-# work shared (measured: 308 s at a load average of 7), and its figures mean little. Full
-# mode (the default): 200 steps per objective, three seeds, the whole evaluation sets; about
-# 2 hours on the same CPU, an estimate from fast mode's measured seconds per step, per run
-# and per evaluated pair (the lesson prints its own estimate after the training). Set the
-# variable before starting Jupyter, or `os.environ["MINISBERT_FAST"] = "1"` before the set-up
-# cell.
 
 # %% [markdown]
 # ## Set-up
