@@ -386,7 +386,7 @@ class Run:
         if self.probe_steps is None:
             self.probe_steps = round(PROBE_RATIO * self.total) if classifier is not None else 0
         self.optimizer = nnx.Optimizer(self.trainable, self._optimizer(classifier), wrt=nnx.Param)
-        self.schedule = group_schedule(config.lr, self.total, self.probe_steps,
+        self.schedule = group_schedule(config.peak_lr(), self.total, self.probe_steps,
                                        config.warmup_ratio)  # fmt: skip
         if self.writes:
             self._check_disk()
@@ -430,14 +430,14 @@ class Run:
         config, probe = self.config, self.probe_steps
         head_lr = None
         if classifier is not None and (config.head_lr is not None or probe):
-            head_lr = config.head_lr if config.head_lr is not None else config.lr
+            head_lr = config.head_lr if config.head_lr is not None else config.peak_lr()
         if probe and (classifier is None or probe >= self.total):
             raise ValueError(
                 f"--probe-steps {probe} needs a loss with its own parameters "
                 f"(--loss softmax) and fewer steps than the run's {self.total}"
             )
         return make_optimizer(
-            config.lr, self.total, head_lr=head_lr, probe_steps=probe,
+            config.peak_lr(), self.total, head_lr=head_lr, probe_steps=probe,
             warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm,
         )  # fmt: skip

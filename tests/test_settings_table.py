@@ -161,3 +161,12 @@ def test_a_file_loss_runs_once_per_run(tiny_files, tmp_path, capsys):
     assert main(args) == 0, capsys.readouterr().err
     assert f"wrote {output}: 3 steps" in capsys.readouterr().out
     assert Path(tmp_path / "runs.txt").read_text().splitlines() == ["ran"]
+
+
+def test_the_peak_rate_defaults_by_the_kind_of_model_and_an_explicit_one_wins():
+    from minisbert.train_config import CROSS_ENCODER_LR, LR
+
+    assert TrainConfig().peak_lr() == LR == 2e-5, "the paper's rate for a bi-encoder"
+    assert TrainConfig(cross_encoder=True).peak_lr() == CROSS_ENCODER_LR != LR
+    assert TrainConfig(cross_encoder=True, lr=LR).peak_lr() == LR, "--lr 2e-5 is kept as asked"
+    assert TrainConfig(lr=1e-4).peak_lr() == 1e-4
