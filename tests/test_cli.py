@@ -51,6 +51,7 @@ def test_missing_model_is_one_clear_line(capsys):
     assert "minisbert fetch" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # the pretrained model end to end: about 7 s
 def test_demo_runs_on_the_pretrained_model(pretrained_dir, capsys):
     assert main(["demo", "--model", str(pretrained_dir)]) == 0
     out = capsys.readouterr().out

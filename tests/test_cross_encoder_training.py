@@ -84,7 +84,10 @@ def test_a_batch_is_the_pairs_as_predict_tokenizes_them(files, tmp_path):
     np.testing.assert_array_equal(batch_labels, labels[8:16])
 
 
-@pytest.mark.parametrize("data", ["scores", "classes"])
+@pytest.mark.parametrize("data", [
+    pytest.param("scores", marks=pytest.mark.slow),  # the long tier: about 5 s more compiling
+    "classes",
+])  # fmt: skip
 def test_packed_pairs_give_the_padded_logits(files, tmp_path, data):
     config = config_for(files, tmp_path / "out", data=str(files[data]), cross_encoder=True)
     examples, labels, num_labels = read_pairs(config)
