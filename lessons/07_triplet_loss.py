@@ -16,8 +16,8 @@
 # # Lesson 7: the triplet loss, and what its margin does
 #
 # **Time on a 2-core CPU:** fast mode 1 to 2 minutes (measured on a shared 2-core CPU); full mode,
-# the default, about 2.5 minutes (an estimate: fast mode's time plus its 230 more training steps at
-# 0.38 s a step of batch 16, `make recipes`' figure). On a GPU: not measured yet. Fast mode: set
+# the default, about 5.5 minutes (measured: 326 s, nothing else running). On a GPU: not
+# measured yet. Fast mode: set
 # `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # The SBERT paper's third objective (section 3) trains on **triplets**: an *anchor*

@@ -16,8 +16,8 @@
 # # Lesson 8: contrastive loss, and mining the hard pairs
 #
 # **Time on a 2-core CPU:** fast mode about 1 minute (measured on a shared 2-core CPU); full mode,
-# the default, about 2 minutes (an estimate: fast mode's time plus its 115 more training steps at
-# 0.38 s a step of batch 16, `make recipes`' figure). On a GPU: not measured yet. Fast mode: set
+# the default, about 3 minutes (measured: 175 s, nothing else running). On a GPU: not measured
+# yet. Fast mode: set
 # `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Some data comes as **pairs with a yes/no label**: these two sentences mean the same, or
