@@ -69,3 +69,27 @@ def solution(stem: str, name: str):
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     x = rng.normal(size=(n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def train_step_check(config: Any):
+    """Lesson 06's ``check_train_step`` on a random model of ``config`` (tiny.py's), with a
+    made-up batch of S = 2 sides, B = 4 pairs, T = 8 tokens and scores in [0, 1)."""
+    from minisbert.config import SentenceConfig
+    from minisbert.losses import cosine_similarity_loss
+    from minisbert.sentence_encoder import SentenceModel
+    from minisbert.train import Trainable, train_step
+
+    rng = np.random.default_rng(0)
+    S, B, T = 2, 4, 8
+    mask = (np.arange(T) < rng.integers(3, T + 1, size=(S, B, 1))).astype(np.int32)  # (S, B, T)
+    ids = np.where(mask == 1, rng.integers(5, config.vocab_size, size=(S, B, T)), 0)  # (S, B, T)
+    model = SentenceModel(config, SentenceConfig(max_seq_length=T), rngs=nnx.Rngs(0))
+    return check_from(
+        "06_regression_objective",
+        "check_train_step",
+        encoder=types.SimpleNamespace(model=model),
+        step_batch=(ids, mask, rng.uniform(size=B).astype(np.float32)),  # (S, B, T) x2, (B,)
+        Trainable=Trainable,
+        train_step=train_step,
+        cosine_similarity_loss=cosine_similarity_loss,
+    )

@@ -19,19 +19,17 @@ import optax
 import pytest
 import tokenizers
 from flax import nnx
-from lesson_checks import check_from, solution, unit_rows
-from tiny import ONE_LAYER, TINY_CONFIG, tiny_tokenizer
+from lesson_checks import check_from, solution, train_step_check, unit_rows
+from tiny import ONE_LAYER, tiny_tokenizer
 
 import minisbert.pooling
 import minisbert.similarity
 from minisbert.bert import BertEncoder
-from minisbert.config import SentenceConfig
 from minisbert.losses import SoftmaxClassifier, cosent_loss, cosine_similarity_loss, softmax_loss
 from minisbert.pooling import POOLINGS, max_pooling, pool
-from minisbert.sentence_encoder import SentenceModel
 from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
 from minisbert.tokenizer import Tokenizer, pad_batch
-from minisbert.train import Trainable, compute_loss, train_step
+from minisbert.train import compute_loss
 
 
 def refused(check, *answers, calls: str) -> None:
@@ -310,20 +308,7 @@ def test_06_train_step_check_compares_gradient_values_and_names_jax_jit():
     check's plain gradient descent must catch it; and a step under @jax.jit, which runs but
     changes nothing outside, is told to use @nnx.jit."""
     stem = "06_regression_objective"
-    rng = np.random.default_rng(0)
-    S, B, T = 2, 4, 8
-    mask = (np.arange(T) < rng.integers(3, T + 1, size=(S, B, 1))).astype(np.int32)  # (S, B, T)
-    ids = np.where(mask == 1, rng.integers(5, TINY_CONFIG.vocab_size, size=(S, B, T)), 0)
-    model = SentenceModel(ONE_LAYER, SentenceConfig(max_seq_length=T), rngs=nnx.Rngs(0))
-    check = check_from(
-        stem,
-        "check_train_step",
-        encoder=types.SimpleNamespace(model=model),
-        step_batch=(ids, mask, rng.uniform(size=B).astype(np.float32)),
-        Trainable=Trainable,
-        train_step=train_step,
-        cosine_similarity_loss=cosine_similarity_loss,
-    )
+    check = train_step_check(ONE_LAYER)
     check(solution(stem, "my_train_step"))
 
     def twice_the_gradient(trainable, optimizer, input_ids, attention_mask, labels):

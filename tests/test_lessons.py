@@ -32,7 +32,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from lesson_checks import check_from, solution, unit_rows
+from lesson_checks import check_from, solution, train_step_check, unit_rows
 from tiny import ONE_LAYER, TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
 
 import minisbert.pooling
@@ -51,7 +51,6 @@ from minisbert.losses import (
     symmetric_multiple_negatives_ranking_loss,
     triplet_loss,
 )
-from minisbert.optimizer import make_optimizer
 from minisbert.pooling import max_pooling, pool
 from minisbert.sentence_encoder import SentenceEncoder, SentenceModel
 from minisbert.similarity import paraphrase_mining_embeddings, semantic_search
@@ -405,22 +404,7 @@ def test_06_train_step_check_refuses_wrong_steps():
     """A tiny random model stands in for all-MiniLM-L6-v2; each step that gets past the
     first assert compiles (a few seconds each)."""
     stem = "06_regression_objective"
-    rng = np.random.default_rng(0)
-    S, B, T = 2, 4, 8
-    mask = (np.arange(T) < rng.integers(3, T + 1, size=(S, B, 1))).astype(np.int32)  # (S, B, T)
-    ids = np.where(mask == 1, rng.integers(5, TINY_CONFIG.vocab_size, size=(S, B, T)), 0)
-    model = SentenceModel(TINY_CONFIG, SentenceConfig(max_seq_length=T), rngs=nnx.Rngs(0))
-    check = check_from(
-        stem,
-        "check_train_step",
-        encoder=types.SimpleNamespace(model=model),
-        step_batch=(ids, mask, rng.uniform(size=B).astype(np.float32)),
-        nnx=nnx,
-        Trainable=Trainable,
-        train_step=train_step,
-        make_optimizer=make_optimizer,
-        cosine_similarity_loss=cosine_similarity_loss,
-    )
+    check = train_step_check(TINY_CONFIG)
     check(solution(stem, "my_train_step"))
 
     def loss_and_grads(trainable, input_ids, attention_mask, labels):
