@@ -93,3 +93,18 @@ def train_step_check(config: Any):
         train_step=train_step,
         cosine_similarity_loss=cosine_similarity_loss,
     )
+
+
+def padding_efficiency_check():
+    """Lesson 11's ``check_padding_efficiency`` on 70 made-up token lists of 3 to 59 tokens."""
+    from minisbert.batching import smart_batches
+
+    token_ids = [[1] * n for n in np.random.default_rng(0).integers(3, 60, size=70)]
+    return check_from(
+        "11_speed",
+        "check_padding_efficiency",
+        token_ids=token_ids,
+        MAX_LENGTH=256,
+        real_tokens=sum(map(len, token_ids)),
+        smart_batches=smart_batches,
+    )

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from lesson_checks import check_from, code_cells, solution, unit_rows
+from lesson_checks import check_from, code_cells, padding_efficiency_check, solution, unit_rows
 
 import minisbert.evaluate
 import minisbert.losses
@@ -161,15 +161,7 @@ def test_11_lesson_imports_batch_rows_and_the_check_refuses_smart_batches():
         for alias in node.names
     }
     assert "batch_rows" in imported, "the exercise's prose names batch_rows: the lesson imports it"
-    token_ids = [[1] * n for n in np.random.default_rng(0).integers(3, 60, size=70)]
-    check = check_from(
-        stem,
-        "check_padding_efficiency",
-        token_ids=token_ids,
-        MAX_LENGTH=256,
-        real_tokens=sum(map(len, token_ids)),
-        smart_batches=smart_batches,
-    )
+    check = padding_efficiency_check()
     check(solution(stem, "padding_efficiency"))
 
     def by_building_them(lengths, batch_size, sort, max_length=256):

@@ -32,13 +32,19 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from lesson_checks import check_from, solution, train_step_check, unit_rows
+from lesson_checks import (
+    check_from,
+    padding_efficiency_check,
+    solution,
+    train_step_check,
+    unit_rows,
+)
 from tiny import ONE_LAYER, TINY_CONFIG, make_tiny_model_dir, tiny_tokenizer
 
 import minisbert.pooling
 import minisbert.train
 from minisbert import grad_cache, lesson
-from minisbert.batching import batch_rows, bucket_length, smart_batches
+from minisbert.batching import batch_rows, bucket_length
 from minisbert.config import SentenceConfig
 from minisbert.cross_encoder import CrossEncoder, CrossEncoderConfig, CrossEncoderModel
 from minisbert.data import DataError, PairExample, TripletExample, read_examples
@@ -522,15 +528,7 @@ def test_10_check_refuses_semantic_search():
 
 def test_11_check_refuses_rows_per_batch():
     stem = "11_speed"
-    token_ids = [[1] * n for n in np.random.default_rng(0).integers(3, 60, size=70)]
-    check = check_from(
-        stem,
-        "check_padding_efficiency",
-        token_ids=token_ids,
-        MAX_LENGTH=256,
-        real_tokens=sum(map(len, token_ids)),
-        smart_batches=smart_batches,
-    )
+    check = padding_efficiency_check()
     check(solution(stem, "padding_efficiency"))
 
     def rows_of_each_batch(lengths, batch_size, sort, max_length=256):
