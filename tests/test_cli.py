@@ -51,7 +51,7 @@ def test_missing_model_is_one_clear_line(capsys):
     assert "minisbert fetch" in err and "Traceback" not in err
 
 
-@pytest.mark.slow  # the pretrained model end to end: about 7 s
+@pytest.mark.slow  # the pretrained model end to end (17.6 s at load 7)
 def test_demo_runs_on_the_pretrained_model(pretrained_dir, capsys):
     assert main(["demo", "--model", str(pretrained_dir)]) == 0
     out = capsys.readouterr().out

@@ -211,7 +211,7 @@ def test_the_final_evaluation_is_a_table():
     assert rows[2][:2] == ["pairs_f1_threshold", "0.7071"]  # a cosine, as it is
 
 
-@pytest.mark.slow  # a whole run: about 4 s
+@pytest.mark.slow  # a whole run (9.4 s at load 7)
 def test_train_says_it_compiles_once(tiny_files, tmp_path, capsys):
     from runs import train_args
 

@@ -40,7 +40,7 @@ def test_train_softmax_then_eval_nli(softmax_run, tiny_files, capsys):
     assert 0 <= accuracy <= 100
 
 
-@pytest.mark.slow  # a whole run: about 5 s
+@pytest.mark.slow  # a whole run (11.1 s at load 7)
 def test_train_triplets_then_eval_triplets(tiny_files, tmp_path, capsys):
     output = tmp_path / "triplets"
     assert main(train_args(tiny_files, output, "triplets", "triplet", "--margin", "0.5")) == 0

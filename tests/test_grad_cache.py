@@ -84,7 +84,7 @@ def plain_jit(t: Trainable, batch: tuple, loss_fn: object, embed: object = None)
     return nnx.value_and_grad(lambda t: compute_loss(t, *batch, loss_fn))(t)
 
 
-CASES = [  # the long tier (make test-slow): each compiles two programs, about 10 s
+CASES = [  # the long tier (make test-slow): each compiles two programs (28.4 s at load 7)
     pytest.param("mnrl", False, 3, marks=pytest.mark.slow),
     pytest.param("mnrl_symmetric", False, 4, marks=pytest.mark.slow),  # chunks of 4 and 2
     pytest.param("softmax", True, 5, marks=pytest.mark.slow),  # the head's gradient too
