@@ -458,7 +458,8 @@ print(
 #   positives: the (B, B) similarity matrix makes XLA *all-gather* them, so an anchor still
 #   meets the whole global batch's negatives, as on one device.
 # - **Written once**: process 0 writes the checkpoints and the model; a process that dies
-#   stops the others (a heartbeat) instead of leaving them waiting in a collective.
+#   stops the others (its peers' next collective fails; a heartbeat for a machine that
+#   vanishes) instead of leaving them waiting in a collective.
 #
 # Two processes on this machine, one CPU device each, against one process with two devices:
 # the same mesh, batches, seed and program, so the same weights.

@@ -473,7 +473,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         steps = PackedPairSteps()
     else:
         steps = CachedSteps() if cached else PackedSteps()
-    result = train(config, steps=steps)
+    if several:  # one line and a prompt exit when any process stops (fast/distributed.py)
+        with distributed.stopping_together("train"):
+            result = train(config, steps=steps)
+    else:
+        result = train(config, steps=steps)
     last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
     speed = f"{result.seconds_per_step:.3f} s/step"
     if several and not distributed.is_main():

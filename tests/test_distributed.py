@@ -100,8 +100,9 @@ def test_settings_for_several_processes_are_checked_in_one_line(files):
     assert "need all three of --coordinator HOST:PORT, --num-processes N and --process-id" in err
 
 
-def test_a_dead_process_stops_the_other(files):
-    output = files["root"] / "killed"
+@pytest.mark.parametrize("killed", [1, 0], ids=["a worker", "the coordinator"])
+def test_a_dead_process_stops_the_other_with_one_line(files, killed):
+    output = files["root"] / f"killed-{killed}"
     processes = two_processes(files, output, "--epochs", "1000")  # checkpoints every 2 steps
     deadline = time.monotonic() + 300
     while not list(output.glob("checkpoints/step-*")) and time.monotonic() < deadline:
@@ -110,9 +111,21 @@ def test_a_dead_process_stops_the_other(files):
         time.sleep(0.5)
     assert all(p.poll() is None for p in processes), "both should be training"
     time.sleep(2)  # well into the steps
-    processes[1].send_signal(signal.SIGKILL)
+    processes[killed].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    code, _, err = finish(processes[0], timeout=180)
-    assert code != 0
+    survivor = 1 - killed
+    code, _, err = finish(processes[survivor], timeout=180)
     assert time.monotonic() - killed_at < 180
-    finish(processes[1])
+    # One line: no shutdown barrier waited on, no C++ stack trace. A dead worker breaks the
+    # coordinator's next collective (a Python error: exit status 1); a dead coordinator is
+    # noticed first by the worker's C++ coordination client, which aborts the process
+    # (fast/fatal_log.py turns its log into the line).
+    assert code != 0 and err.count("\n") == 1, err[-3000:]
+    assert f"process {survivor} of 2: " in err and "--resume" in err
+    if killed == 1:
+        assert code == 1 and "another process of the run stopped" in err
+    else:
+        assert "JAX's coordination service stopped this process" in err
+        log = Path(err.rsplit("JAX's log: ", 1)[1].strip().rstrip(")"))
+        assert "Terminating process" in log.read_text()  # the C++ log, kept whole
+    finish(processes[killed])

@@ -22,13 +22,22 @@ Every process runs the same program on its own devices (SPMD, "multi-controller"
 - **written once**: process 0 alone writes logs, evaluations, checkpoints and the final
   model (``is_main``). ``--resume`` needs the output folder on a file system every process
   reads (a shared disk, or one machine);
-- **a process that dies**: the coordination service stops hearing its heartbeat, and after
-  ``HEARTBEAT_TIMEOUT`` seconds every other process stops with an error (a non-zero exit),
-  instead of waiting forever in a collective for a peer that will never come.
+- **a process that dies**: its peers' next collective fails at once (the connection closes),
+  and ``stopping_together`` turns that into one line and exit status 1 without the shutdown
+  barrier, which would wait for the dead process and then abort with a C++ stack trace. A
+  machine that vanishes without closing its connections is caught by the coordination
+  service instead: after ``HEARTBEAT_TIMEOUT`` seconds without its heartbeat every other
+  process aborts (a non-zero exit, JAX's own message), never waiting forever.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -36,6 +45,7 @@ import numpy as np
 
 HEARTBEAT_TIMEOUT = 30  # seconds without a heartbeat before a process counts as dead
 INITIALIZATION_TIMEOUT = 120  # seconds to wait for every process to join
+_log_filter: subprocess.Popen | None = None  # fatal_log's process, once started
 
 
 def initialize(
@@ -46,6 +56,7 @@ def initialize(
     if auto:
         jax.distributed.initialize(initialization_timeout=INITIALIZATION_TIMEOUT,
                                    heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT)  # fmt: skip
+        _filter_fatal_log()
         return
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if not all(given):
@@ -65,6 +76,56 @@ def initialize(
         coordinator, num_processes, process_id,
         initialization_timeout=INITIALIZATION_TIMEOUT, heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
     )  # fmt: skip
+    _filter_fatal_log()
+
+
+def _filter_fatal_log() -> None:
+    """From here on, this process's stderr goes through ``fatal_log.py`` (a process of its
+    own, so that it outlives an abort): JAX's fatal C++ log becomes one line."""
+    global _log_filter
+    script = Path(__file__).with_name("fatal_log.py")  # run as a file: no package import
+    sys.stderr.flush()
+    _log_filter = subprocess.Popen(
+        [sys.executable, str(script), str(jax.process_index()), str(jax.process_count())],
+        stdin=subprocess.PIPE,
+    )
+    assert _log_filter.stdin is not None
+    os.dup2(_log_filter.stdin.fileno(), 2)  # fd 2 now writes into the filter's pipe
+    _log_filter.stdin.close()  # fd 2 is the pipe's one write end left here
+
+
+@contextlib.contextmanager
+def stopping_together(command: str) -> Iterator[None]:
+    """Around the work of one process in a run of several: any error ends this process with
+    one line on stderr and exit status 1 (130/143 when interrupted), leaving at once. A normal
+    exit would first wait at JAX's shutdown barrier for every process, a dead one too, and the
+    coordination service would then abort this one with a C++ stack trace."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 (every error ends the same way)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where = f"process {jax.process_index()} of {jax.process_count()}"
+        if isinstance(err, KeyboardInterrupt):  # train's TrainingInterrupted says how to resume
+            status, what = getattr(err, "exit_code", 130), f"interrupted by {first}"
+        elif _peer_lost(first):
+            status = 1
+            what = (
+                f"another process of the run stopped ({first}), so this one stops too; start "
+                "every process again with the same flags and --resume to go on from the last "
+                "checkpoint"
+            )
+        else:
+            status, what = 1, f"error: {first}"
+        sys.stdout.flush()
+        print(f"minisbert {command}: {where}: {what}", file=sys.stderr, flush=True)
+        os._exit(status)
+
+
+def _peer_lost(message: str) -> bool:
+    """Does an error message say that a collective lost its peer (gloo on CPUs, NCCL on
+    GPUs, the coordination service)?"""
+    signs = ("Connection closed by peer", "Connection reset", "Gloo", "NCCL", "heartbeat")
+    return any(sign.lower() in message.lower() for sign in signs)
 
 
 def is_main() -> bool:
