@@ -127,7 +127,7 @@ N_QUERIES = 50 if FAST else None  # re-ranking queries; None: every paraphrase p
 K = 10  # candidates the bi-encoder hands to the cross-encoder
 
 encoder = SentenceEncoder.from_pretrained("all-MiniLM-L6-v2")
-# The run's start: all-MiniLM-L6-v2's BERT under a new pooler and head (seed 0), as
+# The run's start: all-MiniLM-L6-v2's BERT and pooler, a new head (seed 0), as
 # `minisbert train --cross-encoder --model all-MiniLM-L6-v2 --seed 0` starts.
 cross_encoder = start_model(paths.weights, num_labels=1, seed=0, data="stsb")
 cross_encoder.model.eval()  # dropout off: we score pairs, we do not train here
@@ -226,9 +226,10 @@ for token_id, type_id in zip(ids, types, strict=True):
 #     score  = sigmoid(logits)            (C,)   what `predict` gives for one label: 0 to 1
 #
 # (Dropout sits between the pooler and the head during training; `predict` runs without
-# it.) In the original BERT the pooler was trained in pre-training; minisbert's folder of
-# all-MiniLM-L6-v2 holds none (a bi-encoder never uses it), so here both layers are new,
-# drawn from the seed.
+# it.) The pooler comes with the checkpoint: a bi-encoder never runs it, but `minisbert
+# convert` keeps it beside the model (`pooler.safetensors`), and a run starts from it, as
+# transformers' BERT sequence classifier loaded from the same checkpoint does. Only the head
+# is new, drawn from the seed.
 
 # %%
 model = cross_encoder.model
@@ -379,7 +380,7 @@ print(f"score by hand {score_by_hand:.6f}, predict {score_predict:.6f} (an untra
 # `cross_encoder=True`, and the packed steps the command uses (pairs packed several to a
 # row, `minisbert.fast.pairs`). What it does (`minisbert.cross_encoder_training`):
 #
-# - the model starts as above: all-MiniLM-L6-v2's BERT, a new pooler and head from the seed;
+# - the model starts as above: all-MiniLM-L6-v2's BERT and pooler, a new head from the seed;
 # - each STS-b train pair is read as the data gives it, (a, b). (`--pair-order both` adds
 #   (b, a) as well, twice the steps an epoch; measured with seed 0, both orders at the
 #   bi-encoder's rate scored lower on STS-b dev than one order at the rate below:
@@ -390,7 +391,7 @@ print(f"score by hand {score_by_hand:.6f}, predict {score_predict:.6f} (an untra
 #   the score;
 # - the optimiser, its schedule and their settings are the bi-encoder's (`TrainConfig`'s
 #   defaults: AdamW, a linear warm-up then decay), but for the peak rate: `CROSS_ENCODER_LR`,
-#   higher than the bi-encoder's, since the pooler and the head start random; among the
+#   higher than the bi-encoder's, since the head starts random; among the
 #   rates measured it scored best on STS-b dev. The values are printed below.
 #
 # The scores are Spearman x100 against the gold scores, as for a bi-encoder, with the

@@ -6,8 +6,9 @@ Shapes: B batch (pairs), T tokens, C labels.
 with three parts swapped for the cross-encoder's:
 
 - **the model**: a ``CrossEncoderModel``. From a bi-encoder folder (``--model
-  all-MiniLM-L6-v2``) it takes BERT; the pooler and the head are new (seeded by ``--seed``).
-  From a cross-encoder folder it takes all of it, to train on.
+  all-MiniLM-L6-v2``) it takes BERT and the checkpoint's pooler, which ``minisbert convert``
+  keeps beside the model (a new one, seeded, where the folder has none); the head is new
+  (seeded by ``--seed``). From a cross-encoder folder it takes all of it, to train on.
 - **the embed** (``pair_logits``): a batch is ONE side of pairs, ``[CLS] a [SEP] b [SEP]``
   with segment ids, and what the loss receives is the logits, (1, B, C): the bi-encoder's
   ``loss(*sides, labels)`` with a single "side".
@@ -207,7 +208,10 @@ class PairSteps:
 
 def start_model(base_dir: Path, num_labels: int, seed: int, data: str = "") -> CrossEncoder:
     """The cross-encoder a run starts from: a cross-encoder folder as it is (its number of
-    labels must be the data's), or a bi-encoder folder's BERT under a new pooler and head."""
+    labels must be the data's), or a bi-encoder folder's BERT and a new head (seeded), under
+    the checkpoint's own pooler where the folder kept one (``pooler.safetensors``: a BERT
+    sequence classifier loaded from that checkpoint starts so), else a new one."""
+    from minisbert.io.convert import read_pooler
     from minisbert.sentence_encoder import SentenceEncoder
 
     if (base_dir / CROSS_ENCODER_JSON).is_file():
@@ -221,6 +225,10 @@ def start_model(base_dir: Path, num_labels: int, seed: int, data: str = "") -> C
     encoder = SentenceEncoder.from_pretrained(base_dir)
     model = CrossEncoderModel(encoder.model.config, num_labels, rngs=nnx.Rngs(seed))
     nnx.update(model.bert, nnx.state(encoder.model.bert))
+    pooler = read_pooler(base_dir, encoder.model.config)  # {} where none was kept
+    if pooler:
+        model.pooler.kernel.set_value(jnp.asarray(pooler["pooler.kernel"]))  # (D, D) (in, out)
+        model.pooler.bias.set_value(jnp.asarray(pooler["pooler.bias"]))  # (D,)
     activation = "sigmoid" if num_labels == 1 else "identity"
     labels = _label_names(data, num_labels)
     config = CrossEncoderConfig(num_labels, activation, encoder.tokenizer.max_seq_length, labels)

@@ -11,7 +11,7 @@ from tiny import make_tiny_model_dir
 
 from minisbert import SentenceEncoder
 from minisbert.config import ConfigError
-from minisbert.io.convert import convert, export_sentence_transformers
+from minisbert.io.convert import POOLER_FILE, convert, export_sentence_transformers
 from minisbert.io.weights import WeightsError
 
 SENTENCES = ["the cat sat on the mat", "a dog runs", "", "dogs running on mats!"]
@@ -79,7 +79,7 @@ def test_unexpected_tensor_is_named(tiny, tmp_path):
         convert(st_dir, tmp_path / "out")
 
 
-def test_pooler_and_position_ids_are_dropped(tiny, tmp_path):
+def test_position_ids_are_dropped_and_a_zero_pooler_is_none(tiny, tmp_path):
     st_dir = export_sentence_transformers(tiny, tmp_path / "st")
     _damage(
         st_dir,
@@ -90,7 +90,33 @@ def test_pooler_and_position_ids_are_dropped(tiny, tmp_path):
             }
         ),
     )
-    convert(st_dir, tmp_path / "out")  # no error: both are known and unused
+    out = convert(st_dir, tmp_path / "out")  # no error: both are known
+    assert not (out / POOLER_FILE).exists()  # all zeros: nothing trained to keep
+
+
+def test_the_checkpoints_pooler_is_kept_apart_and_exported_back(tiny, tmp_path):
+    st_dir = export_sentence_transformers(tiny, tmp_path / "st")
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(36, 36)).astype(np.float32)  # (out, in), as PyTorch keeps it
+    bias = rng.normal(size=36).astype(np.float32)
+    _damage(st_dir, lambda t: t.update({"pooler.dense.weight": weight, "pooler.dense.bias": bias}))
+    out = convert(st_dir, tmp_path / "out")
+    kept = load_file(str(out / POOLER_FILE))
+    np.testing.assert_array_equal(kept["pooler.kernel"], weight.T)  # (in, out)
+    np.testing.assert_array_equal(kept["pooler.bias"], bias)
+    assert not any("pooler" in name for name in load_file(str(out / "model.safetensors")))
+    again = load_file(
+        str(export_sentence_transformers(out, tmp_path / "st2") / "model.safetensors")
+    )
+    np.testing.assert_array_equal(again["pooler.dense.weight"], weight)
+    np.testing.assert_array_equal(again["pooler.dense.bias"], bias)
+
+
+def test_a_kept_pooler_of_the_wrong_shape_is_refused(tiny, tmp_path):
+    save_file({"pooler.kernel": np.ones((36, 35), np.float32),
+               "pooler.bias": np.ones(36, np.float32)}, str(tiny / POOLER_FILE))  # fmt: skip
+    with pytest.raises(WeightsError, match="pooler.kernel"):
+        export_sentence_transformers(tiny, tmp_path / "st")
 
 
 def test_pickle_only_folder_is_refused(tiny, tmp_path):

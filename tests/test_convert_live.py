@@ -173,7 +173,8 @@ def test_export_round_trip(tmp_path):
 
 def test_loading_an_export_reports_no_missing_weights(tmp_path):
     """transformers lists every weight it had to initialise ("MISSING", "newly initialized"):
-    an export carries BERT's pooler (zeros, never run by Sentence-BERT), so it lists none."""
+    an export carries BERT's pooler (the kept one, or zeros; Sentence-BERT never runs it), so it
+    lists none."""
     import subprocess
     import sys
 

@@ -187,3 +187,36 @@ def test_training_loss_and_its_gradient(name, tmp_path):
         (match,) = [g for n, g in their_grads.items() if n.endswith(their_suffix)]
         assert_close(flat[mine], match.T if transpose else match, f"{name}: d loss / d {mine}")
     assert jax.tree.leaves(grads)  # a gradient for the parameters, not an empty tree
+
+
+def test_training_starts_under_the_checkpoints_pooler_as_transformers_does(tmp_path):
+    """A cross-encoder run from a bi-encoder folder starts as transformers'
+    ``BertForSequenceClassification.from_pretrained`` of the same checkpoint: BERT and its
+    pooler from the checkpoint (kept apart by ``minisbert convert``), only the head new."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    from minisbert.cross_encoder_training import start_model
+
+    torch.manual_seed(0)
+    hf_dir = tmp_path / "hf"
+    shape, _ = SHAPES["36x2, 1 label"]
+    BertModel(BertConfig(**dataclasses.asdict(shape)), add_pooling_layer=True).save_pretrained(
+        hf_dir, safe_serialization=True
+    )
+    BertTokenizerFast(
+        tokenizer_object=tiny_tokenizer(), model_max_length=MAX_LENGTH
+    ).save_pretrained(hf_dir)
+    transformer = models.Transformer(str(hf_dir))
+    bi_encoder = SentenceTransformer(
+        modules=[transformer, models.Pooling(shape.hidden_size, pooling_mode="mean")], device="cpu"
+    )
+    bi_encoder.save(str(tmp_path / "st"))
+    ours = start_model(convert(tmp_path / "st", tmp_path / "ours"), num_labels=1, seed=0).model
+    theirs = BertForSequenceClassification.from_pretrained(tmp_path / "st", num_labels=1)
+    pooler = theirs.bert.pooler.dense
+    np.testing.assert_array_equal(
+        np.asarray(ours.pooler.kernel[...]), pooler.weight.detach().numpy().T
+    )
+    np.testing.assert_array_equal(np.asarray(ours.pooler.bias[...]), pooler.bias.detach().numpy())

@@ -177,3 +177,24 @@ def test_pair_order_both_trains_each_scored_pair_both_ways(files, tmp_path):
     np.testing.assert_array_equal(both_labels, np.concatenate([labels, labels]))
     classes = dataclasses.replace(given, data=str(files["classes"]), pair_order="auto")
     assert len(read_pairs(classes)[0]) == 24  # NLI's premise and hypothesis keep their order
+
+
+def test_a_bi_encoder_folder_gives_its_kept_pooler_and_a_seeded_head(files, tmp_path):
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    from minisbert.io.convert import POOLER_FILE
+
+    fresh = [start_model(files["model"], 1, seed=s).model for s in (0, 1)]
+    assert not np.allclose(fresh[0].pooler.kernel[...], fresh[1].pooler.kernel[...])  # new
+    folder = shutil.copytree(files["model"], tmp_path / "with-pooler")
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(36, 36)).astype(np.float32)  # (in, out)
+    bias = rng.normal(size=36).astype(np.float32)
+    save_file({"pooler.kernel": kernel, "pooler.bias": bias}, str(folder / POOLER_FILE))
+    kept = [start_model(folder, 1, seed=s).model for s in (0, 1)]
+    for model in kept:  # the checkpoint's pooler, whatever the seed
+        np.testing.assert_array_equal(model.pooler.kernel[...], kernel)
+        np.testing.assert_array_equal(model.pooler.bias[...], bias)
+    assert not np.allclose(kept[0].classifier.kernel[...], kept[1].classifier.kernel[...])

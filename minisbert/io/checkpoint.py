@@ -50,6 +50,7 @@ import numpy as np
 from flax import nnx
 
 from minisbert.io.classifier import save_classifier
+from minisbert.io.convert import POOLER_FILE
 from minisbert.io.folders import remove_leftovers, write_folder
 from minisbert.io.manifest import (
     MANIFEST,
@@ -275,6 +276,10 @@ def save_model(
         write_safetensors_atomic(dense, output / "dense.safetensors")
         written.append("dense.safetensors")
     written += _copy_tokenizer(base_dir, output)
+    if (base_dir / POOLER_FILE).is_file():  # BERT's pooler, kept for a cross-encoder (untrained)
+        if base_dir.resolve() != output.resolve():
+            shutil.copyfile(base_dir / POOLER_FILE, output / POOLER_FILE)
+        written.append(POOLER_FILE)
     if classifier is not None:
         written += save_classifier(output, classifier)
     write_manifest(output, written)  # last: the model folder is complete

@@ -20,15 +20,20 @@ Two things change on the way to minisbert:
    ``x @ kernel``. So ``kernel = weight.T``. Biases, LayerNorm parameters and
    embedding tables (looked up by row, never multiplied) are copied unchanged.
 
-Three kinds of tensor are dropped: BERT's ``pooler.*`` (Sentence-BERT pools the tokens
-itself and never uses it), ``embeddings.position_ids`` (a constant 0..511, not a
+BERT's pooler (``pooler.dense``: a dense + tanh over [CLS]) is kept apart, in
+``pooler.safetensors`` as ``pooler.kernel``/``pooler.bias``: Sentence-BERT pools the tokens
+itself and never runs it, but a cross-encoder started from the folder does, as a BERT sequence
+classifier loaded from the same checkpoint would (only its head is new). An all-zero pooler
+(what ``export_sentence_transformers`` writes where there is none) counts as none.
+Two kinds of tensor are dropped: ``embeddings.position_ids`` (a constant 0..511, not a
 parameter), and the pre-training heads ``cls.*`` of a plain HF checkpoint such as
 bert-base-uncased (masked-LM and next-sentence heads, which an encoder never runs).
 Any other tensor that is missing, left over, or of the wrong shape stops the
 conversion with its name. Only safetensors files are read: never a pickle.
 
 A minisbert model folder holds ``model.safetensors``, ``config.json`` (``BertConfig``),
-``sentence.json`` (``SentenceConfig``) and the tokenizer files.
+``sentence.json`` (``SentenceConfig``), the tokenizer files and, where the checkpoint has one,
+``pooler.safetensors``.
 """
 
 from __future__ import annotations
@@ -61,9 +66,11 @@ from minisbert.tokenizer import Tokenizer
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
 )  # fmt: skip
+# Not BERT encoder weights; the pooler is read apart (pooler_to_minisbert).
 IGNORED_PREFIXES = (
     "pooler.", "embeddings.position_ids", "cls.predictions.", "cls.seq_relationship.",
 )  # fmt: skip
+POOLER_FILE = "pooler.safetensors"
 
 # minisbert name (with {i} for the layer) -> (checkpoint name, transpose?)
 EMBEDDING_NAMES: dict[str, tuple[str, bool]] = {
@@ -145,6 +152,39 @@ def checkpoint_to_minisbert(
         for ours, (theirs, transpose) in mapping.items()
     }
     check_params(expected_params(config), params, source)
+    return params
+
+
+def pooler_shapes(config: BertConfig) -> dict[str, jax.ShapeDtypeStruct]:
+    width = config.hidden_size  # D
+    return {"pooler.kernel": jax.ShapeDtypeStruct((width, width), np.float32),  # (D, D) (in, out)
+            "pooler.bias": jax.ShapeDtypeStruct((width,), np.float32)}  # fmt: skip
+
+
+def pooler_to_minisbert(
+    tensors: dict[str, np.ndarray], config: BertConfig, source: str | Path
+) -> dict[str, np.ndarray]:
+    """A checkpoint's BERT pooler as ``pooler.kernel`` (D, D) (in, out) and ``pooler.bias``
+    (D,); ``{}`` where it has none, half of one, or an all-zero one (nothing trained): the
+    bi-encoder never needs it, so its absence never stops a conversion."""
+    tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
+    if not {"pooler.dense.weight", "pooler.dense.bias"} <= set(tensors):
+        return {}
+    params = {
+        "pooler.kernel": _take(tensors, "pooler.dense.weight", True, source, "pooler.kernel"),
+        "pooler.bias": _take(tensors, "pooler.dense.bias", False, source, "pooler.bias"),
+    }
+    check_params(pooler_shapes(config), params, source)
+    return params if np.any(params["pooler.kernel"]) else {}
+
+
+def read_pooler(folder: Path, config: BertConfig) -> dict[str, np.ndarray]:
+    """A minisbert folder's kept pooler (``pooler.safetensors``), checked; ``{}`` without one."""
+    file = folder / POOLER_FILE
+    if not file.exists():
+        return {}
+    params = read_safetensors(file)
+    check_params(pooler_shapes(config), params, file)
     return params
 
 
@@ -513,7 +553,9 @@ def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, log: L
 
     weights_file = _weights_file(transformer_dir)
     check_header_fits(weights_file, config)  # before any tensor is read
-    params = checkpoint_to_minisbert(read_weights(weights_file), config, weights_file)
+    tensors = read_weights(weights_file)
+    params = checkpoint_to_minisbert(tensors, config, weights_file)
+    pooler = pooler_to_minisbert(tensors, config, weights_file)
     dense_params: dict[str, np.ndarray] = {}
     for layer, (dense, file) in enumerate(
         zip(sentence_config.dense, pipeline.dense_weights, strict=True)
@@ -522,6 +564,8 @@ def convert(src: str | Path, dst: str | Path, *, overwrite: bool = False, log: L
 
     def fill(folder: Path) -> None:
         write_safetensors_atomic(params, folder / "model.safetensors")
+        if pooler:
+            write_safetensors_atomic(pooler, folder / POOLER_FILE)
         if dense_params:
             write_safetensors_atomic(dense_params, folder / "dense.safetensors")
         _write_json(config.to_dict(), folder / "config.json")
@@ -554,8 +598,9 @@ def export_sentence_transformers(
     (which 6.x still resolves), the maximum length both as sentence_bert_config.json's
     ``max_seq_length`` and as tokenizer_config.json's ``model_max_length``, the pooling as
     6.x writes it (``pooling_mode``, ``embedding_dimension``). BERT's pooler, which
-    Sentence-BERT never runs, is written as zeros, so that transformers finds every weight it
-    expects (no "MISSING" load report) and nobody mistakes it for a trained layer."""
+    Sentence-BERT never runs, is the one kept from the checkpoint (``pooler.safetensors``), or
+    zeros where none was kept, so that transformers finds every weight it expects (no
+    "MISSING" load report) and nobody mistakes a zero one for a trained layer."""
     src, dst = Path(src), Path(dst)
     check_apart(dst, [src])
     check_replaceable(dst, overwrite)
@@ -572,8 +617,11 @@ def export_sentence_transformers(
     tokenizer_config["model_max_length"] = sentence_config.max_seq_length
     checkpoint = minisbert_to_checkpoint(params, config)
     width = config.hidden_size
-    checkpoint["pooler.dense.weight"] = np.zeros((width, width), np.float32)  # (out, in)
-    checkpoint["pooler.dense.bias"] = np.zeros((width,), np.float32)
+    pooler = read_pooler(src, config)
+    checkpoint["pooler.dense.weight"] = (  # (out, in)
+        pooler["pooler.kernel"].T if pooler else np.zeros((width, width), np.float32)
+    )
+    checkpoint["pooler.dense.bias"] = pooler.get("pooler.bias", np.zeros((width,), np.float32))
 
     def fill(folder: Path) -> None:
         hf_config = {"architectures": ["BertModel"], "position_embedding_type": "absolute",
