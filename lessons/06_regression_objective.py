@@ -16,8 +16,8 @@
 # # Lesson 6: the regression objective, cosine similarity against a gold score
 #
 # **Time on a 2-core CPU:** fast mode about 2 minutes (measured on a shared 2-core CPU); full mode,
-# the default, about 5 minutes (an estimate: fast mode's time plus its 442 more training steps at
-# 0.38 s a step of batch 16, `make recipes`' figure). On a GPU: not measured yet. Fast mode: set
+# the default, 10 to 15 minutes (measured: 917 s, top to bottom, with a training run sharing the
+# 2 cores). On a GPU: not measured yet. Fast mode: set
 # `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Lesson 5 trained the siamese network through a classifier that was thrown away

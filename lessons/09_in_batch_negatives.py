@@ -16,8 +16,8 @@
 # # Lesson 9: in-batch negatives, the multiple negatives ranking loss
 #
 # **Time on a 2-core CPU:** fast mode about 2 minutes (measured on a shared 2-core CPU); full mode,
-# the default, about 2.5 minutes (an estimate: fast mode's time plus its 115 more training steps at
-# 0.38 s a step of batch 16, `make recipes`' figure). On a GPU: not measured yet. Fast mode: set
+# the default, about 5 minutes (measured: 277 s, top to bottom, with a training run sharing the 2
+# cores). On a GPU: not measured yet. Fast mode: set
 # `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # The triplet loss (lesson 7) compares each anchor with one positive and one negative.
