@@ -16,8 +16,8 @@
 # # Lesson 12: modify a loss, check it, train with it
 #
 # **Time on a 2-core CPU:** fast mode 1 to 2 minutes (measured on a shared 2-core CPU); full mode,
-# the default, about 3 minutes (an estimate: fast mode's time plus its 235 more training steps at
-# 0.38 s a step of batch 16, `make recipes`' figure). On a GPU: not measured yet. Fast mode: set
+# the default, about 8 minutes (measured: 484 s, top to bottom, with a training run sharing the 2
+# cores). On a GPU: not measured yet. Fast mode: set
 # `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Sentence-BERT is a recipe with a free slot: the same siamese network (one BERT, one
