@@ -62,7 +62,6 @@ paths = lesson.setup()
 
 # %%
 # %matplotlib inline
-import json
 import math
 import os
 import shutil
@@ -155,47 +154,28 @@ EVAL = {name: sample(pairs, seed) for seed, (name, pairs) in enumerate(FULL.item
 gold = {name: np.array([e.label for e in pairs], dtype=float) for name, pairs in EVAL.items()}
 
 
-def fitting(examples: list, fields: tuple[str, ...]) -> list:
+def fitting(examples: list) -> list:
     """All the examples in full mode; in fast mode, the first STEPS * BATCH_SIZE whose texts
-    all fit MAX_TOKENS tokens."""
+    all fit MAX_TOKENS tokens (`lesson.within_tokens`)."""
     if not FAST:
         return examples
-    kept = []
-    for e in examples:
-        ids = encoder.tokenizer.tokenize([getattr(e, f) for f in fields])
-        if max(map(len, ids)) <= MAX_TOKENS:
-            kept.append(e)
-        if len(kept) == STEPS * BATCH_SIZE:
-            break
-    return kept
+    return lesson.within_tokens(examples, encoder.tokenizer, MAX_TOKENS, limit=STEPS * BATCH_SIZE)
 
 
-def write_jsonl(name: str, rows: list[dict]) -> Path:
-    path = workdir / f"{name}.jsonl"
-    with path.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
-
-
-pairs_ = ("sentence1", "sentence2")
-stsb_train = fitting(load_dataset("stsb", "train", normalize=True), pairs_)
-class_pairs = fitting(pool, pairs_)
-triplets = fitting(nli_triplets(pool), ("anchor", "positive", "negative"))
-zero_one = fitting(binary(pool), pairs_)
-positives = fitting([p for p in pool if p.label == ENTAILMENT], pairs_)
-DATA = {  # kind of data -> (file, number of examples)
-    "scored pairs": [{"sentence1": e.sentence1, "sentence2": e.sentence2, "score": e.label}
-                     for e in stsb_train],
-    "NLI class pairs": [{"sentence1": e.sentence1, "sentence2": e.sentence2, "label": e.label}
-                        for e in class_pairs],
-    "triplets": [{"anchor": t.anchor, "positive": t.positive, "negative": t.negative}
-                 for t in triplets],
-    "0/1 pairs": [{"sentence1": e.sentence1, "sentence2": e.sentence2, "label": e.label}
-                  for e in zero_one],
-    "positive pairs": [{"sentence1": e.sentence1, "sentence2": e.sentence2} for e in positives],
+DATA = {  # kind of data -> the training examples
+    "scored pairs": fitting(load_dataset("stsb", "train", normalize=True)),
+    "NLI class pairs": fitting(pool),
+    "triplets": fitting(nli_triplets(pool)),
+    "0/1 pairs": fitting(binary(pool)),
+    "positive pairs": fitting(
+        [PairExample(p.sentence1, p.sentence2) for p in pool if p.label == ENTAILMENT]
+    ),  # unlabelled: each pair's only label is "these two belong together"
+}
+DATA = {  # kind of data -> (its JSON-lines file, number of examples)
+    kind: (lesson.write_examples(workdir / f"{kind.replace(' ', '_').replace('/', '')}.jsonl",
+                                 examples), len(examples))
+    for kind, examples in DATA.items()
 }  # fmt: skip
-DATA = {kind: (write_jsonl(kind.replace(" ", "_").replace("/", ""), rows), len(rows))
-        for kind, rows in DATA.items()}  # fmt: skip
 for kind, (file, n) in DATA.items():
     print(f"{kind:>16}: {n:6d} examples -> {file.name}")
 for name, pairs in EVAL.items():
