@@ -302,11 +302,7 @@ def lengths_between(t, shortest: int, longest: int) -> bool:
 
 if FAST:  # 32 triplets of one padded length, in a file
     few = [triplets[i] for i in order if lengths_between(triplets[i], 9, 16)][:32]
-    fast_file = workdir / "fast_triplets.tsv"
-    with open(fast_file, "w", encoding="utf-8") as f:
-        f.write("anchor\tpositive\tnegative\n")
-        f.writelines(f"{t.anchor}\t{t.positive}\t{t.negative}\n" for t in few)
-    training_data = {"data": str(fast_file)}
+    training_data = {"data": str(lesson.write_examples(workdir / "fast_triplets.jsonl", few))}
 else:
     training_data = {"data": "snli-triplets", "split": "dev"}
 
