@@ -16,10 +16,10 @@
 # # Lesson 14: in-batch negatives at scale
 #
 # **Time on a 2-core CPU:** fast mode 3 to 4 minutes (measured on a shared 2-core CPU); full mode,
-# the default, about 15 minutes (an estimate: fast mode's time plus 44 steps of batch 128 at about 9
-# s and 182 of batch 32 at 1.6 s, the gradient cache's figures in `bench/results/`). On a GPU: not
-# measured yet. Fast mode: set `MINISBERT_FAST=1` before starting Jupyter, or `FAST = True` in the
-# cell that sets `FAST`.
+# the default, up to 40 minutes (measured: 2,293 s top to bottom with two training runs sharing the
+# 2 cores; the 15-minute estimate from the training steps alone left out the fresh processes that
+# measure peak memory). On a GPU: not measured yet. Fast mode: set `MINISBERT_FAST=1` before
+# starting Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Lesson 9 trained the multiple negatives ranking loss (MNRL) at batch 16: each anchor
 # picks its own positive out of the batch's candidates, and every other example's positive
