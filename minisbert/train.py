@@ -203,10 +203,12 @@ def train(
     and SIGTERM stop it before the next step with ``TrainingInterrupted``.
     """
     base_dir = resolve_model_dir(config.model)
-    run_guard.check_output(Path(config.output).expanduser(), base_dir, config.overwrite)
-    writes = jax.process_index() == 0  # of several processes, process 0 alone writes
+    # Of several processes, process 0 alone writes, and alone checks --output: another that
+    # looked would race process 0's marker (a file being written, not yet a training folder).
+    writes = jax.process_index() == 0
     output = Path(config.output).expanduser()
     if writes:
+        run_guard.check_output(output, base_dir, config.overwrite)
         output = checkpoint.prepare_output(config.output)  # fails before any work if unwritable
     with run_guard.RunGuard(output, base_dir, config, writes=writes) as guard:
         run = Run(config, output, base_dir, _steps_for(config, steps), loss_fn)
