@@ -128,4 +128,5 @@ def test_a_dead_process_stops_the_other_with_one_line(files, killed):
         assert "JAX's coordination service stopped this process" in err
         log = Path(err.rsplit("JAX's log: ", 1)[1].strip().rstrip(")"))
         assert "Terminating process" in log.read_text()  # the C++ log, kept whole
+        log.unlink()
     finish(processes[killed])
