@@ -26,6 +26,7 @@ Errors a user can fix (a missing model, a bad file) print one clear line, not a 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import tempfile
 import textwrap
@@ -251,11 +252,16 @@ def add_command(
     sub: argparse._SubParsersAction,
     name: str,
     func: Callable[[argparse.Namespace], None] | None,
-    summary: str,
+    summary: str | None = None,
     *paragraphs: str,
 ) -> argparse.ArgumentParser:
     """A sub-command that runs ``func(args)`` (None: a group, whose own sub-commands run):
-    ``summary`` in the list of commands, and above its own --help."""
+    ``summary`` in the list of commands, and above its own --help, then ``paragraphs``.
+    Without a summary they are ``func``'s docstring: its first line, then its paragraphs."""
+    if summary is None:
+        first, *paragraphs = inspect.cleandoc(func.__doc__ or "").split("\n\n")
+        summary = first[0].lower() + first[1:].rstrip(".")
+        paragraphs = [" ".join(text.split()) for text in paragraphs]  # unwrapped: describe wraps
     description = describe(summary[0].upper() + summary[1:] + ".", *paragraphs)
     parser = sub.add_parser(name, help=summary, description=description)
     if func is not None:
@@ -445,6 +451,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Fine-tune a model on sentence pairs or triplets.
+
+    The defaults are the SBERT paper's STS fine-tuning: cosine similarity loss on STS Benchmark
+    train, AdamW at 2e-5, batch 16, 10% warm-up, one epoch. Writes the model into OUTPUT and
+    checkpoints into OUTPUT/checkpoints (--resume goes on from the last), then evaluates on
+    --eval-data and prints the numbers.
+
+    The first step waits while JAX compiles the training step (about 10-30 s on a CPU, once per
+    batch shape). Datasets are read from $MINISBERT_DATA, else ~/.cache/minisbert/data:
+    `minisbert data fetch` fills it.
+    """
     from minisbert.fast.host_memory import keep_freed_memory
     from minisbert.grad_cache import uses_cache  # imports JAX, which computes nothing yet
 
@@ -610,16 +627,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 
 def register_training_commands(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub, "train", cmd_train, "fine-tune a model on sentence pairs or triplets",
-        "The defaults are the SBERT paper's STS fine-tuning: cosine similarity loss on STS "
-        "Benchmark train, AdamW at 2e-5, batch 16, 10% warm-up, one epoch. Writes the model "
-        "into OUTPUT and checkpoints into OUTPUT/checkpoints (--resume goes on from the "
-        "last), then evaluates on --eval-data and prints the numbers.",
-        "The first step waits while JAX compiles the training step (about 10-30 s on a CPU, "
-        "once per batch shape). Datasets are read from $MINISBERT_DATA, else "
-        "~/.cache/minisbert/data: `minisbert data fetch` fills it.",
-    )  # fmt: skip
+    p = add_command(sub, "train", cmd_train)  # its help: cmd_train's docstring
     for name, row in SETTINGS.items():  # a flag per TrainConfig field, from its row
         default = TrainConfig.__dataclass_fields__[name].default
         p.add_argument(row.flag, dest=name, default=default, help=row.help, **row.parse)
@@ -746,6 +754,15 @@ EXTRA_COMMANDS.append(register_training_commands)
 
 
 def cmd_mine(args: argparse.Namespace) -> None:
+    """Mine hard negatives: (anchor, positive) pairs into triplets.
+
+    For each anchor, the model scores every positive of the data by cosine similarity; the
+    nearest that are not the anchor's own positives (nor its own text) become its negatives.
+    Writes one (anchor, positive, negative) triplet a line as JSONL, which `minisbert train
+    --data TRIPLETS --loss mnrl` reads. A progress bar on stderr while encoding and scoring (in
+    a terminal). minisbert/mining.py explains the ranks and margins, which are those of
+    sentence-transformers' mine_hard_negatives.
+    """
     from collections import Counter
     from dataclasses import fields
 
@@ -807,15 +824,7 @@ def margin(text: str) -> float:
 
 
 def register_mining_command(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub, "mine", cmd_mine, "mine hard negatives: (anchor, positive) pairs into triplets",
-        "For each anchor, the model scores every positive of the data by cosine similarity; "
-        "the nearest that are not the anchor's own positives (nor its own text) become its "
-        "negatives. Writes one (anchor, positive, negative) triplet a line as JSONL, which "
-        "`minisbert train --data TRIPLETS --loss mnrl` reads. A progress bar on stderr while "
-        "encoding and scoring (in a terminal). minisbert/mining.py explains the ranks and "
-        "margins, which are those of sentence-transformers' mine_hard_negatives.",
-    )  # fmt: skip
+    p = add_command(sub, "mine", cmd_mine)  # its help: cmd_mine's docstring
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     p.add_argument(
         "--data", required=True, metavar="PAIRS",

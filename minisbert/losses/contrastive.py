@@ -66,7 +66,7 @@ def contrastive_loss(
 def online_contrastive_loss(
     u: jax.Array,  # (B, D)
     v: jax.Array,  # (B, D)
-    labels: jax.Array,  # (B,) 1 for a similar pair, 0 for a dissimilar one
+    labels: jax.Array,  # (B,) 1 similar, 0 dissimilar; any other value is left out
     *,
     margin: float = 0.5,
     distance: str = "cosine",
