@@ -1,7 +1,7 @@
 # minisbert: two commands do everything on a fresh machine.
 #   make demo    create .venv, install, fetch and convert the weights, run the demo
-#   make test    the fast offline suite (under 4 minutes on 2 cores): units, parity with the
-#                reference outputs, every loss, the lessons' exercise checks
+#   make test    the fast offline suite (about 3.5 minutes on 2 cores, two pytest workers):
+#                units, parity with the reference outputs, every loss, the lessons' checks
 #   make lint    ruff check and ruff format --check (CI runs it before make test)
 #   make test-all    make test, then the long tier (make test-slow): every lesson run in fast
 #                    mode, training reproductions, fuzzing
@@ -64,8 +64,11 @@ weights: $(WEIGHTS)
 demo: $(WEIGHTS)
 	$(VENV)/bin/minisbert demo
 
+# Two workers (pytest-xdist): most tests wait on a compile or a child process, so two on
+# 2 cores take about two thirds of one's time. `make test TEST_WORKERS=0`: one process.
+TEST_WORKERS ?= 2
 test: $(WEIGHTS)
-	$(VENV)/bin/python -m pytest -m "not live and not slow"
+	$(VENV)/bin/python -m pytest -m "not live and not slow" -n $(TEST_WORKERS)
 
 test-slow: $(WEIGHTS)
 	$(VENV)/bin/python -m pytest -m "slow and not live"
