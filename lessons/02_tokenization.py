@@ -50,9 +50,15 @@ import subprocess
 import sys
 
 # What pip installs where minisbert is missing: the repository's git+https address (minisbert
-# is not on PyPI yet), or the folder of a clone.
+# is not on PyPI yet), or the folder of a clone. `minisbert lessons DIR` writes here the
+# address the minisbert that wrote the notebooks was installed from.
 MINISBERT = "git+https://github.com/OWNER/minisbert"
 if importlib.util.find_spec("minisbert") is None:
+    if "/OWNER/" in MINISBERT:  # the placeholder: only you know where your minisbert is
+        raise SystemExit(
+            "minisbert is not installed here: set MINISBERT above to the git+https address of "
+            "your copy of the repository (or a wheel's or a clone's path) and run this cell again"
+        )
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", MINISBERT], check=True)
     importlib.invalidate_caches()
 

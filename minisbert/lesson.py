@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from minisbert.data.lines import DataError
 from minisbert.data.loading import DATA_ENV, data_folder
 from minisbert.io.cache import cache_dir
-from minisbert.io.manifest import write_manifest
+from minisbert.io.manifest import write_atomic, write_manifest
 
 if TYPE_CHECKING:
     from minisbert.data.examples import PairExample, TripletExample
@@ -189,12 +189,70 @@ def solutions_dir() -> Path | None:
     return None
 
 
+# What each lesson's first cell installs where minisbert is missing (Colab), as the lessons
+# in the repository say it: minisbert is not on a package index, so only the person who
+# copied it knows its address. ``write_notebooks`` writes the address this minisbert was
+# installed from in its place.
+PLACEHOLDER_ADDRESS = "git+https://github.com/OWNER/minisbert"
+
+
+def install_address(direct_url: str | None) -> str | None:
+    """What ``pip install`` needs to install this minisbert again, from pip's record of where
+    it came from (``direct_url.json``, PEP 610; None when pip installed it from an index):
+
+        a git repository   git+URL@COMMIT   the same commit
+        a folder           its path         a clone, installed with or without -e
+        a file or URL      the URL          a wheel or an archive
+
+    None when the record says nothing usable (``write_notebooks`` then keeps the
+    placeholder, and the notebook's first cell asks for the address)."""
+    if direct_url is None:
+        return None
+    try:
+        record = json.loads(direct_url)
+        url = record["url"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "vcs_info" in record:
+        vcs = record["vcs_info"]
+        return f"{vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}" if "commit_id" in vcs else None
+    if "dir_info" in record and url.startswith("file://"):
+        return url.removeprefix("file://")
+    return url
+
+
+def installed_address() -> str | None:
+    """``install_address`` of the installed minisbert (None where it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        return install_address(distribution("minisbert").read_text("direct_url.json"))
+    except PackageNotFoundError:
+        return None
+
+
+def with_address(notebook: bytes, address: str | None) -> bytes:
+    """The notebook (its JSON) with the placeholder's string literal in its code replaced by
+    ``address`` as a Python string literal."""
+    if address is None:
+        return notebook
+    content = json.loads(notebook)
+    placeholder, literal = f'"{PLACEHOLDER_ADDRESS}"', json.dumps(address)  # valid Python too
+    for cell in content["cells"]:
+        if cell["cell_type"] == "code":
+            cell["source"] = [line.replace(placeholder, literal) for line in cell["source"]]
+    text = json.dumps(content, indent=1, sort_keys=True, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")  # as nbformat writes a notebook
+
+
 def write_notebooks(folder: Path | str, *, overwrite: bool = False) -> list[Path]:
     """Write every lesson's notebook (``NN_topic.ipynb``) into ``folder``; return their paths.
 
     Refuses, before writing anything, when ``folder`` already holds one of them, unless
     ``overwrite``. Each is written beside its destination and swapped in whole. The notebooks
-    need nothing else there: the solutions come from the installed package.
+    need nothing else there: the solutions come from the installed package, and the first
+    cell installs minisbert from where this one came from (``installed_address``) where it
+    is missing, as on Colab.
     """
     source = lessons_dir()
     notebooks = sorted(source.glob("[0-9][0-9]_*.ipynb")) if source else []
@@ -213,11 +271,10 @@ def write_notebooks(folder: Path | str, *, overwrite: bool = False) -> list[Path
             "--overwrite to replace them (your answers in them are lost), or name another folder"
         )
     folder.mkdir(parents=True, exist_ok=True)
+    address = installed_address()
     written = []
     for notebook in notebooks:
-        part = folder / f".{notebook.name}.part"
-        part.write_bytes(notebook.read_bytes())
-        os.replace(part, folder / notebook.name)
+        write_atomic(folder / notebook.name, with_address(notebook.read_bytes(), address))
         written.append(folder / notebook.name)
     return written
 

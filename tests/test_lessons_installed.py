@@ -46,7 +46,10 @@ def test_lessons_command_writes_the_notebooks_and_refuses_to_overwrite(tmp_path,
     assert cli.main(["lessons", str(folder)]) == 0
     expected = sorted(p.name for p in LESSONS.glob("[0-9][0-9]_*.ipynb"))
     assert sorted(p.name for p in folder.iterdir()) == expected  # and nothing half-written
-    assert (folder / expected[0]).read_bytes() == (LESSONS / expected[0]).read_bytes()
+    source = (LESSONS / expected[0]).read_bytes()
+    assert (folder / expected[0]).read_bytes() == lesson.with_address(
+        source, lesson.installed_address()
+    )  # the lesson, with the address this minisbert came from where it has one
     assert "jupyter lab" in capsys.readouterr().out
 
     (folder / expected[0]).write_text("my answers")
@@ -55,7 +58,59 @@ def test_lessons_command_writes_the_notebooks_and_refuses_to_overwrite(tmp_path,
     assert err.count("\n") == 1 and "--overwrite" in err
     assert (folder / expected[0]).read_text() == "my answers", "refused, yet written"
     assert cli.main(["lessons", str(folder), "--overwrite"]) == 0
-    assert (folder / expected[0]).read_bytes() == (LESSONS / expected[0]).read_bytes()
+    assert (folder / expected[0]).read_bytes() == lesson.with_address(
+        source, lesson.installed_address()
+    )
+
+
+def first_cell(notebook: dict) -> str:
+    return "".join(next(c for c in notebook["cells"] if c["cell_type"] == "code")["source"])
+
+
+@pytest.mark.parametrize(
+    "record, address",
+    [
+        (None, None),  # from a package index: nothing to write
+        ('{"url": "https://github.com/ada/minisbert", "vcs_info": {"vcs": "git", '
+         '"requested_revision": "main", "commit_id": "0123abc"}}',
+         "git+https://github.com/ada/minisbert@0123abc"),  # the same commit
+        ('{"url": "file:///home/ada/minisbert", "dir_info": {"editable": true}}',
+         "/home/ada/minisbert"),  # a clone
+        ('{"url": "file:///tmp/w/minisbert-0.1.0-py3-none-any.whl", "archive_info": {}}',
+         "file:///tmp/w/minisbert-0.1.0-py3-none-any.whl"),  # a wheel
+        ("not json", None),
+        ('{"url": "https://x/m", "vcs_info": {"vcs": "git"}}', None),  # no commit recorded
+    ],
+)  # fmt: skip
+def test_the_install_address_comes_from_pips_record(record, address):
+    assert lesson.install_address(record) == address
+
+
+def test_written_notebooks_install_what_wrote_them(tmp_path, monkeypatch):
+    address = 'C:\\Users\\ada "course"\\minisbert'  # a backslash and quotes: JSON escapes both
+    monkeypatch.setattr(lesson, "installed_address", lambda: address)
+    written = lesson.write_notebooks(tmp_path)
+    for path in written:
+        cell = first_cell(json.loads(path.read_text()))  # still a valid notebook
+        assert f"MINISBERT = {json.dumps(address)}" in cell, path.name
+        assert lesson.PLACEHOLDER_ADDRESS not in cell
+
+
+def test_the_placeholder_stops_the_first_cell_with_a_message(monkeypatch):
+    """Where minisbert is missing and MINISBERT is still the placeholder, the set-up cell
+    says what to do instead of running pip on an address that does not exist."""
+    import importlib.util
+    import subprocess as real_subprocess
+
+    notebook = json.loads((LESSONS / "04_pooling.ipynb").read_text())
+    cell = first_cell(notebook)
+    install = cell[: cell.index("from minisbert import lesson")]  # the install part only
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on Colab
+    ran = []
+    monkeypatch.setattr(real_subprocess, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as stopped:
+        exec(compile(install, "04_pooling.ipynb", "exec"), {})
+    assert "set MINISBERT above" in str(stopped.value) and not ran
 
 
 def test_solutions_come_from_the_checkout_when_the_package_has_none(monkeypatch, tmp_path):
@@ -117,6 +172,8 @@ def test_lessons_run_from_a_folder_with_only_the_wheel_installed(
     )
     course = tmp_path / "course"
     subprocess.run([str(venv / "bin" / "minisbert"), "lessons", str(course)], check=True)
+    cell = first_cell(json.loads((course / f"{RUN_INSTALLED[0]}.ipynb").read_text()))
+    assert f'MINISBERT = "{wheel.resolve().as_uri()}"' in cell  # where Colab would install from
 
     env = {
         key: value
