@@ -16,10 +16,10 @@
 # # Lesson 13: cross-encoders, the other side of the paper's trade
 #
 # **Time on a 2-core CPU:** fast mode 4 to 5 minutes (measured on a shared 2-core CPU); full
-# mode, the default, about 2.5 hours (an estimate: three seeds of the cross-encoder's 1,436
-# steps, one of which took 36 minutes on the shared machine, and of the bi-encoder's). On a
-# GPU: not measured yet. Fast mode: set `MINISBERT_FAST=1` before starting Jupyter, or
-# `FAST = True` in the cell that sets `FAST`.
+# mode, the default, about 70 minutes (measured: 4,112 s on a quiet 2-core CPU, most of it
+# three seeds of the cross-encoder's 1,436 steps, about 10 minutes each, and of the
+# bi-encoder's). On a GPU: not measured yet. Fast mode: set `MINISBERT_FAST=1` before starting
+# Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Every lesson so far built a **bi-encoder**: each sentence goes through BERT alone and
 # comes out as one vector, and two sentences are compared by the cosine of their vectors.
