@@ -58,6 +58,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from minisbert.data.lines import DataError
 from minisbert.data.loading import DATA_ENV, data_folder
@@ -217,7 +219,7 @@ def install_address(direct_url: str | None) -> str | None:
         vcs = record["vcs_info"]
         return f"{vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}" if "commit_id" in vcs else None
     if "dir_info" in record and url.startswith("file://"):
-        return url.removeprefix("file://")
+        return url2pathname(urlparse(url).path)  # "My%20course" -> "My course"
     return url
 
 

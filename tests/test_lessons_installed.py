@@ -76,6 +76,8 @@ def first_cell(notebook: dict) -> str:
          "git+https://github.com/ada/minisbert@0123abc"),  # the same commit
         ('{"url": "file:///home/ada/minisbert", "dir_info": {"editable": true}}',
          "/home/ada/minisbert"),  # a clone
+        ('{"url": "file:///home/ada/my%20course/minisbert", "dir_info": {}}',
+         "/home/ada/my course/minisbert"),  # a space in the path, as pip records it
         ('{"url": "file:///tmp/w/minisbert-0.1.0-py3-none-any.whl", "archive_info": {}}',
          "file:///tmp/w/minisbert-0.1.0-py3-none-any.whl"),  # a wheel
         ("not json", None),
