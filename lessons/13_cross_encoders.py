@@ -16,9 +16,11 @@
 # # Lesson 13: cross-encoders, the other side of the paper's trade
 #
 # **Time on a 2-core CPU:** fast mode 4 to 5 minutes (measured on a shared 2-core CPU); full
-# mode, the default, about 70 minutes (measured: 4,112 s on a quiet 2-core CPU, most of it
-# three seeds of the cross-encoder's 1,436 steps, about 10 minutes each, and of the
-# bi-encoder's). On a GPU: not measured yet. Fast mode: set `MINISBERT_FAST=1` before starting
+# mode, the default, about an hour: 4,112 s measured on a quiet 2-core CPU while the
+# cross-encoder still trained with dropout, most of it three seeds of the cross-encoder's
+# 1,436 steps (about 11 minutes each then) and of the bi-encoder's. Without dropout one such
+# run took 8 minutes (487 s, quiet, from the command line), so expect a little less (an
+# estimate). On a GPU: not measured yet. Fast mode: set `MINISBERT_FAST=1` before starting
 # Jupyter, or `FAST = True` in the cell that sets `FAST`.
 #
 # Every lesson so far built a **bi-encoder**: each sentence goes through BERT alone and
@@ -398,7 +400,16 @@ print(f"score by hand {score_by_hand:.6f}, predict {score_predict:.6f} (an untra
 # - the optimiser, its schedule and their settings are the bi-encoder's (`TrainConfig`'s
 #   defaults: AdamW, a linear warm-up then decay), but for the peak rate: `CROSS_ENCODER_LR`,
 #   higher than the bi-encoder's, since the head starts random; among the
-#   rates measured it scored best on STS-b dev. The values are printed below.
+#   rates measured it scored best on STS-b dev. The values are printed below;
+# - no dropout (`CROSS_ENCODER_DROPOUT`, 0 for a cross-encoder learning scores; `--dropout`
+#   sets another rate). Dropout zeroes a random tenth of the values in every layer while
+#   training, and nothing at prediction, so the spread of each layer's values differs
+#   between the two; a class survives that as long as the largest logit stays largest, a
+#   score is the number itself, which is one likely reason why regression fine-tuning is
+#   often done without dropout. Measured here over three seeds against the checkpoint's
+#   0.1: level on STS-b dev, with cheaper steps (no random masks to draw), which is why it
+#   was chosen; on test it came out a little higher on each seed
+#   (bench/results/cross-encoder-*.md).
 #
 # The scores are Spearman x100 against the gold scores, as for a bi-encoder, with the
 # cross-encoder's score of a pair in place of the cosine (`evaluate_pairs`; `minisbert eval

@@ -1,4 +1,5 @@
-"""Dropout whose random numbers cost half as much: ``nnx.Dropout`` with 16-bit draws.
+"""Dropout whose random numbers cost half as much: ``nnx.Dropout`` with 16-bit draws; and
+one rate for every dropout layer of a model (``--dropout``).
 
 Dropout at rate p zeroes each value with probability p and scales the others up, so that
 the expected output equals the input:
@@ -69,4 +70,16 @@ def use_16bit_dropout(model: nnx.Module) -> nnx.Module:
             if not 0 <= node.rate < 1:
                 raise ValueError(f"dropout rate must be in [0, 1), not {node.rate!r}")
             node.__class__ = Dropout  # same attributes; __call__ is the 16-bit one
+    return model
+
+
+def set_dropout_rate(model: nnx.Module, rate: float) -> nnx.Module:
+    """Give every dropout layer of ``model`` the rate ``rate`` (0: no dropout at all): returns
+    ``model``, changed. Only training sees it: ``model.eval()`` turns dropout off anyway, and
+    a saved model keeps its config's rates."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout rate must be in [0, 1), not {rate!r}")
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Dropout):
+            node.rate = rate
     return model

@@ -59,7 +59,7 @@ import numpy as np
 from flax import nnx
 
 from minisbert import run_guard
-from minisbert.dropout import use_16bit_dropout
+from minisbert.dropout import set_dropout_rate, use_16bit_dropout
 from minisbert.evaluate import eval_examples
 from minisbert.io import checkpoint
 from minisbert.losses import SoftmaxClassifier, get_loss, make_loss
@@ -376,6 +376,9 @@ class Run:
             )  # fmt: skip
         self.trainable = Trainable(self.encoder.model, classifier)
         self._check_loss(loss_fn)
+        rate = config.dropout_rate(self.encoder.num_labels if config.cross_encoder else None)
+        if rate is not None:  # --dropout, or a cross-encoder's on scores; else the model's own
+            set_dropout_rate(self.trainable, rate)
         if config.dropout_bits == 16:  # the same masks' distribution from half the random bits
             use_16bit_dropout(self.trainable)
         seed_dropout(self.trainable, config.seed)

@@ -198,3 +198,28 @@ def test_a_bi_encoder_folder_gives_its_kept_pooler_and_a_seeded_head(files, tmp_
         np.testing.assert_array_equal(model.pooler.kernel[...], kernel)
         np.testing.assert_array_equal(model.pooler.bias[...], bias)
     assert not np.allclose(kept[0].classifier.kernel[...], kept[1].classifier.kernel[...])
+
+
+@pytest.mark.parametrize("data, flags, rate", [
+    ("scores", {}, 0.0),  # a cross-encoder learning scores: CROSS_ENCODER_DROPOUT
+    ("classes", {}, 0.1),  # class pairs: the tiny model's own (its config.json)
+    ("scores", {"dropout": 0.25}, 0.25),  # --dropout wins
+    ("classes", {"dropout": 0.0}, 0.0),
+])  # fmt: skip
+def test_the_dropout_each_run_trains_with(files, tmp_path, data, flags, rate):
+    from minisbert.train import PaddedSteps, Run
+    from minisbert.train_config import CROSS_ENCODER_DROPOUT
+
+    def rates(config, steps) -> set[float]:  # of the model the run would train
+        out = tmp_path / ("ce" if config.cross_encoder else "bi")
+        out.mkdir()
+        run = Run(config, out, files["model"], steps)
+        return {node.rate for _, node in nnx.iter_graph(run.trainable)
+                if isinstance(node, nnx.Dropout)}  # fmt: skip
+
+    assert CROSS_ENCODER_DROPOUT == 0.0
+    config = config_for(files, tmp_path / "ce", data=str(files[data]), cross_encoder=True,
+                        **flags)  # fmt: skip
+    assert rates(config, PairSteps()) == {rate}
+    bi = dataclasses.replace(config, cross_encoder=False, data=str(files["scores"]))
+    assert rates(bi, PaddedSteps()) == {flags.get("dropout", 0.1)}  # the model's own unless told

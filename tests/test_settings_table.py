@@ -84,6 +84,7 @@ CONFIGS = [
         distance="cosine",
         concat=("u", "mul"),
         dropout_bits=16,
+        dropout=0.0,
         eval_data="none",
         progress=False,
     ),  # fmt: skip
@@ -103,6 +104,7 @@ CONFIGS = [
         keep_checkpoints=5,
         mini_batch_size=4,
         allow_duplicates=True,
+        dropout=0.25,
     ),  # fmt: skip
     TrainConfig(lr=1e-7, margin=0.0, concat=("abs_diff",), eval_data="sick"),
 ]
@@ -129,6 +131,7 @@ def test_every_range_names_the_tables_flag():
         "epochs": 0, "lr": 2.0, "head_lr": 0.0, "probe_steps": -1, "seed": 2**32, "max_steps": 0,
         "margin": -1.0, "scale": 0.0, "concat": (), "dropout_bits": 8, "eval_steps": -1,
         "checkpoint_steps": 0, "keep_checkpoints": 0, "model": " ", "mini_batch_size": 0,
+        "dropout": 1.0,
     }  # fmt: skip
     for name, value in bad.items():
         row = SETTINGS[name]
@@ -137,7 +140,7 @@ def test_every_range_names_the_tables_flag():
             TrainConfig(**{name: value})  # check_settings, in __post_init__
         assert str(info.value) == f"{name}={value!r} ({row.flag}): must be {row.must[0]}"
     for name in ("head_lr", "probe_steps", "max_steps", "margin", "scale", "distance",
-                 "mini_batch_size"):  # fmt: skip
+                 "mini_batch_size", "dropout"):  # fmt: skip
         TrainConfig(**{name: None})  # None: "the default's meaning", where the row allows it
 
 
