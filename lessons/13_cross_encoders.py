@@ -698,7 +698,9 @@ assert minisbert_command(rerank_args) == 0
 #   cannot bring back what the retriever missed, so K trades cost against recall.
 # - A trained cross-encoder can also label sentence pairs for a bi-encoder to train on: a
 #   way to carry some of its accuracy into the cheap model (Augmented SBERT, Thakur et al.
-#   2021).
+#   2021). It pays only where the cross-encoder is the better of the two (part 3 printed
+#   which one is, here); bench/results/cross-encoder-*.md reports what gold + silver did
+#   with our cross-encoder (`python -m bench.cross_encoder --augmented`).
 #
 # ## What we showed, checked
 #
