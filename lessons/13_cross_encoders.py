@@ -405,11 +405,11 @@ print(f"score by hand {score_by_hand:.6f}, predict {score_predict:.6f} (an untra
 #   sets another rate). Dropout zeroes a random tenth of the values in every layer while
 #   training, and nothing at prediction, so the spread of each layer's values differs
 #   between the two; a class survives that as long as the largest logit stays largest, a
-#   score is the number itself, which is one likely reason why regression fine-tuning is
-#   often done without dropout. Measured here over three seeds against the checkpoint's
-#   0.1: level on STS-b dev, with cheaper steps (no random masks to draw), which is why it
-#   was chosen; on test it came out a little higher on each seed
-#   (bench/results/cross-encoder-*.md).
+#   score is the number itself (a likely reason, not one this lesson measures, why a model
+#   that outputs a number may do better without). Measured here over three seeds against
+#   the checkpoint's 0.1: level on STS-b dev, with steps about 1.2 times cheaper (no random
+#   masks to draw), which is why it was chosen; on test it came out a little higher on each
+#   seed (bench/results/cross-encoder-*.md).
 #
 # The scores are Spearman x100 against the gold scores, as for a bi-encoder, with the
 # cross-encoder's score of a pair in place of the cosine (`evaluate_pairs`; `minisbert eval
